@@ -298,14 +298,16 @@ class LM:
         return out
 
     def loss(self, prompts: list[str], targets: list[str], weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Weighted mean over examples of each example's mean token NLL of its target (+ eos)."""
+        """mean_i(w_i * nll_i), nll_i = example i's mean token NLL of its target (+ eos).
+
+        Weights multiply (the paper-A convention: weights normalised to mean 1 over the data), they are not
+        renormalised per batch, so a batch of low-weight demonstrations really counts less."""
         kwargs, tgt, mask = self._batch(prompts, targets, eos=True)
         lp = self._token_logprobs(kwargs, tgt, mask)
         per_ex = -(lp.sum(1) / mask.sum(1).clamp(min=1))
         if weights is None:
             return per_ex.mean()
-        w = weights.to(per_ex)
-        return (per_ex * w).sum() / w.sum().clamp(min=1e-8)
+        return (per_ex * weights.to(per_ex)).mean()
 
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 0.7,

@@ -1,6 +1,10 @@
 import os
 
 import pytest
+import torch
+
+# the tests use tiny models, for which one thread is fastest (and robust when the 2 cores are shared)
+torch.set_num_threads(1)
 
 from lib.common import cache_dir
 

@@ -65,7 +65,7 @@ def test_a_training_step_lowers_the_loss(tiny_lm):
 
 def test_weights_select_examples(tiny_lm):
     with torch.no_grad():
-        only_first = tiny_lm.loss(PROMPTS, CONTS, weights=torch.tensor([1.0, 0.0, 0.0]))
+        only_first = tiny_lm.loss(PROMPTS, CONTS, weights=torch.tensor([3.0, 0.0, 0.0]))
         first = tiny_lm.loss(PROMPTS[:1], CONTS[:1])
     torch.testing.assert_close(only_first, first)
 

@@ -1,0 +1,93 @@
+"""Paper B students: which rationale does the student learn from? (Ballout et al. 2024, DESIGN.md)
+
+  ft        standard fine-tuning: predict: -> answer only
+  dss       Distilling Step-by-Step: explain: -> a free-text rationale (the dataset's gold explanation where
+            it has one: StrategyQA, GSM8K, MathQA; otherwise the LM teacher's chain of thought, cached)
+  tokens    the paper's method in the multi-task format: explain: -> the teacher's top-k influential words
+            (attribution target = gold answer); no teacher at test time
+  hint      the influential words appended to the input (train and test); the teacher is needed at test
+            time and, since it cannot see the gold answer there, attributes its own predicted answer; the
+            share of test hints that contain the gold answer's words is reported (leakage)
+
+All four share lib.training (same student, same budget, same dev selection, same seeds).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .attribution import contains_gold, influential_words
+from .common import ReproError, check_choice
+from .models import load_model
+from .teachers import annotate, get_teacher
+from .training import finetune_and_test, make_items
+
+METHODS = ("ft", "dss", "tokens", "hint")
+
+
+def methods_for(examples) -> tuple[str, ...]:
+    """`hint` needs answer options (see run); every other method fits every dataset."""
+    return METHODS if examples and examples[0].choices else METHODS[:3]
+PAPER_DSS_T5_BASE = {  # Hsieh et al. 2023, T5-Base, accuracy %: printed beside ours for scale only
+    "standard fine-tuning": {"esnli": 88.38, "anli": 43.58, "commonsense_qa": 62.19, "svamp": 62.63},
+    "DSS (PaLM rationales)": {"esnli": 89.51, "anli": 49.58, "commonsense_qa": 63.29, "svamp": 65.50},
+}
+
+
+class Rationales:
+    """Lazily computed, cached rationales of every kind for one dataset's train/test examples."""
+
+    def __init__(self, teacher_model: str, dataset: str, k: int = 5, method: str = "saliency", batch_size: int = 8,
+                 progress: bool = True):
+        self.teacher_model, self.dataset, self.k, self.method = teacher_model, dataset, k, method
+        self.batch_size, self.progress = batch_size, progress
+        self._lm = None
+
+    @property
+    def lm(self):
+        if self._lm is None:
+            self._lm = load_model(self.teacher_model)
+            self._lm.name = self.teacher_model
+        return self._lm
+
+    def words(self, examples, target: str = "gold", k: int | None = None) -> list[str]:
+        recs = influential_words(self.lm, examples, method=self.method, k=k or self.k, target=target,
+                                 batch_size=self.batch_size, progress=self.progress)
+        return [" ".join(r["words"]) for r in recs]
+
+    def free_text(self, examples) -> list[str | None]:
+        """Gold explanation where the dataset has one, else the LM teacher's chain of thought."""
+        missing = [e for e in examples if not e.rationale]
+        demos = {}
+        if missing:
+            T = get_teacher(f"lm:{self.teacher_model}")
+            demos = {d.id: d for d in annotate(T, missing, self.dataset, progress=self.progress)}
+        return [e.rationale or (demos[e.id].rationale or None) for e in examples]
+
+
+def run(method: str, dataset: str, splits: dict, R: Rationales, *, student: str, seed: int, preset: str,
+        n_train: int | None = None, alpha: float = 0.5, **train_kw) -> dict:
+    """One (method, dataset, seed) run of a paper-B student; cached via finetune_and_test."""
+    check_choice("method", method, METHODS)
+    if method == "hint" and not splits["test"][0].choices:
+        raise ReproError(f"method 'hint' needs answer options (the teacher attributes its own predicted option at "
+                         f"test time); {dataset} has none")
+    train = splits["pool"][:n_train] if n_train else splits["pool"]
+    dev, test = splits["dev"], splits["test"]
+    answers = [e.answer for e in train]
+    hints = test_hints = dev_hints = None
+    if method == "ft":
+        items = make_items(train, answers, [None] * len(train), fmt="answer_only")
+    elif method == "dss":
+        items = make_items(train, answers, R.free_text(train), alpha=alpha)
+    elif method == "tokens":
+        items = make_items(train, answers, R.words(train, "gold"), alpha=alpha)
+    else:
+        hints, dev_hints, test_hints = (R.words(x, "predicted") for x in (train, dev, test))
+        items = make_items(train, answers, [None] * len(train), fmt="answer_only", hints=hints)
+    key = {"paper": "B", "method": method, "dataset": dataset, "seed": seed, "preset": preset, "alpha": alpha,
+           "teacher": R.teacher_model, "k": R.k, "attr_method": R.method}
+    r = finetune_and_test(student, items, dev, test, key=key, fmt="answer_only" if method in ("ft", "hint") else "multitask",
+                          test_hints=test_hints, dev_hints=dev_hints, seed=seed, **train_kw)
+    if method == "hint":
+        r = {**r, "hint_leak": float(np.mean([contains_gold(h.split(), e) for h, e in zip(test_hints, test)]))}
+    return r

@@ -1,0 +1,59 @@
+import torch
+
+from lib import data, training
+from lib.models import load_model
+from lib.training import make_items, train
+
+
+def _splits():
+    return data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+
+
+def test_multitask_weights_give_the_dss_loss():
+    """2α / 2(1−α) part weights + batch mean == α·mean(L_answer) + (1−α)·mean(L_explain)."""
+    s = _splits()
+    ex = s["pool"][:4]
+    lm = load_model("tiny-llama")
+    items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex], alpha=0.3)
+    parts = [p for it in items for p in it.parts]
+    with torch.no_grad():
+        got = lm.loss([p.prompt for p in parts], [p.target for p in parts], weights=torch.tensor([p.weight for p in parts]))
+        la = lm.loss([p.prompt for p in parts[0::2]], [p.target for p in parts[0::2]])
+        le = lm.loss([p.prompt for p in parts[1::2]], [p.target for p in parts[1::2]])
+    torch.testing.assert_close(got, 0.3 * la + 0.7 * le)
+
+
+def test_zero_weight_filters_and_missing_rationale_keeps_predict_only():
+    s = _splits()
+    ex = s["pool"][:3]
+    items = make_items(ex, [e.answer for e in ex], [None, "because", "b"], weights=[1.0, 0.0, 2.0])
+    assert [it.id for it in items] == [ex[0].id, ex[2].id]
+    assert len(items[0].parts) == 1 and items[0].parts[0].prompt.startswith("predict:")
+    assert items[1].parts[0].weight == 2.0  # 2α·w with α = 0.5
+
+
+def test_training_lowers_loss_is_deterministic_and_selects_on_dev():
+    s = _splits()
+    ex = s["pool"]
+    items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
+    runs = []
+    for _ in range(2):
+        lm = load_model("tiny-llama")
+        hist = train(lm, items, epochs=3, lr=3e-3, batch_size=4, seed=0, dev=s["dev"], progress=False)
+        runs.append((hist, lm.model.state_dict()))
+    hist = runs[0][0]
+    assert sum(hist["loss"][-4:]) / 4 < sum(hist["loss"][:4]) / 4
+    assert hist["loss"] == runs[1][0]["loss"]  # seeded and deterministic on CPU
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1].values(), runs[1][1].values()))
+    assert hist["best_dev_acc"] == max(hist["dev_acc"])  # the selected epoch is the best on dev
+    assert len(hist["dev_acc"]) == 4  # before training + 3 epochs
+
+
+def test_predict_reads_options_and_numbers():
+    lm = load_model("tiny-llama")
+    for name in ("commonsense_qa", "gsm8k"):
+        ex = data.load_splits(name, "smoke", caps={"test": 4})["test"]
+        preds = training.predict(lm, ex, batch_size=2)
+        assert len(preds) == 4
+        if ex[0].choices:
+            assert all(p in e.choices for p, e in zip(preds, ex))
