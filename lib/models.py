@@ -271,10 +271,14 @@ class LM:
             logits = self.model(**kwargs).logits  # aligned with labels
             lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
             return lp * mask
-        logits = self.model(**kwargs).logits[:, :-1]
-        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, 1:].unsqueeze(-1)).squeeze(-1)
+        # project to the vocabulary only where a target token is predicted: positions lo..hi-1 predict tokens
+        # lo+1..hi (for option scoring that is a few positions of ~40, and Gemma's vocabulary has 262k entries)
+        pos = mask.any(0).nonzero().flatten()
+        lo, hi = int(pos.min()) - 1, int(pos.max())
+        logits = self.model(**kwargs, logits_to_keep=torch.arange(lo, hi, device=tgt.device)).logits
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, lo + 1:hi + 1].unsqueeze(-1)).squeeze(-1)
         out = torch.zeros_like(tgt, dtype=lp.dtype)
-        out[:, 1:] = lp
+        out[:, lo + 1:hi + 1] = lp
         return out * mask
 
     # -- the three operations

@@ -32,6 +32,35 @@ def export_html(executed: Path) -> None:
     executed.with_suffix(".html").write_text(body)
 
 
+class PeakRSS:
+    """Peak resident memory of this process's children (the notebook kernel), polled twice a second."""
+
+    def __init__(self):
+        import threading
+
+        self.peak, self._stop = 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.5):
+            try:
+                rss = sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak = max(self.peak, rss)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
 def main(argv=None) -> int:
     import papermill as pm
 
@@ -61,8 +90,9 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(nbs)}] {nb.name} (preset={args.preset}) ...", flush=True)
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset}, kernel_name=KERNEL,
-                                cwd=str(ROOT / "notebooks"), progress_bar=False, log_output=False)
+            with PeakRSS() as mem:
+                pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset}, kernel_name=KERNEL,
+                                    cwd=str(ROOT / "notebooks"), progress_bar=False, log_output=False)
         except pm.PapermillExecutionError as e:
             print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
             print(f"the executed copy with the error is at {dest}", file=sys.stderr)
@@ -73,10 +103,10 @@ def main(argv=None) -> int:
         with open(log, "a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(["timestamp", "preset", "notebook", "seconds"])
+                w.writerow(["timestamp", "preset", "notebook", "seconds", "peak_rss_MB"])
                 new = False
-            w.writerow([time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1)])
-        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s", flush=True)
+            w.writerow([time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20)])
+        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB)", flush=True)
     print(f"all {len(nbs)} notebooks done in {(time.time() - t_all) / 60:.1f} min; results in {out}")
     return 0
 

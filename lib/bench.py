@@ -1,0 +1,251 @@
+"""`make bench`: speed of every hot path as a ratio against the obvious way, timed in the same process.
+
+Each row: assert that the fast path and the baseline give the same outputs (before anything is timed),
+then the median of `repeats` timings of each; the ratio baseline / fast is what the target is about (the
+machine is noisy, absolute times alone mean little). Writes results/bench.md and results/bench.csv.
+On CUDA the same rows also report GPU memory. `--preset smoke` runs the same code on tiny models (the
+equality assertions of every row are exercised by tests/test_bench.py).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import ROOT, ReproError
+from .config import get_preset, resolve_preset
+from .data import load_splits
+from .models import LM, cold_load_seconds, load_model, materialise, REGISTRY
+from .prompts import answer_prompt, cot_prompt, demonstration
+
+TARGETS = {  # (target ratio on CPU, on CUDA)
+    "attribution_saliency": (2.5, 8), "attribution_ig": (2.0, 4), "self_consistency": (2.0, 3),
+    "ta_confidence": (3.0, 10), "train_step": (1 / 1.1, 1 / 1.1), "bucketed_batches": (1.5, 1.5), "model_load": (10, 10),
+}
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def row(name: str, what: str, fast_s: float, base_s: float, n: int, note: str = "") -> dict:
+    ratio = base_s / fast_s if fast_s > 0 else float("nan")
+    tgt = TARGETS.get(name, (None, None))[1 if torch.cuda.is_available() else 0]
+    ok = "n/a" if tgt is None else ("meets" if ratio >= tgt else f"misses by {tgt / ratio:.2f}x")
+    r = {"row": name, "what": what, "n": n, "fast_s": round(fast_s, 4), "baseline_s": round(base_s, 4),
+         "ratio": round(ratio, 2), "target": tgt if tgt is None else round(tgt, 2), "verdict": ok, "note": note}
+    if torch.cuda.is_available():
+        r["gpu_mem_MB"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print(f"  {name:<22} x{ratio:5.2f} (target {tgt}) {ok}  {note}", flush=True)
+    return r
+
+
+def _examples(preset: str, n: int, dataset: str = "commonsense_qa"):
+    ex = load_splits(dataset, preset)["pool"]
+    return (ex * (n // max(1, len(ex)) + 1))[:n]
+
+
+# ---------------------------------------------------------------- rows
+
+def bench_ta_confidence(lm: LM, ex, repeats: int) -> dict:
+    P = [cot_prompt(e, 0) for e in ex]
+    C = [" " + demonstration(e.rationale or "", e.answer) for e in ex]
+    fast = lambda: lm.score(P, C, batch_size=32)
+    base = lambda: [lm.score([p], [c], batch_size=1)[0] for p, c in zip(P, C)]
+    a, b = fast(), base()
+    assert all(torch.allclose(torch.exp(x.mean()), torch.exp(y.mean()), atol=1e-5) for x, y in zip(a, b)), "TA confidence differs"
+    tf, _ = timed(fast, repeats)
+    tb, _ = timed(base, repeats)
+    return row("ta_confidence", "TA confidence, batched teacher-forced pass vs one forward per output", tf, tb, len(ex))
+
+
+def bench_bucketing(lm: LM, ex, repeats: int) -> dict:
+    """LM.score sorts by length so each batch pads little; baseline pads every batch to the longest example."""
+    P = [cot_prompt(e, 0) for e in ex]
+    C = [" " + e.answer for e in ex]
+    longest = max(range(len(P)), key=lambda i: len(lm._prompt_ids(P[i])) + len(lm._ids(C[i], False)))
+
+    def padded_to_longest():
+        out = []
+        for s in range(0, len(P), 16):
+            # the longest example rides along in every batch, so every batch has the global max length
+            res = lm.score(P[s:s + 16] + [P[longest]], C[s:s + 16] + [C[longest]], batch_size=17)
+            out += res[:-1]
+        return out
+
+    a, b = lm.score(P, C, batch_size=16), padded_to_longest()
+    assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(a, b)), "bucketing changed scores"
+    ntok = sum(len(lm._prompt_ids(p)) + len(lm._ids(c, False)) for p, c in zip(P, C))
+    tf, _ = timed(lambda: lm.score(P, C, batch_size=16), repeats)
+    tb, _ = timed(padded_to_longest, repeats)
+    return row("bucketed_batches", "length-sorted batches vs padding to the longest (tokens/s ratio)", tf, tb, len(ex),
+               f"{ntok / tf:.0f} tok/s vs {ntok / tb:.0f}")
+
+
+def bench_self_consistency(lm: LM, ex, K: int, repeats: int, max_new_tokens: int = 16) -> dict:
+    P = [answer_prompt(e) for e in ex]
+    fast = lambda: lm.generate(P, max_new_tokens=max_new_tokens, do_sample=True, num_return_sequences=K, batch_size=16, seed=0)
+    base = lambda: [lm.generate(P, max_new_tokens=max_new_tokens, do_sample=True, batch_size=16, seed=k) for k in range(K)]
+    a, b = fast(), base()
+    assert len(a) == len(P) and all(len(x) == K for x in a) and len(b) == K  # samples differ by design: shapes only
+    tf, _ = timed(fast, repeats)
+    tb, _ = timed(base, repeats)
+    return row("self_consistency", f"K={K} samples: one generate with num_return_sequences vs K calls", tf, tb, len(ex))
+
+
+def bench_train_step(lm: LM, ex, repeats: int) -> dict:
+    """Our training step (LM.loss + accelerate-free backward + AdamW) vs a bare PyTorch loop on the same batch,
+    plus achieved FLOP/s as a share of this CPU's fp32 matmul peak."""
+    from .training import make_items
+
+    items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
+    parts = [p for it in items for p in it.parts]
+    P, T, W = [p.prompt for p in parts], [p.target for p in parts], torch.tensor([p.weight for p in parts])
+    kwargs, tgt, mask = lm._batch(P, T, eos=True)
+    model = lm.model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: timing only, weights unchanged
+    model.train()
+
+    def ours():
+        loss = lm.loss(P, T, weights=W)
+        loss.backward(); opt.step(); opt.zero_grad()
+        return float(loss.detach())
+
+    labels = kwargs["input_ids"].masked_fill(~mask, -100)
+
+    def bare():
+        out = model(input_ids=kwargs["input_ids"], attention_mask=kwargs.get("attention_mask"), labels=labels) \
+            if lm.arch == "causal" else model(**kwargs)
+        out.loss.backward(); opt.step(); opt.zero_grad()
+        return float(out.loss.detach())
+
+    ours(); bare()
+    tf, _ = timed(ours, repeats)
+    tb, _ = timed(bare, repeats)
+    model.load_state_dict(state); model.eval()
+    ntok = int(kwargs["attention_mask"].sum()) if "attention_mask" in kwargs else int(kwargs["input_ids"].numel())
+    flops = 6 * sum(p.numel() for p in model.parameters()) * ntok  # forward + backward ~ 6·N·tokens
+    peak = matmul_peak()
+    return row("train_step", "training step: ours vs a bare PyTorch loop (ratio >= 1/1.1 = within 1.1x)", tf, tb, len(parts),
+               f"{flops / tf / 1e9:.1f} GFLOP/s = {100 * flops / tf / peak:.0f}% of measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+
+
+def matmul_peak(n: int = 1024, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t, _ = timed(lambda: a @ b, repeats)
+    return 2 * n ** 3 / t
+
+
+def bench_attribution(lm: LM, ex, method: str, repeats: int, n_steps: int = 20) -> dict:
+    from .attribution import build_prompt, continuation, attribute_batch, select_words
+
+    jobs = [build_prompt(e) for e in ex]
+    P = [p for p, _ in jobs]
+    C = [continuation(e, e.label) for e in ex]
+    if method == "saliency":
+        fast = lambda: attribute_batch(lm, P, C, "saliency", internal_batch_size=len(P))
+        base = lambda: [attribute_batch(lm, [p], [c], "saliency")[0] for p, c in zip(P, C)]
+    else:
+        fast = lambda: attribute_batch(lm, P, C, "integrated_gradients", n_steps=n_steps, internal_batch_size=len(P) * n_steps)
+        # captum per example with its default internal batching (all n_steps in one pass)
+        base = lambda: [attribute_batch(lm, [p], [c], "integrated_gradients", n_steps=n_steps, internal_batch_size=n_steps)[0]
+                        for p, c in zip(P, C)]
+    a, b = fast(), base()
+    if method == "saliency":
+        top = lambda r: np.argsort(-np.asarray(r["token_scores"]))[:5].tolist()
+        assert all(top(x) == top(y) for x, y in zip(a, b)), "batched saliency changed the top tokens"
+    else:
+        assert all(np.allclose(x["token_scores"], y["token_scores"], atol=1e-4) for x, y in zip(a, b)), "batched IG differs"
+    tf, _ = timed(fast, repeats)
+    tb, _ = timed(base, repeats)
+    name = "attribution_saliency" if method == "saliency" else "attribution_ig"
+    what = "Saliency batched vs captum per example" if method == "saliency" else f"IG ({n_steps} steps) batched vs per example"
+    return row(name, what, tf, tb, len(ex))
+
+
+def bench_model_load(name: str) -> dict | None:
+    if REGISTRY.get(name) is None or REGISTRY[name].source != "gguf":
+        return None
+    materialise(name)
+    tf, _ = timed(lambda: load_model(name), 3)
+    cold = cold_load_seconds(name)
+    return row("model_load", f"{name}: load from the safetensors cache vs dequantising the package GGUF", tf, cold, 1,
+               "baseline = GGUF load time recorded when the cache was built")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="offline")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    args = ap.parse_args(argv)
+    try:
+        preset = resolve_preset(args.preset)
+    except ReproError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = get_preset(preset)
+    small = preset == "smoke"
+    t0 = time.time()
+    print(f"bench ({preset}, {torch.get_num_threads()} threads, {'cuda' if torch.cuda.is_available() else 'cpu'})", flush=True)
+    teacher, student = load_model(cfg["models"]["teacher"]), load_model(cfg["models"]["student"])
+    teacher.name, student.name = cfg["models"]["teacher"], cfg["models"]["student"]
+    rows = [
+        bench_attribution(teacher, _examples(preset, 16 if small else 64), "saliency", args.repeats),
+        bench_attribution(teacher, _examples(preset, 4 if small else 16), "ig", max(1, args.repeats - 2)),
+        bench_self_consistency(student, _examples(preset, 16 if small else 64), 5, args.repeats),
+        bench_ta_confidence(student, _examples(preset, 32 if small else 256, "strategyqa"), args.repeats),
+        bench_train_step(student, _examples(preset, 8, "strategyqa"), args.repeats),
+        bench_bucketing(student, _examples(preset, 64 if small else 256, "strategyqa"), args.repeats),
+    ]
+    r = bench_model_load(cfg["models"]["student"])
+    rows += [r] if r else []
+    rows += reproduce_rows(preset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "bench" if preset == "offline" else f"bench_{preset}"
+    with open(args.out / f"{name}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99))
+        w.writeheader(); w.writerows(rows)
+    md = [f"# Benchmarks ({preset} preset)", "",
+          f"`make bench` on {torch.get_num_threads()} CPU threads{', CUDA' if torch.cuda.is_available() else ''}; "
+          f"median of {args.repeats} repeats; ratio = baseline time / fast time, timed in the same process; "
+          f"every row first asserts that both paths give the same outputs. Total {time.time() - t0:.0f} s.", "",
+          "| row | what | n | fast s | baseline s | ratio | target | verdict | note |", "|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['row']} | {r['what']} | {r['n']} | {r['fast_s']} | {r['baseline_s']} | {r['ratio']} | {r['target']} | {r['verdict']} | {r['note']} |" for r in rows]
+    (args.out / f"{name}.md").write_text("\n".join(md) + "\n")
+    print(f"wrote {args.out / (name + '.md')} in {time.time() - t0:.0f} s")
+    return 0
+
+
+def reproduce_rows(preset: str) -> list[dict]:
+    """Cold / warm wall time and peak memory of each notebook, read from the reproduce run's own log."""
+    log = ROOT / "results" / preset / "run_log.csv"
+    if not log.exists():
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(log)
+    rows = []
+    for nb, g in df.groupby("notebook"):
+        cold, warm = g.seconds.iloc[0], g.seconds.iloc[-1]
+        mem = f", peak RSS {g.peak_rss_MB.max():.0f} MB" if "peak_rss_MB" in g else ""
+        rows.append({"row": f"reproduce:{nb}", "what": "notebook wall time, first (cold) vs last (warm) run in run_log.csv",
+                     "n": len(g), "fast_s": warm, "baseline_s": cold, "ratio": round(cold / warm, 1) if warm else float("nan"),
+                     "target": None, "verdict": "n/a", "note": f"cold {cold:.0f} s, warm {warm:.0f} s{mem}"})
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

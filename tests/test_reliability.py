@@ -1,0 +1,95 @@
+"""Resumable, safe and deterministic runs (smoke preset, tiny models)."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lib import common
+from lib.common import ROOT, ReproError, cached_json
+
+RUNNER = """
+import json, sys, torch
+torch.set_num_threads(1)
+from lib import data, ta_loop, common
+s = data.load_splits("strategyqa", "smoke", caps={"pool": 24, "dev": 8, "test": 8})
+out = []
+for seed in (0, 1, 2):
+    for m in ("plain", "two_stage"):
+        r = ta_loop.run(m, "strategyqa", s, teacher="simulated:0.3", student="tiny-llama", ta="tiny-llama", seed=seed,
+                        preset="smoke", budget=8, K=2, sc_max_new_tokens=4, epochs=1, lr=3e-3, batch_size=4, progress=False)
+        out.append(r["correct"])
+print("RESULT " + json.dumps({"out": out, "stats": dict(common.CACHE_STATS)}))
+"""
+
+
+def _run(cache: Path, timeout=600, kill_after_files: int | None = None):
+    env = {**os.environ, "DISTILL_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    # smoke assets and tiny models live in the cache too: share the built ones through a symlink
+    p = subprocess.Popen([sys.executable, "-c", RUNNER], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if kill_after_files is not None:
+        t0 = time.time()
+        while len(list((cache / "artifacts" / "ta_run").glob("*.json"))) < kill_after_files:
+            assert p.poll() is None and time.time() - t0 < timeout, "run ended before it could be interrupted"
+            time.sleep(0.2)
+        p.kill()
+        p.wait()
+        return None
+    stdout, _ = p.communicate(timeout=timeout)
+    assert p.returncode == 0
+    return json.loads(stdout.split("RESULT ", 1)[1])
+
+
+def _fresh_cache(tmp_path, name):
+    c = tmp_path / name
+    (c / "models").mkdir(parents=True)
+    real = common.cache_dir()
+    for sub in ("models/tiny-llama",):
+        os.symlink(real / sub, c / sub)
+    return c
+
+
+def test_interrupted_run_resumes_without_recomputing_and_matches_a_clean_run(tmp_path):
+    clean = _run(_fresh_cache(tmp_path, "clean"))
+    cache = _fresh_cache(tmp_path, "resumed")
+    _run(cache, kill_after_files=2)  # killed mid-way, after two runs finished
+    done = {p.name: p.stat().st_mtime_ns for p in (cache / "artifacts" / "ta_run").glob("*.json")}
+    assert len(done) >= 2
+    resumed = _run(cache)
+    assert resumed["out"] == clean["out"]  # identical outputs (deterministic on CPU)
+    assert resumed["stats"].get("ta_run:hit", 0) >= len(done)  # nothing finished is recomputed...
+    assert resumed["stats"]["ta_run:miss"] == 6 - resumed["stats"]["ta_run:hit"]
+    for name, mtime in done.items():  # ...and the finished files were not rewritten
+        assert (cache / "artifacts" / "ta_run" / name).stat().st_mtime_ns == mtime
+    assert not list((cache / "artifacts" / "ta_run").glob(".*.tmp"))  # no half-written file is left to be read
+
+
+def test_corrupted_cache_file_is_recomputed_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    calls = []
+    f = lambda: calls.append(1) or {"x": len(calls)}
+    assert cached_json("t", {"a": 1}, f) == {"x": 1}
+    assert cached_json("t", {"a": 1}, f) == {"x": 1} and len(calls) == 1
+    (path,) = (tmp_path / "artifacts" / "t").glob("*.json")
+    path.write_text(path.read_text()[:10])  # truncated by a crash of some other writer
+    assert cached_json("t", {"a": 1}, f) == {"x": 2} and len(calls) == 2
+    path.write_text(json.dumps({"key": {"a": 2}, "value": "foreign"}))  # a file that is not ours
+    assert cached_json("t", {"a": 1}, f) == {"x": 3}
+    assert cached_json("t", {"a": 1}, f, version=2) == {"x": 4}  # a new code version recomputes
+
+
+@pytest.mark.parametrize("nb,params,msg", [
+    ("12_A_main_table.ipynb", {"budget": -1}, "parameter budget must be positive"),
+    ("21_B_main_table.ipynb", {"k": 10_000}, "k=10000 is larger than the longest input"),
+    ("22_B_ablations.ipynb", {"methods": ["gradcam"], "ks": [], "alphas": [], "shares": []}, "unknown method 'gradcam'"),
+])
+def test_bad_parameters_fail_with_one_clear_line(nb, params, msg, tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(ROOT / "notebooks" / nb), str(tmp_path / nb), parameters={"preset": "smoke", **params},
+                            kernel_name="distill-repro", cwd=str(ROOT / "notebooks"), progress_bar=False)
+    assert e.value.ename == "ReproError" and msg in e.value.evalue
