@@ -72,7 +72,7 @@ def run(method: str, dataset: str, splits: dict, R: Rationales, *, student: str,
         raise ReproError(f"method 'hint' needs answer options (the teacher attributes its own predicted option at "
                          f"test time); {dataset} has none")
     train = splits["pool"][:n_train] if n_train else splits["pool"]
-    longest = max(len(e.question.split()) for e in train)
+    longest = max(len(e.question.split()) + sum(len(c.split()) for c in e.choices or []) for e in train)
     if R.k > longest:
         raise ReproError(f"k={R.k} is larger than the longest input ({longest} words in {dataset})")
     dev, test = splits["dev"], splits["test"]

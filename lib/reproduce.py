@@ -84,7 +84,6 @@ def main(argv=None) -> int:
         return 2
     t_all = time.time()
     log = out / "run_log.csv"
-    new = not log.exists()
     for i, nb in enumerate(nbs, 1):
         dest = out / nb.name
         print(f"[{i}/{len(nbs)}] {nb.name} (preset={args.preset}) ...", flush=True)
@@ -102,9 +101,8 @@ def main(argv=None) -> int:
             export_html(dest)
         with open(log, "a", newline="") as f:
             w = csv.writer(f)
-            if new:
+            if f.tell() == 0:  # decided at write time: two runs may have started on an empty log
                 w.writerow(["timestamp", "preset", "notebook", "seconds", "peak_rss_MB"])
-                new = False
             w.writerow([time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20)])
         print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB)", flush=True)
     print(f"all {len(nbs)} notebooks done in {(time.time() - t_all) / 60:.1f} min; results in {out}")

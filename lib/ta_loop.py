@@ -31,7 +31,7 @@ SIGNALS = ("sc", "ta_student", "ta_teacher")
 VERSION = 1
 
 DEFAULTS = dict(budget=64, rho=0.2, signals=SIGNALS, use="weight", filter_q=0.3, K=4, temperature=0.7,
-                sc_max_new_tokens=12, cot_max_new_tokens=64, alpha=0.5, fmt="multitask", epochs=2, lr=5e-5, batch_size=8, stage2_from="warm")
+                sc_max_new_tokens=12, cot_max_new_tokens=64, cot_shots=0, alpha=0.5, fmt="multitask", epochs=2, lr=5e-5, batch_size=8, stage2_from="warm")
 
 
 def _check(method, p):
@@ -58,10 +58,13 @@ def _need(student, ta, examples, p, seed, warmed: bool):
     """Need of every candidate question from the student's signals (random order if none is used)."""
     out = {}
     if "sc" in p["signals"] or "ta_student" in p["signals"]:
-        # a warmed student answers in its training format; an un-warmed one needs the few-shot CoT prompt
+        # a warmed student answers in its training format; an un-warmed one gets the question with its options
+        # and `cot_shots` chain-of-thought exemplars (0 by default: generate repeats the prompt K times, so
+        # few-shot prefixes multiply the cost of the costliest step)
         sc = self_consistency(student, examples, K=p["K"], temperature=p["temperature"], seed=seed,
                               max_new_tokens=p["sc_max_new_tokens"] if warmed else p["cot_max_new_tokens"],
-                              prompt_fn=predict_prompt if warmed else None, batch_size=p["eval_batch_size"])
+                              prompt_fn=predict_prompt if warmed else None, n_shots=p["cot_shots"],
+                              batch_size=p["eval_batch_size"])
         out["sc"] = np.asarray(sc["sc"], float)
         out["ta_student"] = np.asarray(ta_confidence(ta, examples, sc["output"], batch_size=p["eval_batch_size"]), float)
     parts = []
