@@ -1,0 +1,462 @@
+"""Influential tokens as rationales (paper B): which input words the teacher's answer depends on.
+
+The target is the teacher's log-probability of an answer given the prompt (sum over the answer tokens,
+teacher-forced): the gold option (default) or the teacher's own prediction, written as the option text
+(default) or its letter. captum attributes it to the input embeddings, one padded batch per call:
+  saliency                    |d target / d embedding|                 (captum Saliency)
+  input_x_gradient            embedding * gradient                     (captum InputXGradient)
+  integrated_gradients        path integral from an all-zero embedding (captum IntegratedGradients)
+  layer_integrated_gradients  path integral on the embedding layer, from the embeddings of pad tokens
+                              (captum LayerIntegratedGradients)
+A token's score is the L2 norm of its attribution over the embedding dimension; subword scores are summed
+into whitespace words of the prompt; template text ("Question:", "Options:", "Answer:"), option letters,
+special tokens, punctuation and stop-words are never picked (template words and letters can be, with
+`allow_template=True`); the top-k words are kept in input order.
+
+Multiple-choice prompts list the options (the paper's setting: "datasets whose labels are part of the
+input"), so the gold answer's words can be among the extracted words; `ground_truth` measures how often
+they are, beside two controls (k random words; the same test for the strongest distractor option).
+"""
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import torch
+
+from .common import ReproError, cached_json, check_choice
+from .data import LETTERS, Example
+from .evaluation import bootstrap_ci
+
+METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients")
+TARGETS = ("gold", "predicted")
+ANSWER_FORMS = ("text", "letter")
+VERSION = 1  # bump when the attribution code changes: cached attributions are then recomputed
+
+# A small English stop-word list (NLTK's, minus contractions), built in so nothing is downloaded.
+STOP_WORDS = frozenset("""a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have having he
+her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+off on once only or other our ours ourselves out over own same she should so some such than that the their theirs
+them themselves then there these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves""".split())
+_EDGE = re.compile(r"^[^\w]+|[^\w]+$")  # punctuation at either end of a whitespace word
+
+
+def norm_word(w: str) -> str:
+    """'Dollars,' -> 'dollars'; '3,000' stays '3,000'; '(A)' -> 'a'; '?' -> ''."""
+    return _EDGE.sub("", w).lower()
+
+
+# ---------------------------------------------------------------- prompts with known template spans
+
+def build_prompt(e: Example, answer_form: str = "text") -> tuple[str, list[tuple[int, int, str]]]:
+    """(prompt, segments): segments are (start, end, kind), kind in template | question | option | letter.
+
+    text form:   "Question: <q> Options: a, b, c\\nAnswer:"  (= prompts.question_text(e, with_options=True))
+    letter form: "Question: <q> Options: (A) a, (B) b\\nAnswer:"
+    Building the prompt from labelled pieces tells exactly which characters are template, so no regex on
+    the text can mistake a question word "Answer" for the template."""
+    check_choice("answer_form", answer_form, ANSWER_FORMS)
+    if answer_form == "letter" and not e.choices:
+        raise ReproError(f"answer_form='letter' needs answer options; example {e.id} ({e.kind}) has none")
+    parts = [("Question: ", "template"), (e.question, "question")]
+    if e.choices and (e.kind == "mc" or answer_form == "letter"):
+        parts.append((" Options: ", "template"))
+        for i, c in enumerate(e.choices):
+            if i:
+                parts.append((", ", "template"))
+            if answer_form == "letter":
+                parts.append((f"({LETTERS[i]}) ", "letter"))
+            parts.append((c, "option"))
+    parts.append(("\nAnswer:", "template"))
+    segs, pos = [], 0
+    for text, kind in parts:
+        segs.append((pos, pos + len(text), kind))
+        pos += len(text)
+    return "".join(t for t, _ in parts), segs
+
+
+def continuation(e: Example, idx: int, answer_form: str = "text") -> str:
+    """What the teacher is scored on: the option text or its letter, after a space (like lm.score)."""
+    return " " + (LETTERS[idx] if answer_form == "letter" else e.choices[idx])
+
+
+def prompt_words(prompt: str, segs) -> list[dict]:
+    """Whitespace words of the prompt with their char span and kind (template/question/option/letter/punct)."""
+    kind_at = np.empty(len(prompt), dtype=object)
+    for s, t, k in segs:
+        kind_at[s:t] = k
+    out = []
+    for m in re.finditer(r"\S+", prompt):
+        n = norm_word(m.group())
+        out.append({"word": _EDGE.sub("", m.group()), "start": m.start(), "end": m.end(), "norm": n,
+                    "kind": kind_at[m.start()] if n else "punct", "stop": n in STOP_WORDS and kind_at[m.start()] != "letter"})
+    return out
+
+
+def tokens_to_words(prompt: str, offsets, special, token_scores, words: list[dict]) -> list[float]:
+    """Sum token scores into the words their characters fall in (via the tokenizer's offsets mapping).
+
+    A token's leading space ("Ġc", "▁It") belongs to no word, so only its non-space characters count;
+    a pure-space token ("▁▁") or a special token adds to no word; a rare token covering two words splits
+    its score equally between them."""
+    owner = np.full(len(prompt) + 1, -1)
+    for j, w in enumerate(words):
+        owner[w["start"]:w["end"]] = j
+    out = [0.0] * len(words)
+    for (s, t), sp, sc in zip(offsets, special, token_scores):
+        if sp or t <= s:
+            continue
+        js = [j for j in dict.fromkeys(owner[s:t].tolist()) if j >= 0]
+        for j in js:
+            out[j] += float(sc) / len(js)
+    return out
+
+
+# ---------------------------------------------------------------- one padded batch, one scalar per example
+
+def _encode(lm, prompt: str):
+    """Prompt ids exactly as lm.score builds them (lm._prompt_ids), with char offsets and special flags."""
+    if not getattr(lm.tok, "is_fast", False):
+        raise ReproError(f"{lm.name}: attribution needs a fast tokenizer (char offsets) to map tokens to words")
+    enc = lm.tok(prompt, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids, offs = enc["input_ids"], enc["offset_mapping"]
+    # added tokens (BOS, EOS); an <unk> stands for real characters of the text, so it is not one of them
+    spec = [m and i != lm.tok.unk_token_id for m, i in zip(enc["special_tokens_mask"], ids)]
+    n = len(lm._prompt_ids(prompt))
+    if lm.arch == "causal" and len(ids) > 0 and ids[-1] == lm.tok.eos_token_id and lm.tok.eos_token_id != lm.tok.bos_token_id:
+        ids, offs, spec = ids[:-1], offs[:-1], spec[:-1]
+    ids, offs, spec = ids[-n:], offs[-n:], spec[-n:]
+    assert ids == lm._prompt_ids(prompt)
+    return ids, [tuple(o) for o in offs], [bool(s) for s in spec]
+
+
+class _Batch:
+    """Tensors of a padded batch (right padding: real tokens keep their positions, so a pad cannot move a
+    score) and the forward function f(input embeddings) -> target log-prob, one per example."""
+
+    def __init__(self, lm, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
+        self.lm, m, dev = lm, lm.model, lm.device
+        pad = lm.tok.pad_token_id
+        c_ids = [lm._ids(c, special=False) for c in conts]
+        self.emb_layer = m.get_input_embeddings()
+        seqs = prompt_ids if lm.arch == "seq2seq" else [p + c for p, c in zip(prompt_ids, c_ids)]
+        L = max(len(s) for s in seqs)
+        self.ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs], device=dev)
+        self.attn = torch.zeros_like(self.ids)
+        self.attr = torch.zeros_like(self.ids, dtype=torch.bool)  # attributed positions: prompt, not special
+        for i, (s, p, sp) in enumerate(zip(seqs, prompt_ids, special)):
+            self.attn[i, :len(s)] = 1
+            self.attr[i, :len(p)] = ~torch.tensor(sp, dtype=torch.bool)
+        T = max(len(c) for c in c_ids)
+        if lm.arch == "seq2seq":
+            start = m.config.decoder_start_token_id
+            dec = torch.tensor([([start] + c[:-1] + [pad] * (T - len(c))) for c in c_ids], device=dev)
+            with torch.no_grad():  # fixed, and computed outside the forward so a layer hook sees the encoder only
+                self.aux = m.get_decoder().get_input_embeddings()(dec)
+            self.tgt = torch.tensor([c + [pad] * (T - len(c)) for c in c_ids], device=dev)
+            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
+        else:
+            # logits only where an answer token is predicted (Gemma's vocabulary has 262k entries): row i keeps
+            # positions len(p)-1+j, j < T (padded by repeating its last one, masked out of the sum)
+            self.aux = torch.tensor([[len(p) - 1 + min(j, len(c) - 1) for j in range(T)]
+                                     for p, c in zip(prompt_ids, c_ids)], device=dev)
+            self.tgt = torch.gather(self.ids, 1, self.aux + 1)
+            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
+        with torch.no_grad():
+            self.embeds = self.emb_layer(self.ids)  # includes any embedding scale (Gemma multiplies by sqrt(d))
+
+    def args(self) -> tuple:
+        # every per-example tensor has the batch first, so captum can repeat / split them with the inputs
+        return (self.embeds, self.attr, self.attn, self.aux, self.tgt, self.tmask)
+
+    def forward(self, x, fixed, attr, attn, aux, tgt, tmask):
+        """Target log-prob of each row; only attributed positions of x are used, the rest come from `fixed`
+        (the answer tokens of a causal model, BOS/EOS), so IG never interpolates them."""
+        e = torch.where(attr.unsqueeze(-1), x, fixed)
+        if self.lm.arch == "seq2seq":
+            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, decoder_inputs_embeds=aux).logits
+        else:
+            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, logits_to_keep=aux).logits
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        return (lp * tmask).sum(1)
+
+    def forward_ids(self, ids, *args):  # for LayerIntegratedGradients: the hooked embedding layer runs here
+        return self.forward(self.emb_layer(ids), *args)
+
+
+class _frozen:
+    """Parameters need no gradient during attribution: saves the weight-gradient graph, restored after."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [p.requires_grad for p in self.model.parameters()]
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p, f in zip(self.model.parameters(), self.flags):
+            p.requires_grad_(f)
+
+
+def _attribute(lm, b: _Batch, method: str, n_steps: int, internal_batch_size: int):
+    """(attributions (B, L, d), convergence delta (B,) or None) through captum."""
+    from captum.attr import InputXGradient, IntegratedGradients, LayerIntegratedGradients, Saliency
+
+    args = b.args()
+    if method == "saliency":
+        return Saliency(b.forward).attribute(b.embeds.clone().requires_grad_(), additional_forward_args=args, abs=True), None
+    if method == "input_x_gradient":
+        return InputXGradient(b.forward).attribute(b.embeds.clone().requires_grad_(), additional_forward_args=args), None
+    if method == "integrated_gradients":  # baseline: all-zero embeddings at the attributed positions
+        return IntegratedGradients(b.forward).attribute(
+            b.embeds.clone(), baselines=torch.zeros_like(b.embeds), additional_forward_args=args, n_steps=n_steps,
+            internal_batch_size=internal_batch_size, return_convergence_delta=True)
+    # layer IG: baseline = the same ids with attributed tokens replaced by the pad token; unattributed
+    # positions are equal in input and baseline, so the path leaves them alone
+    base = b.ids.masked_fill(b.attr, lm.tok.pad_token_id)
+    return LayerIntegratedGradients(b.forward_ids, b.emb_layer).attribute(
+        b.ids, baselines=base, additional_forward_args=args, n_steps=n_steps,
+        internal_batch_size=internal_batch_size, return_convergence_delta=True)
+
+
+def attribute_batch(lm, prompts: list[str], conts: list[str], method: str = "saliency", n_steps: int = 20,
+                    internal_batch_size: int = 32) -> list[dict]:
+    """Token-level attributions of one padded batch: per example the prompt's tokens, offsets, special
+    flags, L2 token scores (0 on unattributed tokens), the signed sum of all attributions and, for the IG
+    methods, captum's convergence delta (sum of attributions - (f(x) - f(baseline))). IG runs n_steps
+    copies of the batch, `internal_batch_size` rows per forward pass (memory)."""
+    check_choice("method", method, METHODS)
+    enc = [_encode(lm, p) for p in prompts]
+    b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
+    with _frozen(lm.model):
+        attr, delta = _attribute(lm, b, method, n_steps, max(internal_batch_size, len(prompts)))
+    attr = attr.detach().float() * b.attr.unsqueeze(-1)
+    tok_scores = attr.norm(dim=-1)
+    out = []
+    for i, (ids, offs, spec) in enumerate(enc):
+        out.append({"tokens": [prompts[i][s:t] if not sp else lm.tok.convert_ids_to_tokens(t_id)
+                               for t_id, (s, t), sp in zip(ids, offs, spec)],
+                    "offsets": offs, "special": spec, "token_scores": tok_scores[i, :len(ids)].tolist(),
+                    "signed_sum": float(attr[i].sum()), "delta": None if delta is None else float(delta[i])})
+    return out
+
+
+@torch.no_grad()
+def target_logprobs(lm, prompts: list[str], conts: list[str]) -> list[float]:
+    """f(x) of the attribution forward (sum of answer-token log-probs), for checks and the notebooks."""
+    enc = [_encode(lm, p) for p in prompts]
+    b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
+    return b.forward(b.embeds, *b.args()).tolist()
+
+
+# ---------------------------------------------------------------- per-example disk cache, batched compute
+
+class _Miss(Exception):
+    pass
+
+
+def _raise_miss():
+    raise _Miss
+
+
+def _cached_many(kind: str, keys: list[dict], compute, batch_size: int, progress: bool, desc: str) -> list:
+    """cached_json per item, but the missing items are computed together in batches (sorted by length so
+    batches pad little). compute(list of keys) -> list of values."""
+    from tqdm.auto import tqdm
+
+    vals = {}
+    for i, k in enumerate(keys):
+        try:
+            vals[i] = cached_json(kind, k, _raise_miss, VERSION)
+        except _Miss:
+            pass
+    todo = sorted((i for i in range(len(keys)) if i not in vals), key=lambda i: len(str(keys[i])))
+    for s in tqdm(range(0, len(todo), batch_size), disable=not progress or not todo, desc=desc, leave=False):
+        idx = todo[s:s + batch_size]
+        for i, v in zip(idx, compute([keys[i] for i in idx])):
+            vals[i] = cached_json(kind, keys[i], lambda v=v: v, VERSION)
+    return [vals[i] for i in range(len(keys))]
+
+
+def option_scores(lm, examples: list[Example], answer_form: str = "text", batch_size: int = 4,
+                  progress: bool = False) -> list[list[float]]:
+    """The teacher's score of every option under the attribution prompt (mean token log-prob of the option
+    text, or the log-prob of its letter), cached per example; `batch_size` examples per forward pass."""
+    keys = []
+    for e in examples:
+        if not e.choices:
+            raise ReproError(f"example {e.id} ({e.kind}) has no answer options to score")
+        keys.append({"model": lm.name, "prompt": build_prompt(e, answer_form)[0],
+                     "options": [continuation(e, i, answer_form) for i in range(len(e.choices))]})
+
+    def compute(ks):
+        if lm.arch == "causal":
+            return [_shared_prefix_logprobs(lm, k["prompt"], k["options"]) for k in ks]
+        ps, cs = [k["prompt"] for k in ks for _ in k["options"]], [o for k in ks for o in k["options"]]
+        it = iter(target_logprobs(lm, ps, cs))
+        return [[next(it) for _ in k["options"]] for k in ks]
+
+    per_token = _cached_many("option_logprobs", keys, compute, batch_size, progress, f"options {lm.name}")
+    return [[lp / len(lm._ids(o, special=False)) for lp, o in zip(lps, k["options"])] for lps, k in zip(per_token, keys)]
+
+
+@torch.no_grad()
+def _shared_prefix_logprobs(lm, prompt: str, options: list[str]) -> list[float]:
+    """Summed log-probs of each option after one causal prompt: the prompt runs once and its KV cache is
+    shared by the options (scoring every option as a full sequence cost more than the attributions)."""
+    m, dev = lm.model, lm.device
+    p = lm._prompt_ids(prompt)
+    cs = [lm._ids(o, special=False) for o in options]
+    out = m(input_ids=torch.tensor([p], device=dev), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float(), -1)  # predicts each option's first token
+    lps = [float(first[c[0]]) for c in cs]
+    T = max(len(c) for c in cs)
+    if T > 1:
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(len(cs))
+        pad = lm.tok.pad_token_id
+        ids = torch.tensor([c + [pad] * (T - len(c)) for c in cs], device=dev)
+        attn = torch.ones(len(cs), len(p) + T, dtype=torch.long, device=dev)
+        for i, c in enumerate(cs):  # right padding: pads come after every real token, so they change nothing
+            attn[i, len(p) + len(c):] = 0
+        logp = torch.log_softmax(m(input_ids=ids, attention_mask=attn, past_key_values=cache).logits.float(), -1)
+        for i, c in enumerate(cs):
+            lps[i] += float(sum(logp[i, j - 1, c[j]] for j in range(1, len(c))))
+    return lps
+
+
+def strongest_distractors(lm, examples: list[Example], answer_form: str = "text", **kw) -> list[str]:
+    """Per example, the wrong option the teacher scores highest (the control of `ground_truth`)."""
+    out = []
+    for e, s in zip(examples, option_scores(lm, examples, answer_form, **kw)):
+        wrong = [i for i in range(len(s)) if i != e.label]
+        out.append(e.choices[max(wrong, key=lambda i: s[i])])
+    return out
+
+
+# ---------------------------------------------------------------- the public entry point
+
+def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[dict]:
+    """Top-k candidate words by score, returned in input order."""
+    ok = {"question", "option"} | ({"template", "letter"} if allow_template else set())
+    cand = [(j, w) for j, w in enumerate(rec["all_words"]) if w["kind"] in ok and not w["stop"]]
+    top = sorted(cand, key=lambda jw: -jw[1]["score"])[:k]
+    return [w for _, w in sorted(top, key=lambda jw: jw[0])]
+
+
+def influential_words(lm, examples: list[Example], method: str = "saliency", k: int = 5, target: str = "gold",
+                      answer_form: str = "text", allow_template: bool = False, batch_size: int = 8,
+                      progress: bool = True, n_steps: int = 20) -> list[dict]:
+    """Per example: the top-k words (input order) and their scores, every word's score and kind (for
+    heat-maps), the tokens and token scores. Attributions are cached per example on disk, keyed by model,
+    method, n_steps, prompt and answer text; k and allow_template only re-select, so they cost nothing."""
+    check_choice("method", method, METHODS)
+    check_choice("target", target, TARGETS)
+    if k <= 0:
+        raise ReproError(f"k must be positive, got {k}")
+    if target == "predicted":
+        pred = [int(np.argmax(s)) for s in option_scores(lm, examples, answer_form, progress=progress)]
+    else:
+        pred = [e.label for e in examples]
+    jobs = []
+    for e, idx in zip(examples, pred):
+        prompt, segs = build_prompt(e, answer_form)
+        cont = continuation(e, idx, answer_form) if idx is not None else " " + e.answer
+        jobs.append((prompt, segs, cont))
+    keys = [{"model": lm.name, "method": method, "n_steps": n_steps if "integrated" in method else None,
+             "prompt": p, "continuation": c} for p, _, c in jobs]
+
+    def compute(ks):
+        return attribute_batch(lm, [k_["prompt"] for k_ in ks], [k_["continuation"] for k_ in ks], method, n_steps)
+
+    tok = _cached_many("attribution", keys, compute, batch_size, progress, f"{method} {lm.name}")
+    out = []
+    for e, (prompt, segs, cont), idx, t in zip(examples, jobs, pred, tok):
+        words = prompt_words(prompt, segs)
+        for w, s in zip(words, tokens_to_words(prompt, t["offsets"], t["special"], t["token_scores"], words)):
+            w["score"] = s
+        rec = {"id": e.id, "dataset": e.dataset, "method": method, "target": target, "answer_form": answer_form,
+               "prompt": prompt, "answer": cont.strip(), "target_is_gold": idx == e.label, "all_words": words,
+               "tokens": t["tokens"], "offsets": t["offsets"], "token_scores": t["token_scores"], "special": t["special"],
+               "signed_sum": t["signed_sum"], "delta": t["delta"], "allow_template": allow_template}
+        top = select_words(rec, k, allow_template)
+        rec.update(words=[w["word"] for w in top], scores=[w["score"] for w in top])
+        out.append(rec)
+    return out
+
+
+# ---------------------------------------------------------------- ground truth: do the words contain the answer?
+
+def answer_words(answer: str) -> set[str]:
+    """Normalised non-stop-words of an answer (all its words if every one is a stop-word, e.g. "up")."""
+    ws = {norm_word(w) for w in answer.split()} - {""}
+    return (ws - STOP_WORDS) or ws
+
+
+def contains_gold(words: list[str], example: Example, answer: str | None = None) -> bool:
+    """Do the extracted words overlap the gold answer's non-stop-words (or `answer`'s, for a control)?"""
+    return bool({norm_word(w) for w in words} & answer_words(example.answer if answer is None else answer))
+
+
+def random_words(rec: dict, k: int, seed: int = 0, allow_template: bool = False) -> list[str]:
+    """k words drawn uniformly from the same candidates the attribution chooses from (seeded per example)."""
+    cand = select_words(rec, k=10**9, allow_template=allow_template)
+    rng = random.Random(f"{seed}:{rec['id']}")
+    return [w["word"] for w in rng.sample(cand, min(k, len(cand)))]
+
+
+def ground_truth(records: list[dict], examples: list[Example], k: int = 5, allow_template: bool = False,
+                 seed: int = 0, distractors: list[str] | None = None) -> dict:
+    """Share of examples whose top-k words contain the gold answer's words, with a 95 % bootstrap interval;
+    the same share for k random candidate words and, given `distractors`, for the strongest wrong option."""
+    assert [r["id"] for r in records] == [e.id for e in examples]
+    hit = [contains_gold([w["word"] for w in select_words(r, k, allow_template)], e) for r, e in zip(records, examples)]
+    rnd = [contains_gold(random_words(r, k, seed, allow_template), e) for r, e in zip(records, examples)]
+    out = {"n": len(hit), "share": float(np.mean(hit)), "ci": bootstrap_ci(hit, seed=seed),
+           "random_share": float(np.mean(rnd)), "random_ci": bootstrap_ci(rnd, seed=seed),
+           "failing": [r["id"] for r, h in zip(records, hit) if not h]}
+    if distractors is not None:
+        dis = [contains_gold([w["word"] for w in select_words(r, k, allow_template)], e, d)
+               for r, e, d in zip(records, examples, distractors)]
+        out.update(distractor_share=float(np.mean(dis)), distractor_ci=bootstrap_ci(dis, seed=seed))
+    return out
+
+
+# ---------------------------------------------------------------- heat-map
+
+def plot_heatmap(rec: dict, ax, width: int = 110, title: str | None = None, cmap: str = "Reds"):
+    """The prompt as token boxes shaded by score (max = darkest), one monospace character per x unit;
+    tokens of the top-k words in bold."""
+    import matplotlib.pyplot as plt
+
+    cm = plt.get_cmap(cmap)
+    sc = np.asarray(rec["token_scores"], dtype=float)
+    sc = sc / sc.max() if sc.max() > 0 else sc
+    top = [(w["start"], w["end"]) for w in select_words(rec, len(rec["words"]), rec.get("allow_template", False))]
+    # font size such that one monospace character (about 0.6 em wide) spans one x unit of the axes
+    fs = ax.get_window_extent().width / width / 0.602 * 72 / ax.figure.dpi
+    x = y = 0
+    for tok_text, (s0, s1), s, sp in zip(rec["tokens"], rec["offsets"], sc, rec["special"]):
+        bold = any(s0 < b and s1 > a for a, b in top)
+        for n, piece in enumerate(tok_text.split("\n")):
+            if n:  # a newline inside a token starts a new line
+                x, y = 0, y + 1
+            if not piece:
+                continue
+            if x + len(piece) > width:
+                x, y = 0, y + 1
+            ax.add_patch(plt.Rectangle((x, -y - 0.45), len(piece), 0.9, color=cm(0.85 * s), lw=0))
+            ax.text(x, -y, piece, fontsize=fs, family="monospace", va="center", color="gray" if sp else "black",
+                    weight="bold" if bold else "normal")
+            x += len(piece)
+    ax.set_xlim(0, width)
+    ax.set_ylim(-y - 0.6, 0.6)
+    ax.axis("off")
+    ax.set_title(title or f"{rec['id']} [{rec['method']}] -> {rec['answer']!r}   top words: {', '.join(rec['words'])}",
+                 fontsize=9, loc="left")
+    return ax
