@@ -1,0 +1,167 @@
+"""Paper A's signals, per example, all in [0, 1] (DESIGN.md "Signals (A)").
+
+- self_consistency: K sampled rationale+answer outputs of the student (one batched `generate` call per batch
+  with num_return_sequences=K, never K loops); each final answer parsed by lib.prompts.parse_answer; the
+  signal is the share of the K samples whose answer equals the majority answer. The majority is taken over
+  *parseable* answers only: an unparseable sample is its own answer that agrees with nothing, so it only
+  lowers the share; with no parseable sample the majority is None and the signal 0. Ties go to the answer
+  sampled first; the share itself does not depend on how ties are broken (every tied answer has the same
+  count). The student's "output" (scored by the TA, judged for correctness) is the first sample that agrees
+  with the majority: no extra greedy pass.
+- ta_confidence: exp(mean token log-prob) of an output text under the TA model, given the question prompt
+  (teacher-forced, one batched pass through LM.score, pad-masked). Same function for student and teacher
+  outputs. An empty output gets 0 (no evidence of confidence).
+- need_score = mean(1 - self_consistency, 1 - ta_confidence(student)): which questions to buy from the teacher.
+- demo_weights: ta_confidence(teacher) normalised to mean 1 ("weight"), or a 0/1 filter dropping those
+  below tau ("filter").
+
+Both model-based signals are cached through lib.common.cached_json, keyed by a fingerprint of the model's
+weights (a fine-tuned student keeps its name but not its weights), the exact prompts and outputs, and every
+sampling parameter.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+
+from .common import ReproError, cached_json, stable_hash
+from .data import Example
+from .prompts import cot_prompt, parse_answer
+
+VERSION = 1  # bump when a signal's definition changes: cached values are then recomputed
+
+# Notebook defaults per preset (config.py is shared; these are this module's own sizes).
+NOTEBOOK_DEFAULTS = {
+    "smoke": {"n": 8, "K": 3, "max_new_tokens": 12, "max_new_tokens_numeric": 12},
+    "offline": {"n": 24, "K": 5, "max_new_tokens": 40, "max_new_tokens_numeric": 64},
+    "paper": {"n": 500, "K": 5, "max_new_tokens": 128, "max_new_tokens_numeric": 256},
+}
+
+
+def model_fingerprint(lm) -> str:
+    """Cheap hash of a model's weights: per tensor its float64 sum and a strided sample of its values."""
+    import torch
+
+    parts = [lm.name]
+    with torch.no_grad():
+        for n, p in lm.model.named_parameters():
+            flat = p.detach().reshape(-1)
+            parts += [n, list(p.shape), float(flat.sum(dtype=torch.float64)), flat[:: max(1, flat.numel() // 16)].tolist()]
+    return stable_hash(parts, 20)
+
+
+def majority_vote(answers: list[str | None]) -> tuple[str | None, float]:
+    """(majority answer, share of all samples that agree with it); see the module docstring for the rules."""
+    if not answers:
+        return None, 0.0
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None, 0.0
+    top = max(counts.values())
+    maj = next(a for a in answers if a is not None and counts[a] == top)  # first sampled among the tied
+    return maj, top / len(answers)
+
+
+def self_consistency(lm, examples: list[Example], K: int = 5, temperature: float = 0.7, max_new_tokens: int = 64,
+                     batch_size: int = 16, seed: int = 0, prompt_fn: Callable[[Example], str] | None = None,
+                     n_shots: int = 4, cache: bool = True, progress: bool = False) -> dict:
+    """{"sc": [share], "majority": [answer|None], "answers": [[K parsed]], "samples": [[K texts]], "output": [text]}.
+
+    prompt_fn defaults to the few-shot chain-of-thought prompt (n_shots exemplars), which an un-warmed
+    student needs to write "So the answer is X"; pass the student's training prompt for a fine-tuned one."""
+    if K < 1:
+        raise ReproError(f"K must be >= 1, got {K}")
+    prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
+
+    def compute():
+        gens = lm.generate(prompts, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                           num_return_sequences=K, batch_size=batch_size, seed=seed, progress=progress)
+        gens = [g if isinstance(g, list) else [g] for g in gens]  # K=1 returns plain strings
+        res = {"sc": [], "majority": [], "answers": [], "samples": gens, "output": []}
+        for e, samples in zip(examples, gens):
+            answers = [parse_answer(s, e) for s in samples]
+            maj, share = majority_vote(answers)
+            res["sc"].append(share)
+            res["majority"].append(maj)
+            res["answers"].append(answers)
+            res["output"].append(next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0]))
+        return res
+
+    if not cache:
+        return compute()
+    key = {"model": model_fingerprint(lm), "prompts": stable_hash(prompts, 20),
+           "examples": stable_hash([e.to_dict() for e in examples], 20), "K": K, "temperature": temperature,
+           "max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed}  # batching changes the RNG draws
+    return cached_json("signal_self_consistency", key, compute, version=VERSION)
+
+
+def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], batch_size: int = 16, n_shots: int = 0,
+                  prompt_fn: Callable[[Example], str] | None = None, cache: bool = True, progress: bool = False) -> list[float]:
+    """exp(mean log p_TA(output tokens | question prompt)) per example; the prompt is the question with its
+    options (cot_prompt with n_shots exemplars, 0 by default) and the output follows after one space."""
+    if len(outputs) != len(examples):
+        raise ReproError(f"{len(outputs)} outputs for {len(examples)} examples")
+    prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
+    conts = [" " + (o or "").strip() for o in outputs]
+
+    def compute():
+        lps = ta_lm.score(prompts, conts, batch_size=batch_size, progress=progress)
+        return [math.exp(float(lp.mean())) if len(lp) and o.strip() else 0.0 for lp, o in zip(lps, conts)]
+
+    if not cache:
+        return compute()
+    key = {"model": model_fingerprint(ta_lm), "prompts": stable_hash(prompts, 20), "outputs": stable_hash(conts, 20)}
+    return cached_json("signal_ta_confidence", key, compute, version=VERSION)
+
+
+def need_score(sc, ta_student) -> np.ndarray:
+    """mean(1 - self_consistency, 1 - ta_confidence(student)): high = the student needs this demonstration."""
+    sc, ta = np.asarray(sc, float), np.asarray(ta_student, float)
+    if sc.shape != ta.shape:
+        raise ReproError(f"signals of different lengths: {sc.shape} vs {ta.shape}")
+    return ((1 - sc) + (1 - ta)) / 2
+
+
+def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None) -> np.ndarray:
+    """Per-demonstration training weights from ta_confidence(teacher): "weight" = normalised to mean 1
+    (uniform if all are 0); "filter" = 1 where confidence >= tau, else 0 (dropped)."""
+    t = np.asarray(ta_teacher, float)
+    if mode == "weight":
+        return t / t.mean() if len(t) and t.mean() > 0 else np.ones_like(t)
+    if mode == "filter":
+        if tau is None:
+            raise ReproError("demo_weights(mode='filter') needs a threshold tau")
+        return (t >= tau).astype(float)
+    raise ReproError(f"unknown weighting mode {mode!r}; valid: filter, weight")
+
+
+def auroc(scores, correct) -> float:
+    """How well a signal separates right (1) from wrong (0) outputs: ROC AUC, nan when only one class occurs."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(correct, int)
+    return float(roc_auc_score(y, np.asarray(scores, float))) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _auroc_resamples(s: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """AUROC of every resample (rows of idx) at once: sum over (right i, wrong j) pairs of count_i * count_j *
+    [s_i > s_j] (ties 1/2), over (number of right) * (number of wrong); nan where a resample has one class."""
+    cmp = (s[y == 1][:, None] > s[y == 0][None, :]) + 0.5 * (s[y == 1][:, None] == s[y == 0][None, :])
+    counts = np.stack([np.bincount(r, minlength=len(s)) for r in idx]).astype(float)
+    wp, wn = counts[:, y == 1], counts[:, y == 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((wp @ cmp) * wn).sum(1) / (wp.sum(1) * wn.sum(1))
+
+
+def auroc_ci(scores, correct, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of `auroc` over examples (resamples holding one class only are skipped);
+    vectorised over resamples (500 sklearn calls per cell took seconds)."""
+    s, y = np.asarray(scores, float), np.asarray(correct, int)
+    if not 0 < y.sum() < len(y):
+        return float("nan"), float("nan")
+    vals = _auroc_resamples(s, y, np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y))))
+    a = (1 - level) / 2
+    return float(np.nanquantile(vals, a)), float(np.nanquantile(vals, 1 - a))

@@ -1,0 +1,358 @@
+"""Teachers that write demonstrations (rationale + answer), behind one interface, cached on disk.
+
+Three kinds (`get_teacher("kind:arg")`):
+  lm:NAME         a local LM with a few-shot chain-of-thought prompt (lib.prompts.cot_prompt), batched greedy
+                  generation; the final answer is parsed from the text (unparseable = wrong, counted in
+                  `Demo.unparsed`). `answer_by="options"` (mc / yes-no only) keeps the generated rationale but
+                  takes the answer from option log-likelihood given the question alone (lib.evaluation.option_scores,
+                  the zero-shot method of notebook 00): small teachers rarely end their chains in a parseable or
+                  right answer (Gemma-3-270M: 0/16 CommonsenseQA answers right when the options were scored after its
+                  own rationale, against about 40 % zero-shot), so the answer can disagree with the rationale.
+  simulated:EPS   the gold rationale / answer, made wrong for a known share EPS of examples (controlled
+                  experiments: the true quality of every demonstration is known, `Demo.true_correct`).
+  openai:MODEL    an OpenAI-compatible /v1/chat/completions endpoint over urllib; key from $OPENAI_API_KEY
+                  (or `api_key_env`) only, read at request time, never stored, logged or cached.
+
+Cache: one append-only JSONL file per (teacher name, dataset) under <cache>/teachers/. A line holds one
+example's Demo, keyed by the example id and a hash of the exact prompt plus the teacher's config (so the
+same id with other content, e.g. smoke vs offline data, never collides). Each line is written whole with one
+write() and flushed; a line that does not parse (the tail of a killed run) is ignored and its example is
+asked again. A rerun asks the teacher nothing it already answered.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .common import ReproError, cache_dir, stable_hash
+from .data import Example, format_number
+from .evaluation import option_scores
+from .prompts import cot_prompt, demonstration, is_correct, parse_answer
+
+CACHE_VERSION = 3  # bump when a teacher's output for the same prompt and config changes meaning
+
+# Notebook defaults per preset (config.py is shared; these are this module's own sizes).
+# offline: Gemma-3-270M writes 48 greedy tokens after a ~280-token 4-shot prompt, a few seconds per question on
+# 2 cores, so 24 questions per dataset; simulated answers are free (the whole capped pool).
+NOTEBOOK_DEFAULTS = {
+    "smoke": {"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
+    "offline": {"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
+    "paper": {"n_lm": None, "n_sim": None, "lm_max_new_tokens": 256},
+}
+
+
+@dataclass
+class Demo:
+    id: str
+    rationale: str
+    answer: str | None  # parsed final answer in canonical form; None = unparseable (counts as wrong)
+    raw: str  # the teacher's text as produced
+    correct: bool  # answer == gold
+    true_correct: bool | None = None  # simulated teacher: the demonstration was not corrupted
+    unparsed: bool = False  # the generated text had no parseable final answer (answer_by="options" still answers)
+
+    def text(self) -> str:
+        """The target a student learns from (rationale, then the answer in the parseable form)."""
+        return demonstration(self.rationale, self.answer if self.answer is not None else "unknown")
+
+
+_SO = re.compile(r"\s*So the answer is.*$", re.I | re.S)
+
+
+def split_rationale(text: str) -> str:
+    """The rationale part of a chain-of-thought output: everything before "So the answer is"."""
+    return _SO.sub("", text).strip()
+
+
+def _demo(e: Example, rationale: str, answer: str | None, raw: str, **kw) -> Demo:
+    return Demo(id=e.id, rationale=rationale, answer=answer, raw=raw, correct=is_correct(answer, e), **kw)
+
+
+class Teacher:
+    """name: cache folder; config(): everything besides the prompt that determines the output;
+    prompt(e): the exact input; answer(examples): uncached Demos for a batch."""
+
+    name = "teacher"
+    batch_size = 16
+    slow = True  # show a progress bar while annotating
+
+    def config(self) -> dict:
+        return {}
+
+    def prompt(self, e: Example) -> str:
+        return cot_prompt(e)
+
+    def answer(self, examples: list[Example]) -> list[Demo]:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- local LM teacher
+
+class LMTeacher(Teacher):
+    def __init__(self, model_name: str, answer_by: str = "generate", max_new_tokens: int = 64, n_shots: int = 4,
+                 batch_size: int = 16, lm=None):
+        if answer_by not in ("generate", "options"):
+            raise ReproError(f"unknown answer_by {answer_by!r}; valid: generate, options")
+        self.model_name, self.answer_by, self.max_new_tokens, self.n_shots = model_name, answer_by, max_new_tokens, n_shots
+        self.batch_size, self._lm = batch_size, lm  # loaded lazily: a full cache hit never loads the model
+        self.name = f"lm-{model_name.replace('/', '--')}"
+
+    def config(self) -> dict:
+        return {"model": self.model_name, "answer_by": self.answer_by, "max_new_tokens": self.max_new_tokens}
+
+    @property
+    def lm(self):
+        if self._lm is None:
+            from .models import load_model
+            self._lm = load_model(self.model_name)
+        return self._lm
+
+    def prompt(self, e: Example) -> str:
+        return cot_prompt(e, self.n_shots)
+
+    def answer(self, examples: list[Example]) -> list[Demo]:
+        gens = self.lm.generate([self.prompt(e) for e in examples], max_new_tokens=self.max_new_tokens,
+                                batch_size=self.batch_size)
+        parsed = [parse_answer(g, e) for g, e in zip(gens, examples)]
+        rats = [split_rationale(g) for g in gens]
+        answers = list(parsed)
+        if self.answer_by == "options":  # the rc-format option scores of lib.evaluation, as in notebook 00
+            idx = [i for i, e in enumerate(examples) if e.choices]
+            scores = option_scores(self.lm, [examples[i] for i in idx], batch_size=self.batch_size)
+            for i, sc in zip(idx, scores):
+                answers[i] = examples[i].choices[int(sc.argmax())]
+        return [_demo(e, r, a, g, unparsed=p is None) for e, r, a, g, p in zip(examples, rats, answers, gens, parsed)]
+
+
+# ---------------------------------------------------------------- simulated teacher
+
+CORRUPT = ("answer", "step", "both")
+
+
+def _template_rationale(e: Example, answer: str) -> str:
+    """Stand-in rationale where the dataset has none (CommonsenseQA, ARC): it names the options and the answer,
+    so it carries no reasoning beyond the answer itself (documented in the notebooks)."""
+    return f"The answer must fit the question. Of the options {', '.join(e.choices or [])}, {answer} fits best."
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+
+
+def _corrupt_step(rationale: str, rng: random.Random) -> str | None:
+    """Change one number in the rationale (a wrong intermediate step); None if it has no number."""
+    hits = list(_NUMBER.finditer(rationale))
+    if not hits:
+        return None
+    m = rng.choice(hits)
+    v = float(m.group())
+    new = format_number(v + rng.choice([-1, 1]) * rng.randint(1, max(2, int(abs(v) * 0.5) or 2)))
+    return rationale[:m.start()] + new + rationale[m.end():]
+
+
+def _wrong_answer(e: Example, rng: random.Random) -> str:
+    if e.choices:
+        return rng.choice([c for c in e.choices if c.lower() != e.answer.lower()])
+    v = float(e.answer)
+    off = rng.randint(1, max(3, int(abs(v) * 0.5)))
+    return format_number(v - off if rng.random() < 0.5 and v - off >= 0 else v + off)  # keep counts non-negative
+
+
+class SimulatedTeacher(Teacher):
+    """Gold demonstrations with a controlled error rate.
+
+    Example i is made wrong iff u_i < error_rate, u_i uniform from a hash of (seed, dataset, id): deterministic,
+    independent of order and batch, and nested across rates (the wrong set at 0.2 lies inside the one at 0.4).
+    corrupt="answer": another option / gold ± a random offset (numbers; the gold result in the rationale is
+    replaced too, so the chain ends in the wrong number); "step": one number in the rationale changed, answer
+    kept (correct vs gold, but true_correct False; falls back to "answer" when the rationale has no number);
+    "both": wrong answer and a corrupted step."""
+
+    batch_size, slow = 10_000, False
+
+    def __init__(self, error_rate: float, seed: int = 0, corrupt: str = "answer"):
+        if not 0 <= error_rate <= 1:
+            raise ReproError(f"error_rate must be in [0, 1], got {error_rate!r}")
+        if corrupt not in CORRUPT:
+            raise ReproError(f"unknown corrupt {corrupt!r}; valid: {', '.join(CORRUPT)}")
+        self.error_rate, self.seed, self.corrupt = float(error_rate), seed, corrupt
+        self.name = f"simulated-{self.error_rate:g}-{corrupt}-s{seed}"
+
+    def config(self) -> dict:
+        return {"error_rate": self.error_rate, "seed": self.seed, "corrupt": self.corrupt}
+
+    def prompt(self, e: Example) -> str:  # the "input" is the gold example itself
+        return json.dumps(e.to_dict(), sort_keys=True)
+
+    def answer(self, examples: list[Example]) -> list[Demo]:
+        return [self._one(e) for e in examples]
+
+    def _one(self, e: Example) -> Demo:
+        u = int(stable_hash(["u", self.seed, e.dataset, e.id], 12), 16) / 16 ** 12
+        rng = random.Random(stable_hash(["c", self.seed, e.dataset, e.id]))
+        wrong = u < self.error_rate
+        answer = e.answer
+        rationale = e.rationale or (_template_rationale(e, e.answer) if e.choices else "")
+        mode = self.corrupt
+        if wrong and mode == "step":
+            stepped = _corrupt_step(rationale, rng)
+            if stepped is None:
+                mode = "answer"
+            else:
+                rationale = stepped
+        if wrong and mode in ("answer", "both"):
+            answer = _wrong_answer(e, rng)
+            if e.rationale is None and e.choices:
+                rationale = _template_rationale(e, answer)
+            elif e.kind == "numeric":  # the chain now ends in the wrong result: its last gold number replaced
+                hits = list(re.finditer(rf"(?<![\w.]){re.escape(e.answer)}(?![\w]|\.\d)", rationale))
+                if hits:
+                    rationale = rationale[:hits[-1].start()] + answer + rationale[hits[-1].end():]
+            if mode == "both":
+                rationale = _corrupt_step(rationale, rng) or rationale
+        return _demo(e, rationale, answer, demonstration(rationale, answer), true_correct=not wrong)
+
+
+# ---------------------------------------------------------------- OpenAI-compatible chat endpoint
+
+SYSTEM = ("You are a careful teacher. Reason step by step in a few sentences, then end with "
+          "'So the answer is X.' where X is the final answer (for multiple choice, the option text).")
+
+
+class OpenAITeacher(Teacher):
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", n_shots: int = 4,
+                 max_tokens: int = 256, temperature: float = 0.0, max_retries: int = 5, backoff: float = 1.0,
+                 timeout: float = 60.0):
+        self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
+        self.n_shots, self.max_tokens, self.temperature = n_shots, max_tokens, temperature
+        self.max_retries, self.backoff, self.timeout = max_retries, backoff, timeout
+        self.name = f"openai-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}"
+        self.batch_size = 8  # lines are appended after every 8 requests
+
+    def config(self) -> dict:  # no key here: config goes into cache keys
+        return {"base_url": self.base_url, "model": self.model, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "system": SYSTEM}
+
+    def prompt(self, e: Example) -> str:
+        return cot_prompt(e, self.n_shots)
+
+    def _post(self, body: dict) -> dict:
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ReproError(f"set ${self.api_key_env} to use the OpenAI-compatible teacher")
+        url = self.base_url + ("/chat/completions" if self.base_url.endswith("/v1") else "/v1/chat/completions")
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    return json.loads(r.read().decode())
+            except urllib.error.HTTPError as err:
+                if err.code != 429 and err.code < 500:  # a client error will not fix itself: fail now
+                    raise ReproError(f"{url} answered HTTP {err.code} ({err.reason})") from None
+                last = f"HTTP {err.code}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+                last = type(err).__name__
+            if attempt < self.max_retries:
+                time.sleep(self.backoff * 2 ** attempt)
+        raise ReproError(f"{url} failed after {self.max_retries + 1} attempts (last: {last})")
+
+    def answer(self, examples: list[Example]) -> list[Demo]:
+        out = []
+        for e in examples:
+            resp = self._post({"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                               "messages": [{"role": "system", "content": SYSTEM},
+                                            {"role": "user", "content": self.prompt(e)}]})
+            try:
+                text = resp["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                raise ReproError(f"unexpected response shape from {self.base_url}: {str(resp)[:200]}") from None
+            p = parse_answer(text, e)
+            out.append(_demo(e, split_rationale(text), p, text, unparsed=p is None))
+        return out
+
+
+# ---------------------------------------------------------------- factory, cache, annotate
+
+KINDS = {"simulated": "simulated:EPS", "lm": "lm:MODEL", "openai": "openai:MODEL"}
+
+
+def get_teacher(spec: str, **kwargs) -> Teacher:
+    """'simulated:0.2' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher; kwargs go to its constructor
+    (openai: base_url defaults to $OPENAI_BASE_URL or https://api.openai.com)."""
+    kind, _, arg = spec.partition(":")
+    if kind not in KINDS or not arg:
+        raise ReproError(f"unknown teacher {spec!r}; valid kinds: {', '.join(KINDS.values())}")
+    if kind == "simulated":
+        try:
+            eps = float(arg)
+        except ValueError:
+            raise ReproError(f"simulated teacher needs an error rate, e.g. simulated:0.2, got {spec!r}") from None
+        return SimulatedTeacher(eps, **kwargs)
+    if kind == "lm":
+        return LMTeacher(arg, **kwargs)
+    kwargs.setdefault("base_url", os.environ.get("OPENAI_BASE_URL", "https://api.openai.com"))
+    return OpenAITeacher(model=arg, **kwargs)
+
+
+def cache_path(teacher: Teacher, dataset: str) -> Path:
+    return cache_dir() / "teachers" / teacher.name / f"{dataset}.jsonl"
+
+
+def _key(teacher: Teacher, e: Example) -> str:
+    return stable_hash({"prompt": teacher.prompt(e), "config": teacher.config(), "v": CACHE_VERSION}, 16)
+
+
+def _read_cache(path: Path) -> dict[tuple[str, str], Demo]:
+    done = {}
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                done[(rec["id"], rec["key"])] = Demo(**rec["demo"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a truncated tail of a killed run, or a foreign line: recompute that example
+    return done
+
+
+def _append(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        if f.tell() > 0:  # a killed run may have left a line without its newline: never glue onto it
+            with open(path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write(b"\n")
+        for rec in records:
+            f.write((json.dumps(rec) + "\n").encode())  # one whole line per write
+            f.flush()
+        os.fsync(f.fileno())
+
+
+def annotate(teacher: Teacher, examples: list[Example], dataset: str, progress: bool = True) -> list[Demo]:
+    """Demos for `examples` in order; only examples missing from the cache go to the teacher, in batches,
+    each batch appended to the cache as soon as it is answered (a killed run loses at most one batch)."""
+    from tqdm.auto import tqdm
+
+    path = cache_path(teacher, dataset)
+    done = _read_cache(path)
+    keys = [(e.id, _key(teacher, e)) for e in examples]
+    todo = [(e, k) for e, k in zip(examples, keys) if k not in done]
+    todo = list({k: (e, k) for e, k in todo}.values())  # a repeated example is asked once
+    bs = max(1, teacher.batch_size)
+    with tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not (progress and todo and teacher.slow),
+              desc=f"{teacher.name} {dataset}", leave=False) as bar:
+        for s in range(0, len(todo), bs):
+            chunk = todo[s:s + bs]
+            demos = teacher.answer([e for e, _ in chunk])
+            _append(path, [{"id": k[0], "key": k[1], "demo": asdict(d)} for (_, k), d in zip(chunk, demos)])
+            done.update({k: d for (_, k), d in zip(chunk, demos)})
+            bar.update(len(chunk))
+    return [done[k] for k in keys]
