@@ -86,3 +86,10 @@ def resolve_preset(preset: str) -> str:
 
         torch.set_num_threads(1)
     return preset
+
+
+def as_list(value, cast=str):
+    """A list parameter given as a list, or as one comma-separated string (`papermill -p datasets a,b`)."""
+    if value is None or isinstance(value, (list, tuple)):
+        return value
+    return [cast(v.strip()) for v in str(value).strip("[]").replace("'", "").replace('"', "").split(",") if v.strip()]
