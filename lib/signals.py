@@ -35,10 +35,11 @@ VERSION = 1  # bump when a signal's definition changes: cached values are then r
 
 # Notebook defaults per preset (config.py is shared; these are this module's own sizes). Offline: sampling K
 # sequences repeats each prompt's prefill K times, so the student prompt has 2 exemplars (100-230 tokens; 4 are
-# 200-410) and samples are short. With 1 exemplar SmolLM2 mostly ends its answer at once on multiple choice.
+# 200-410; with 1, SmolLM2 mostly ends its answer at once on multiple choice), and samples stop at 48 tokens, enough
+# for an exemplar-length rationale plus "So the answer is X" (at 32, most multiple-choice samples were cut before it).
 NOTEBOOK_DEFAULTS = {
     "smoke": {"n": 8, "K": 3, "n_shots": 2, "max_new_tokens": 12, "max_new_tokens_numeric": 12},
-    "offline": {"n": 24, "K": 5, "n_shots": 2, "max_new_tokens": 32, "max_new_tokens_numeric": 64},
+    "offline": {"n": 16, "K": 5, "n_shots": 2, "max_new_tokens": 48, "max_new_tokens_numeric": 96},
     "paper": {"n": 500, "K": 5, "n_shots": 4, "max_new_tokens": 128, "max_new_tokens_numeric": 256},
 }
 
