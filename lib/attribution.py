@@ -296,38 +296,14 @@ def option_scores(lm, examples: list[Example], answer_form: str = "text", batch_
 
     def compute(ks):
         if lm.arch == "causal":
-            return [_shared_prefix_logprobs(lm, k["prompt"], k["options"]) for k in ks]
+            per = lm.score_options([k["prompt"] for k in ks], [k["options"] for k in ks], batch_size=len(ks) * 5)
+            return [[float(lp.sum()) for lp in lps] for lps in per]
         ps, cs = [k["prompt"] for k in ks for _ in k["options"]], [o for k in ks for o in k["options"]]
         it = iter(target_logprobs(lm, ps, cs))
         return [[next(it) for _ in k["options"]] for k in ks]
 
     per_token = _cached_many("option_logprobs", keys, compute, batch_size, progress, f"options {lm.name}")
     return [[lp / len(lm._ids(o, special=False)) for lp, o in zip(lps, k["options"])] for lps, k in zip(per_token, keys)]
-
-
-@torch.no_grad()
-def _shared_prefix_logprobs(lm, prompt: str, options: list[str]) -> list[float]:
-    """Summed log-probs of each option after one causal prompt: the prompt runs once and its KV cache is
-    shared by the options (scoring every option as a full sequence cost more than the attributions)."""
-    m, dev = lm.model, lm.device
-    p = lm._prompt_ids(prompt)
-    cs = [lm._ids(o, special=False) for o in options]
-    out = m(input_ids=torch.tensor([p], device=dev), use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[0, -1].float(), -1)  # predicts each option's first token
-    lps = [float(first[c[0]]) for c in cs]
-    T = max(len(c) for c in cs)
-    if T > 1:
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(len(cs))
-        pad = lm.tok.pad_token_id
-        ids = torch.tensor([c + [pad] * (T - len(c)) for c in cs], device=dev)
-        attn = torch.ones(len(cs), len(p) + T, dtype=torch.long, device=dev)
-        for i, c in enumerate(cs):  # right padding: pads come after every real token, so they change nothing
-            attn[i, len(p) + len(c):] = 0
-        logp = torch.log_softmax(m(input_ids=ids, attention_mask=attn, past_key_values=cache).logits.float(), -1)
-        for i, c in enumerate(cs):
-            lps[i] += float(sum(logp[i, j - 1, c[j]] for j in range(1, len(c))))
-    return lps
 
 
 def strongest_distractors(lm, examples: list[Example], answer_form: str = "text", **kw) -> list[str]:

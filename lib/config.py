@@ -19,7 +19,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 8,
         # paper A (notebooks 12-13): sizes of one run; lr is high because the tiny model starts random
         "a": {"datasets": ["strategyqa", "commonsense_qa"], "caps": {"pool": 24, "dev": 8, "test": 8},
-              "seeds": [0, 1], "ablation_seeds": [0], "budget": 12, "K": 3, "sc_max_new_tokens": 6, "cot_max_new_tokens": 8, "epochs": 2, "lr": 3e-3,
+              "seeds": [0, 1], "ablation_seeds": [0], "budget": 12, "K": 3, "sc_max_new_tokens": 6, "cot_shots": 1, "cot_max_new_tokens": 8, "epochs": 2, "lr": 3e-3,
               "batch_size": 4, "teacher": "simulated:0.3"},
         # paper B (notebooks 21-22)
         "b": {"datasets": ["commonsense_qa", "strategyqa", "mathqa"], "caps": {"pool": 16, "dev": 8, "test": 8},
@@ -36,11 +36,13 @@ PRESETS: dict[str, dict] = {
         "batch_size": 16,
         # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds fit the CPU budget
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-              "caps": {"pool": 160, "dev": 40, "test": 150}, "seeds": [0, 1, 2], "ablation_seeds": [0, 1], "budget": 32, "K": 4,
-              "sc_max_new_tokens": 8, "cot_max_new_tokens": 16, "epochs": 3, "lr": 1e-4, "batch_size": 8,
+              # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
+              # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
+              "caps": {"pool": 96, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 24, "K": 4,
+              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 3, "lr": 1e-4, "batch_size": 8,
               "teacher": "simulated:0.3"},
         "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-              "caps": {"pool": 120, "dev": 60, "test": 200}, "seeds": [0, 1, 2], "ablation_seeds": [0, 1], "k": 5, "epochs": 2, "lr": 1e-4,
+              "caps": {"pool": 64, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
               "batch_size": 8},
     },
     "paper": {  # GPU machine with hub access: the papers' models and datasets
@@ -54,7 +56,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 32,
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
               "caps": {"pool": None, "dev": 300, "test": None}, "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "budget": 1000, "K": 5,
-              "sc_max_new_tokens": 128, "cot_max_new_tokens": 128, "epochs": 5, "lr": 3e-4, "batch_size": 32, "teacher": "openai:gpt-3.5-turbo"},
+              "sc_max_new_tokens": 128, "cot_shots": 4, "cot_max_new_tokens": 128, "epochs": 5, "lr": 3e-4, "batch_size": 32, "teacher": "openai:gpt-3.5-turbo"},
         "b": {"datasets": ["esnli", "anli", "commonsense_qa", "svamp"], "caps": {"pool": None, "dev": 300, "test": None},
               "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "k": 5, "epochs": 5, "lr": 3e-4, "batch_size": 32},
     },

@@ -17,18 +17,9 @@ from .prompts import answer_prompt, cot_prompt, is_correct, parse_answer
 
 def option_scores(lm, examples: list[Example], norm: str = "token", batch_size: int = 16, progress: bool = False) -> list[np.ndarray]:
     """Per example, the score of each option (higher is more likely)."""
-    prompts, conts, owner = [], [], []
-    for i, e in enumerate(examples):
-        for c in e.choices:
-            prompts.append(answer_prompt(e))
-            conts.append(" " + c)
-            owner.append(i)
-    lps = lm.score(prompts, conts, batch_size=batch_size, progress=progress)
-    vals = [float(lp.sum() / (len(lp) if norm == "token" else 1)) for lp in lps]
-    out = [[] for _ in examples]
-    for i, v in zip(owner, vals):
-        out[i].append(v)
-    return [np.array(v) for v in out]
+    lps = lm.score_options([answer_prompt(e) for e in examples], [[" " + c for c in e.choices] for e in examples],
+                           batch_size=batch_size * 4, progress=progress)
+    return [np.array([float(lp.sum() / (len(lp) if norm == "token" else 1)) for lp in per]) for per in lps]
 
 
 def predict_options(lm, examples: list[Example], **kw) -> list[str]:

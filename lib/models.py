@@ -227,6 +227,7 @@ class LM:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.device = next(model.parameters()).device
+        self.share_prefill = True  # K samples reuse one prompt prefill (see _generate_shared_prefill)
 
     # -- tokenisation
     def _ids(self, text: str, special: bool) -> list[int]:
@@ -301,6 +302,64 @@ class LM:
         out = [res[i] for i in range(len(prompts))]
         return out
 
+    @torch.no_grad()
+    def score_options(self, prompts: list[str], options: list[list[str]], batch_size: int = 16,
+                      progress: bool = False) -> list[list[torch.Tensor]]:
+        """Per-token log-probs of each option continuation after its example's prompt: the same numbers as
+        `score(prompt, option)` for every pair, but each prompt runs once and its KV cache is shared by its
+        options (multiple-choice scoring repeated the ~60-token prompt for each of 4-5 options).
+
+        Causal models only (seq2seq falls back to `score`). `batch_size` counts option sequences; prompts of
+        a batch are left-padded with explicit position ids, so padding changes no score."""
+        from tqdm.auto import tqdm
+
+        assert len(prompts) == len(options)
+        if self.arch != "causal":
+            flat = self.score([p for p, os in zip(prompts, options) for _ in os], [o for os in options for o in os],
+                              batch_size=batch_size, progress=progress)
+            it = iter(flat)
+            return [[next(it) for _ in os] for os in options]
+        m, dev, pad = self.model, self.device, self.tok.pad_token_id
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        per_batch = max(1, batch_size // max(1, max((len(o) for o in options), default=1)))
+        res: dict[int, list[torch.Tensor]] = {}
+        for s in tqdm(range(0, len(order), per_batch), disable=not progress, desc=f"options {self.name}", leave=False):
+            idx = order[s:s + per_batch]
+            p_ids = [self._prompt_ids(prompts[i]) for i in idx]
+            c_ids = [[self._ids(o, special=False) for o in options[i]] for i in idx]
+            L = max(len(p) for p in p_ids)
+            ids = self._pad(p_ids, pad, left=True)
+            attn = torch.zeros_like(ids)
+            pos = torch.zeros_like(ids)
+            for r, p in enumerate(p_ids):
+                attn[r, L - len(p):] = 1
+                pos[r, L - len(p):] = torch.arange(len(p))
+            out = m(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), -1)  # predicts every option's first token
+            n_opt = [len(c) for c in c_ids]
+            rows = [(r, c) for r, cs in enumerate(c_ids) for c in cs]  # one row per (example, option)
+            T = max(len(c) for _, c in rows)
+            lps = [[first[r, c[0]].reshape(1)] for r, c in rows]
+            if T > 1:
+                # repeat each example's prompt cache once per option, then run all options in one pass
+                cache = out.past_key_values
+                cache.batch_select_indices(torch.tensor([r for r, _ in rows], device=dev))
+                o_ids = torch.tensor([c + [pad] * (T - len(c)) for _, c in rows], device=dev)
+                o_attn = torch.cat([attn[[r for r, _ in rows]], torch.zeros(len(rows), T, dtype=attn.dtype, device=dev)], 1)
+                o_pos = torch.zeros(len(rows), T, dtype=torch.long, device=dev)
+                for j, (r, c) in enumerate(rows):  # right padding of options: pads follow every real token
+                    o_attn[j, L:L + len(c)] = 1
+                    o_pos[j] = len(p_ids[r]) + torch.arange(T)
+                logp = torch.log_softmax(m(input_ids=o_ids, attention_mask=o_attn, position_ids=o_pos,
+                                           past_key_values=cache, logits_to_keep=T).logits.float(), -1)
+                for j, (r, c) in enumerate(rows):
+                    if len(c) > 1:
+                        lps[j].append(logp[j, torch.arange(len(c) - 1), torch.tensor(c[1:])].cpu())
+            it = iter(torch.cat(x).cpu() for x in lps)
+            for r, i in enumerate(idx):
+                res[i] = [next(it) for _ in range(n_opt[r])]
+        return [res[i] for i in range(len(prompts))]
+
     def loss(self, prompts: list[str], targets: list[str], weights: torch.Tensor | None = None) -> torch.Tensor:
         """mean_i(w_i * nll_i), nll_i = example i's mean token NLL of its target (+ eos).
 
@@ -312,6 +371,21 @@ class LM:
         if weights is None:
             return per_ex.mean()
         return (per_ex * weights.to(per_ex)).mean()
+
+    def _generate_shared_prefill(self, ids, attn, K, kw):
+        """K samples per prompt with the prompt's prefill computed once: `num_return_sequences=K` alone copies
+        each prompt K times before the prefill, which dominates when prompts are long and samples short.
+        The prompt minus its last token is run once, its KV cache repeated K times, and generate continues
+        from it; generate then draws from exactly the same logits with the same RNG calls as the plain path
+        (tests/test_models.py checks equal samples under one seed)."""
+        pos = _prefill_positions(attn)
+        out = self.model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
+                         logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(K)
+        kw = {**kw, "num_return_sequences": 1}
+        return self.model.generate(input_ids=ids.repeat_interleave(K, 0), attention_mask=attn.repeat_interleave(K, 0),
+                                   past_key_values=cache, **kw)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 0.7,
@@ -344,13 +418,22 @@ class LM:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 kw.update(temperature=None, top_k=None, top_p=None)
-            gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
+            if self.arch == "causal" and K > 1 and self.share_prefill:
+                gen = self._generate_shared_prefill(ids, attn, K, kw)
+            else:
+                gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
                 gen = gen[:, ids.shape[1]:]
             texts = [_cut(t, stop) for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
             for r, i in enumerate(idx):
                 res[i] = texts[r * K:(r + 1) * K]
         return [res[i] if K > 1 else res[i][0] for i in range(len(prompts))]
+
+
+def _prefill_positions(attn: torch.Tensor) -> torch.Tensor:
+    # what generate derives from a left-padded attention mask: real tokens count 0, 1, ...; pads get 1
+    pos = attn.long().cumsum(-1) - 1
+    return pos.masked_fill(attn == 0, 1)
 
 
 def _first_real(p_ids, enc):

@@ -28,7 +28,7 @@ from .training import accuracy, make_items, predict_prompt, train
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 1
+VERSION = 2  # 2: un-warmed signals sampled with a fixed seed; zero-shot dev from train()'s epoch 0
 
 DEFAULTS = dict(budget=64, rho=0.2, signals=SIGNALS, use="weight", filter_q=0.3, K=4, temperature=0.7,
                 sc_max_new_tokens=12, cot_max_new_tokens=64, cot_shots=0, alpha=0.5, fmt="multitask", epochs=2, lr=5e-5, batch_size=8, stage2_from="warm")
@@ -61,7 +61,9 @@ def _need(student, ta, examples, p, seed, warmed: bool):
         # a warmed student answers in its training format; an un-warmed one gets the question with its options
         # and `cot_shots` chain-of-thought exemplars (0 by default: generate repeats the prompt K times, so
         # few-shot prefixes multiply the cost of the costliest step)
-        sc = self_consistency(student, examples, K=p["K"], temperature=p["temperature"], seed=seed,
+        # the un-warmed student is the same pretrained model in every run, so its samples use one fixed seed
+        # and are cached once per pool (their cost would otherwise repeat in every seed and ablation)
+        sc = self_consistency(student, examples, K=p["K"], temperature=p["temperature"], seed=seed if warmed else 0,
                               max_new_tokens=p["sc_max_new_tokens"] if warmed else p["cot_max_new_tokens"],
                               prompt_fn=predict_prompt if warmed else None, n_shots=p["cot_shots"],
                               batch_size=p["eval_batch_size"])
@@ -105,7 +107,6 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
         ta_lm = load_model(ta) if ta != student else lm
         train_kw = dict(epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], seed=seed, dev=dev, fmt=p["fmt"],
                         eval_batch_size=p["eval_batch_size"], progress=progress)
-        zero_dev, _ = accuracy(lm, dev, fmt=p["fmt"], batch_size=p["eval_batch_size"])
         diag = {}
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
@@ -118,7 +119,8 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             stage1 = [pool[i] for i in perm[:n1]]
             rest = [pool[i] for i in perm[n1:]]
             d1 = annotate(T, stage1, dataset, progress=progress)
-            diag["warm"] = train(lm, _items(stage1, d1, p), **train_kw)["best_dev_acc"]
+            h1 = train(lm, _items(stage1, d1, p), **train_kw)
+            diag["warm"], zero_dev = h1["best_dev_acc"], h1["dev_acc"][0]
             sig = _need(lm, ta_lm, rest, p, seed, warmed=True)
             chosen = stage1 + [rest[i] for i in _choose(rest, sig["need"], B - n1, rng)]
             if p["stage2_from"] == "scratch":
@@ -134,6 +136,8 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             diag["weight_teacher_correct"] = float(np.mean([w for w, d in zip(weights, demos) if d.correct] or [np.nan]))
             diag["weight_teacher_wrong"] = float(np.mean([w for w, d in zip(weights, demos) if not d.correct] or [np.nan]))
         hist = train(lm, _items(chosen, demos, p, weights), **train_kw)
+        if method != "two_stage":
+            zero_dev = hist["dev_acc"][0]  # train() scores dev before its first step: the untrained student
         acc, correct = accuracy(lm, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])
         return {"test_acc": acc, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
                 "best_epoch": hist["best_epoch"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),

@@ -25,7 +25,9 @@ def count_generate(monkeypatch, lm):
     orig = lm.model.generate
 
     def wrapped(*a, **k):
-        calls.append({"rows": k["input_ids"].shape[0], "K": k["num_return_sequences"], "sample": k["do_sample"]})
+        # sequences sampled in this call (prompts x num_return_sequences; with prefill sharing the K copies of
+        # each prompt are already in input_ids and num_return_sequences is 1)
+        calls.append({"seqs": k["input_ids"].shape[0] * k["num_return_sequences"], "sample": k["do_sample"]})
         return orig(*a, **k)
 
     monkeypatch.setattr(lm.model, "generate", wrapped)
@@ -58,7 +60,7 @@ def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch
     exs = [MC, YN, NUM, MC, YN]
     calls = count_generate(monkeypatch, tiny_lm)
     r = S.self_consistency(tiny_lm, exs, K=3, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
-    assert calls == [{"rows": 2, "K": 3, "sample": True}] * 2 + [{"rows": 1, "K": 3, "sample": True}]
+    assert calls == [{"seqs": 6, "sample": True}] * 2 + [{"seqs": 3, "sample": True}]
     assert all(len(s) == 3 for s in r["samples"])
     for e, s, sc, maj in zip(exs, r["samples"], r["sc"], r["majority"]):  # the share is that of the parsed samples
         assert (maj, sc) == S.majority_vote([parse_answer(x, e) for x in s])
