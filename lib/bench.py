@@ -26,7 +26,7 @@ from .prompts import answer_prompt, cot_prompt, demonstration
 
 TARGETS = {  # (target ratio on CPU, on CUDA)
     "attribution_saliency": (2.5, 8), "attribution_ig": (2.0, 4), "self_consistency": (2.0, 3),
-    "ta_confidence": (3.0, 10), "train_step": (1 / 1.1, 1 / 1.1), "bucketed_batches": (1.5, 1.5), "model_load": (10, 10),
+    "ta_confidence": (3.0, 10), "option_scoring": (1.5, 1.5), "sc_prefill_sharing": (1.5, 1.5), "train_step": (1 / 1.1, 1 / 1.1), "bucketed_batches": (1.5, 1.5), "model_load": (10, 10),
 }
 
 
@@ -102,6 +102,42 @@ def bench_self_consistency(lm: LM, ex, K: int, repeats: int, max_new_tokens: int
     tf, _ = timed(fast, repeats)
     tb, _ = timed(base, repeats)
     return row("self_consistency", f"K={K} samples: one generate with num_return_sequences vs K calls", tf, tb, len(ex))
+
+
+def bench_prefill_sharing(lm: LM, ex, K: int, repeats: int, max_new_tokens: int = 8) -> dict:
+    """K samples per prompt: prompt prefill once + KV cache repeated K times vs num_return_sequences alone
+    (which copies each prompt K times before the prefill). Same seed -> the same samples, asserted."""
+    P = [cot_prompt(e, 2) for e in ex]
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=True, num_return_sequences=K, batch_size=16, seed=0)
+
+    def plain():
+        lm.share_prefill = False
+        try:
+            return lm.generate(P, **kw)
+        finally:
+            lm.share_prefill = True
+
+    a, b = lm.generate(P, **kw), plain()
+    same = sum(x == y for x, y in zip(a, b)) / len(P)
+    assert same >= 0.9, f"shared prefill changed the samples of {1 - same:.0%} of prompts"  # fp ties may flip a draw
+    tf, _ = timed(lambda: lm.generate(P, **kw), repeats)
+    tb, _ = timed(plain, repeats)
+    return row("sc_prefill_sharing", f"K={K} samples of 2-shot prompts: shared prefill vs num_return_sequences", tf, tb,
+               len(ex), f"{same:.0%} of prompts give identical samples")
+
+
+def bench_option_scoring(lm: LM, ex, repeats: int) -> dict:
+    """Multiple-choice scoring: each prompt once, options sharing its KV cache vs every option as a full sequence."""
+    P = [answer_prompt(e) for e in ex]
+    O = [[" " + c for c in e.choices] for e in ex]
+    fast = lambda: lm.score_options(P, O, batch_size=64)
+    base = lambda: lm.score([p for p, os in zip(P, O) for _ in os], [o for os in O for o in os], batch_size=16)
+    a, b = fast(), base()
+    it = iter(b)
+    assert all(torch.allclose(x, next(it), atol=1e-4) for per in a for x in per), "option scores differ"
+    tf, _ = timed(fast, repeats)
+    tb, _ = timed(base, repeats)
+    return row("option_scoring", "options after one shared prompt pass vs each option as a full sequence", tf, tb, len(ex))
 
 
 def bench_train_step(lm: LM, ex, repeats: int) -> dict:
@@ -209,6 +245,8 @@ def main(argv=None) -> int:
         bench_attribution(teacher, _examples(preset, 4 if small else (16 if torch.cuda.is_available() else 8)), "ig", 1,
                           n_steps=20 if torch.cuda.is_available() or small else 10),
         bench_self_consistency(student, _examples(preset, 16 if small else 64), 5, args.repeats),
+        bench_prefill_sharing(student, _examples(preset, 8 if small else 32), 5, args.repeats),
+        bench_option_scoring(student, _examples(preset, 16 if small else 64), args.repeats),
         bench_ta_confidence(student, _examples(preset, 32 if small else 256, "strategyqa"), args.repeats),
         bench_train_step(student, _examples(preset, 8, "strategyqa"), args.repeats),
         bench_bucketing(student, _examples(preset, 64 if small else 256, "strategyqa"), args.repeats),

@@ -23,7 +23,8 @@ PRESETS: dict[str, dict] = {
               "batch_size": 4, "teacher": "simulated:0.3"},
         # paper B (notebooks 21-22)
         "b": {"datasets": ["commonsense_qa", "strategyqa", "mathqa"], "caps": {"pool": 16, "dev": 8, "test": 8},
-              "seeds": [0, 1], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 3e-3, "batch_size": 4},
+              "seeds": [0, 1], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 3e-3, "batch_size": 4,
+              "encoder": {"epochs": 2, "lr": 1e-3, "batch_size": 4}},
     },
     "offline": {  # `make reproduce` on a 2-core laptop CPU: real pretrained models and real data
         "models": {"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
@@ -43,7 +44,7 @@ PRESETS: dict[str, dict] = {
               "teacher": "simulated:0.3"},
         "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
               "caps": {"pool": 64, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
-              "batch_size": 8},
+              "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
     },
     "paper": {  # GPU machine with hub access: the papers' models and datasets
         "models": {"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
@@ -58,7 +59,8 @@ PRESETS: dict[str, dict] = {
               "caps": {"pool": None, "dev": 300, "test": None}, "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "budget": 1000, "K": 5,
               "sc_max_new_tokens": 128, "cot_shots": 4, "cot_max_new_tokens": 128, "epochs": 5, "lr": 3e-4, "batch_size": 32, "teacher": "openai:gpt-3.5-turbo"},
         "b": {"datasets": ["esnli", "anli", "commonsense_qa", "svamp"], "caps": {"pool": None, "dev": 300, "test": None},
-              "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "k": 5, "epochs": 5, "lr": 3e-4, "batch_size": 32},
+              "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "k": 5, "epochs": 5, "lr": 3e-4, "batch_size": 32,
+              "encoder": {"epochs": 3, "lr": 3e-5, "batch_size": 32}},
     },
 }
 

@@ -94,3 +94,50 @@ def run(method: str, dataset: str, splits: dict, R: Rationales, *, student: str,
     if method == "hint":
         r = {**r, "hint_leak": float(np.mean([contains_gold(h.split(), e) for h, e in zip(test_hints, test)]))}
     return r
+
+
+# ---------------------------------------------------------------- beyond both papers: a weak teacher + paper A's TA
+
+WEAK_VARIANTS = ("ft_teacher", "tokens_teacher", "tokens_ta_weight", "tokens_ta_filter")
+
+
+def weak_teacher_signals(R: Rationales, ta_model: str, examples) -> dict:
+    """The LM teacher without the gold label: its predicted option, the words it attributes that answer to,
+    whether it is right, and the TA's confidence in its answer (paper A's third signal), per example."""
+    from .attribution import option_scores
+    from .signals import ta_confidence
+
+    pred = [int(np.argmax(s)) for s in option_scores(R.lm, examples, progress=R.progress)]
+    answers = [e.choices[i] for e, i in zip(examples, pred)]
+    ta = load_model(ta_model)
+    ta.name = ta_model
+    conf = ta_confidence(ta, examples, answers)
+    return {"answers": answers, "words": R.words(examples, "predicted"), "correct": [i == e.label for e, i in zip(examples, pred)],
+            "ta_conf": conf}
+
+
+def run_weak(variant: str, dataset: str, splits: dict, R: Rationales, sig: dict, *, student: str, seed: int, preset: str,
+             alpha: float = 0.5, filter_q: float = 0.3, **train_kw) -> dict:
+    """A student taught only by the weak teacher (its answers, and for tokens_* its influential words):
+    uniform, weighted by the TA's confidence in the teacher's answer (mean 1), or with the filter_q share of
+    least-trusted examples dropped. `sig` = weak_teacher_signals(...) on splits["pool"]."""
+    from .signals import demo_weights
+
+    check_choice("variant", variant, WEAK_VARIANTS)
+    train, dev, test = splits["pool"], splits["dev"], splits["test"]
+    conf = np.asarray(sig["ta_conf"], float)
+    weights = None
+    if variant == "tokens_ta_weight":
+        weights = demo_weights(conf, "weight").tolist()
+    elif variant == "tokens_ta_filter":
+        weights = demo_weights(conf, "filter", float(np.quantile(conf, filter_q))).tolist()
+    if variant == "ft_teacher":
+        items = make_items(train, sig["answers"], [None] * len(train), fmt="answer_only")
+    else:
+        items = make_items(train, sig["answers"], sig["words"], alpha=alpha, weights=weights)
+    key = {"paper": "B-weak", "variant": variant, "dataset": dataset, "seed": seed, "preset": preset, "alpha": alpha,
+           "teacher": R.teacher_model, "k": R.k, "attr_method": R.method, "filter_q": filter_q}
+    r = finetune_and_test(student, items, dev, test, key=key, fmt="answer_only" if variant == "ft_teacher" else "multitask",
+                          seed=seed, **train_kw)
+    kept = [w > 0 for w in weights] if weights else [True] * len(train)
+    return {**r, "teacher_acc_trained": float(np.mean([c for c, k in zip(sig["correct"], kept) if k]))}

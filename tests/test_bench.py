@@ -5,5 +5,5 @@ from lib import bench
 def test_bench_rows_assert_equal_outputs_and_write_the_report(tmp_path):
     assert bench.main(["--preset", "smoke", "--repeats", "1", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "bench_smoke.md").read_text()
-    for name in ("attribution_saliency", "attribution_ig", "self_consistency", "ta_confidence", "train_step", "bucketed_batches"):
+    for name in ("attribution_saliency", "attribution_ig", "self_consistency", "sc_prefill_sharing", "option_scoring", "ta_confidence", "train_step", "bucketed_batches"):
         assert f"| {name} |" in md

@@ -1,0 +1,172 @@
+"""Paper B beyond the paper: influential tokens for a student that does not generate (issue 4, point iii).
+
+An encoder (all-MiniLM-L6-v2 offline) as a multiple-choice cross-encoder: each (question, option) pair is
+encoded, mean-pooled and scored by a linear head; the example's loss is the cross-entropy over its options.
+The auxiliary *tagging head* reads every token and learns to mark the teacher's influential words (binary
+cross-entropy, weight `lam`): the same distillation signal as the `explain:` task of a generating student,
+and, like it, no teacher at test time. lam = 0 is plain fine-tuning of the same encoder, the baseline.
+
+Tags are word-level: a token is positive when the (normalised) word it belongs to, in the question or in
+the option, is one of the teacher's top-k words for that example. Special tokens and padding are ignored.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+
+from .attribution import norm_word
+from .common import ReproError, cached_json, stable_hash
+from .data import Example
+
+VERSION = 1
+
+
+class CrossEncoder(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        h = encoder.config.hidden_size
+        self.enc, self.score, self.tag = encoder, torch.nn.Linear(h, 1), torch.nn.Linear(h, 1)
+
+    def forward(self, input_ids, attention_mask, **kw):
+        hs = self.enc(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(hs.dtype)
+        pooled = (hs * m).sum(1) / m.sum(1).clamp(min=1)  # mean pooling, as the sentence-transformers model was trained
+        return self.score(pooled).squeeze(-1), self.tag(hs).squeeze(-1)
+
+
+def encode(tok, examples: list[Example], words: list[list[str]] | None = None, max_len: int = 64):
+    """Flat (question, option) pairs of all examples -> tensors, tags (-100 = ignored) and per-example spans."""
+    ids, tags, spans = [], [], []
+    for n, e in enumerate(examples):
+        if not e.choices:
+            raise ReproError(f"example {e.id} ({e.kind}) has no answer options: the cross-encoder scores options")
+        infl = {norm_word(w) for w in words[n]} - {""} if words else set()
+        q = e.question.split()
+        start = len(ids)
+        for c in e.choices:
+            o = c.split()
+            enc = tok(q, o, is_split_into_words=True, truncation="only_first", max_length=max_len)
+            t = []
+            for s, w in zip(enc.sequence_ids(), enc.word_ids()):
+                t.append(-100 if s is None or w is None else float(norm_word((q if s == 0 else o)[w]) in infl))
+            ids.append(enc["input_ids"])
+            tags.append(t)
+        spans.append((start, len(ids)))
+    L = max(len(x) for x in ids)
+    pad = tok.pad_token_id or 0
+    input_ids = torch.tensor([x + [pad] * (L - len(x)) for x in ids])
+    attn = torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])
+    tag_t = torch.tensor([t + [-100.0] * (L - len(t)) for t in tags])
+    return input_ids, attn, tag_t, spans
+
+
+def losses(model, batch, labels: list[int]):
+    """(answer cross-entropy over each example's options, tagging BCE over the tagged tokens)."""
+    input_ids, attn, tags, spans = batch
+    scores, tag_logits = model(input_ids, attn)
+    ce = torch.stack([torch.nn.functional.cross_entropy(scores[a:b].unsqueeze(0), torch.tensor([y]))
+                      for (a, b), y in zip(spans, labels)]).mean()
+    m = tags != -100
+    bce = (torch.nn.functional.binary_cross_entropy_with_logits(tag_logits[m], tags[m]) if m.any()
+           else tag_logits.sum() * 0)
+    return ce, bce
+
+
+@torch.no_grad()
+def predict(model, tok, examples: list[Example], batch_size: int = 32, max_len: int = 64) -> list[int]:
+    model.eval()
+    out = []
+    for s in range(0, len(examples), batch_size):
+        input_ids, attn, _, spans = encode(tok, examples[s:s + batch_size], max_len=max_len)
+        scores, _ = model(input_ids, attn)
+        out += [int(scores[a:b].argmax()) for a, b in spans]
+    return out
+
+
+@torch.no_grad()
+def tag_probs(model, tok, e: Example, max_len: int = 64) -> list[tuple[str, float]]:
+    """The trained tagging head's probability per question word (max over its tokens), gold-option pair."""
+    model.eval()
+    enc = tok(e.question.split(), e.answer.split(), is_split_into_words=True, truncation="only_first", max_length=max_len)
+    _, logits = model(torch.tensor([enc["input_ids"]]), torch.ones(1, len(enc["input_ids"]), dtype=torch.long))
+    p = torch.sigmoid(logits[0])
+    words = e.question.split()
+    best = [0.0] * len(words)
+    for i, (s, w) in enumerate(zip(enc.sequence_ids(), enc.word_ids())):
+        if s == 0 and w is not None:
+            best[w] = max(best[w], float(p[i]))
+    return list(zip(words, best))
+
+
+def accuracy(model, tok, examples, **kw) -> tuple[float, list[bool]]:
+    pred = predict(model, tok, examples, **kw)
+    correct = [p == e.label for p, e in zip(pred, examples)]
+    return float(np.mean(correct)), correct
+
+
+def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], test: list[Example], *,
+                   words: list[list[str]] | None, lam: float, seed: int, key: dict, epochs: float = 2, lr: float = 5e-5,
+                   batch_size: int = 16, max_len: int = 64, progress: bool = True, return_model: bool = False):
+    """Fresh encoder + heads -> train (dev selection, epoch 0 included) -> test accuracy; cached under `key`
+    and every input. `return_model=True` also returns the selected model (not cached) for inspection."""
+    from tqdm.auto import tqdm
+
+    from .models import load_encoder
+
+    if lam < 0:
+        raise ReproError(f"lam must be >= 0, got {lam}")
+    if lam > 0 and not words:
+        raise ReproError("lam > 0 needs the teacher's influential words to tag")
+    full_key = {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "epochs": epochs, "lr": lr, "bs": batch_size,
+                "max_len": max_len, "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
+                "words": stable_hash(words, 16) if words else None}
+    state = {}
+
+    def compute():
+        torch.manual_seed(seed)
+        enc, tok = load_encoder(encoder_name)
+        model = CrossEncoder(enc)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        g = np.random.default_rng(seed)
+        steps_per_epoch = int(np.ceil(len(train) / batch_size))
+        total = max(1, int(round(epochs * steps_per_epoch)))
+        dev_curve = [accuracy(model, tok, dev, max_len=max_len)[0]]
+        best, best_state, best_epoch = dev_curve[0], copy.deepcopy(model.state_dict()), 0.0
+        hist, step, t0 = {"ce": [], "bce": []}, 0, time.time()
+        bar = tqdm(total=total, disable=not progress, desc=f"train {encoder_name} lam={lam}", leave=False)
+        while step < total:
+            order = g.permutation(len(train))
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                model.train()
+                batch = encode(tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, max_len)
+                ce, bce = losses(model, batch, [train[i].label for i in idx])
+                (ce + lam * bce).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step(); opt.zero_grad()
+                hist["ce"].append(float(ce.detach())); hist["bce"].append(float(bce.detach()))
+                step += 1; bar.update(1)
+                if step % steps_per_epoch == 0 or step == total:
+                    a = accuracy(model, tok, dev, max_len=max_len)[0]
+                    dev_curve.append(a)
+                    if a > best:
+                        best, best_state, best_epoch = a, copy.deepcopy(model.state_dict()), step / steps_per_epoch
+                if step >= total:
+                    break
+        bar.close()
+        model.load_state_dict(best_state)
+        acc, correct = accuracy(model, tok, test, max_len=max_len)
+        state["model"], state["tok"] = model, tok
+        return {"test_acc": acc, "correct": correct, "zero_shot_dev": dev_curve[0], "best_dev": best,
+                "best_epoch": best_epoch, "dev_curve": dev_curve, "ce_first": hist["ce"][:3], "ce_last": hist["ce"][-3:],
+                "bce_first": hist["bce"][:3], "bce_last": hist["bce"][-3:], "seconds": time.time() - t0}
+
+    r = cached_json("encoder_student", full_key, compute, version=VERSION)
+    if return_model:
+        if "model" not in state:  # cached result: retrain to inspect (deterministic, same result)
+            r = compute()
+        return r, state["model"], state["tok"]
+    return r
