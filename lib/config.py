@@ -39,11 +39,11 @@ PRESETS: dict[str, dict] = {
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
               # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
               # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
-              "caps": {"pool": 96, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 24, "K": 4,
-              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 3, "lr": 1e-4, "batch_size": 8,
+              "caps": {"pool": 96, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 16, "K": 4,
+              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 3, "lr": 1e-4, "batch_size": 4,
               "teacher": "simulated:0.3"},
         "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-              "caps": {"pool": 64, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
+              "caps": {"pool": 48, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 3, "lr": 1e-4,
               "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
     },
     "paper": {  # GPU machine with hub access: the papers' models and datasets
