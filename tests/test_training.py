@@ -23,6 +23,25 @@ def test_multitask_weights_give_the_dss_loss():
     torch.testing.assert_close(got, 0.3 * la + 0.7 * le)
 
 
+def test_length_groups_pad_less_and_keep_the_loss():
+    lm = load_model("tiny-llama")
+    s = _splits()
+    ex = s["pool"][:4]
+    long = " ".join(["a long rationale"] * 40)
+    items = make_items(ex, [e.answer for e in ex], [long, "short", long, None], alpha=0.4, weights=[1.0, 2.0, 0.5, 1.0])
+    parts = [p for it in items for p in it.parts]
+    groups = training.length_groups(lm, parts)
+    assert sorted(j for g in groups for j in g) == list(range(len(parts))) and len(groups) == 2
+    n_tok = lambda j: len(lm._prompt_ids(parts[j].prompt)) + len(lm._ids(parts[j].target, special=False)) + 1
+    padded = sum(len(g) * max(n_tok(j) for j in g) for g in groups)
+    assert padded < len(parts) * max(n_tok(j) for j in range(len(parts)))
+    with torch.no_grad():
+        whole = lm.loss([p.prompt for p in parts], [p.target for p in parts], weights=torch.tensor([p.weight for p in parts]))
+        split = sum(lm.loss([parts[j].prompt for j in g], [parts[j].target for j in g],
+                            weights=torch.tensor([parts[j].weight for j in g])) * len(g) / len(parts) for g in groups)
+    torch.testing.assert_close(split, whole)
+
+
 def test_zero_weight_filters_and_missing_rationale_keeps_predict_only():
     s = _splits()
     ex = s["pool"][:3]
