@@ -59,8 +59,8 @@ def _need(student, ta, examples, p, seed, warmed: bool):
     out = {}
     if "sc" in p["signals"] or "ta_student" in p["signals"]:
         # a warmed student answers in its training format; an un-warmed one gets the question with its options
-        # and `cot_shots` chain-of-thought exemplars (0 by default: generate repeats the prompt K times, so
-        # few-shot prefixes multiply the cost of the costliest step)
+        # and `cot_shots` chain-of-thought exemplars (offline: 2; with 0 SmolLM2 ends its answer at once; the
+        # K samples share one prefill of the prompt, see LM._generate_shared_prefill)
         # the un-warmed student is the same pretrained model in every run, so its samples use one fixed seed
         # and are cached once per pool (their cost would otherwise repeat in every seed and ablation)
         sc = self_consistency(student, examples, K=p["K"], temperature=p["temperature"], seed=seed if warmed else 0,

@@ -170,7 +170,8 @@ def train(lm, items: list[TrainItem], *, epochs: float = 2, lr: float = 5e-5, ba
             loss = 0.0
             # short predict: parts and long explain: parts in one tensor would pad every row to the longest
             # rationale; length groups give the same loss (a weighted sum of per-group means) for less compute
-            for group in length_groups(lm, parts):
+            # (one group under multi-process DDP, which expects one forward per backward)
+            for group in (length_groups(lm, parts) if acc.num_processes == 1 else [list(range(len(parts)))]):
                 with acc.autocast():
                     g = [parts[j] for j in group]
                     loss = loss + lm.loss([p.prompt for p in g], [p.target for p in g],
