@@ -296,7 +296,7 @@ def option_scores(lm, examples: list[Example], answer_form: str = "text", batch_
 
     def compute(ks):
         if lm.arch == "causal":
-            per = lm.score_options([k["prompt"] for k in ks], [k["options"] for k in ks], batch_size=len(ks) * 5)
+            per = lm.score_options([k["prompt"] for k in ks], [k["options"] for k in ks], batch_size=sum(len(k["options"]) for k in ks))
             return [[float(lp.sum()) for lp in lps] for lps in per]
         ps, cs = [k["prompt"] for k in ks for _ in k["options"]], [o for k in ks for o in k["options"]]
         it = iter(target_logprobs(lm, ps, cs))

@@ -244,6 +244,17 @@ class LM:
         rows = [([value] * (n - len(s)) + s) if left else (s + [value] * (n - len(s))) for s in seqs]
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
+    def _pad_with_mask(self, seqs: list[list[int]], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids and the attention mask marking each row's real tokens (1) and pads (0)."""
+        ids = self._pad(seqs, value, left)
+        attn = torch.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            if left:
+                attn[r, ids.shape[1] - len(s):] = 1
+            else:
+                attn[r, :len(s)] = 1
+        return ids, attn
+
     def _batch(self, prompts: list[str], conts: list[str], eos: bool = False):
         """Tensors for teacher forcing: returns (model kwargs, target ids, target mask)."""
         p_ids = [self._prompt_ids(p) for p in prompts]
@@ -256,15 +267,12 @@ class LM:
             tgt = labels.masked_fill(~mask, pad)
             return {"input_ids": enc, "attention_mask": (enc != pad) | _first_real(p_ids, enc), "labels": labels}, tgt, mask
         full = [p + c for p, c in zip(p_ids, c_ids)]
-        ids = self._pad(full, pad)
-        attn = torch.zeros_like(ids, dtype=torch.bool)
-        for i, s in enumerate(full):
-            attn[i, :len(s)] = True
+        ids, attn = self._pad_with_mask(full, pad)
         # target at position t is predicted by logits at t-1; mark continuation positions
         mask = torch.zeros_like(ids, dtype=torch.bool)
         for i, (p, c) in enumerate(zip(p_ids, c_ids)):
             mask[i, len(p):len(p) + len(c)] = True
-        return {"input_ids": ids, "attention_mask": attn.long()}, ids, mask
+        return {"input_ids": ids, "attention_mask": attn}, ids, mask
 
     def _token_logprobs(self, kwargs, tgt, mask) -> torch.Tensor:
         """Log-prob of every target token, 0 where mask is False. Shape of tgt."""
@@ -327,13 +335,8 @@ class LM:
             idx = order[s:s + per_batch]
             p_ids = [self._prompt_ids(prompts[i]) for i in idx]
             c_ids = [[self._ids(o, special=False) for o in options[i]] for i in idx]
-            L = max(len(p) for p in p_ids)
-            ids = self._pad(p_ids, pad, left=True)
-            attn = torch.zeros_like(ids)
-            pos = torch.zeros_like(ids)
-            for r, p in enumerate(p_ids):
-                attn[r, L - len(p):] = 1
-                pos[r, L - len(p):] = torch.arange(len(p))
+            ids, attn = self._pad_with_mask(p_ids, pad, left=True)
+            L, pos = ids.shape[1], _prefill_positions(attn)
             out = m(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), -1)  # predicts every option's first token
             n_opt = [len(c) for c in c_ids]
@@ -404,14 +407,7 @@ class LM:
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=f"generate {self.name}", leave=False):
             idx = order[s:s + batch_size]
             p_ids = [self._prompt_ids(prompts[i]) for i in idx]
-            left = self.arch == "causal"
-            ids = self._pad(p_ids, pad, left=left)
-            attn = torch.zeros_like(ids)
-            for r, p in enumerate(p_ids):
-                if left:
-                    attn[r, ids.shape[1] - len(p):] = 1
-                else:
-                    attn[r, :len(p)] = 1
+            ids, attn = self._pad_with_mask(p_ids, pad, left=self.arch == "causal")
             kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=K,
                       pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
             if do_sample:

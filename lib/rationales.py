@@ -130,7 +130,7 @@ def run_weak(variant: str, dataset: str, splits: dict, R: Rationales, sig: dict,
     if variant == "tokens_ta_weight":
         weights = demo_weights(conf, "weight").tolist()
     elif variant == "tokens_ta_filter":
-        weights = demo_weights(conf, "filter", float(np.quantile(conf, filter_q))).tolist()
+        weights = demo_weights(conf, "filter", filter_q=filter_q).tolist()
     if variant == "ft_teacher":
         items = make_items(train, sig["answers"], [None] * len(train), fmt="answer_only")
     else:

@@ -33,8 +33,8 @@ from .prompts import cot_prompt, parse_answer
 
 VERSION = 1  # bump when a signal's definition changes: cached values are then recomputed
 
-# Notebook defaults per preset (config.py is shared; these are this module's own sizes). Offline: sampling K
-# sequences repeats each prompt's prefill K times, so the student prompt has 2 exemplars (100-230 tokens; 4 are
+# Notebook defaults per preset (config.py is shared; these are this module's own sizes). Offline: every one of the
+# K samples attends over the whole prompt at each sampled token, so the student prompt has 2 exemplars (100-230 tokens; 4 are
 # 200-410; with 1, SmolLM2 mostly ends its answer at once on multiple choice), and samples stop at 48 tokens, enough
 # for an exemplar-length rationale plus "So the answer is X" (at 32, most multiple-choice samples were cut before it).
 NOTEBOOK_DEFAULTS = {
@@ -128,15 +128,19 @@ def need_score(sc, ta_student) -> np.ndarray:
     return ((1 - sc) + (1 - ta)) / 2
 
 
-def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None) -> np.ndarray:
+def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None, filter_q: float | None = None) -> np.ndarray:
     """Per-demonstration training weights from ta_confidence(teacher): "weight" = normalised to mean 1
-    (uniform if all are 0); "filter" = 1 where confidence >= tau, else 0 (dropped)."""
+    (uniform if all are 0); "filter" = 1 where confidence >= tau, else 0 (dropped). Instead of tau, `filter_q`
+    drops that share of the least-trusted demonstrations (tau = its quantile): an absolute tau would mean
+    nothing across TAs whose confidences live on different scales."""
     t = np.asarray(ta_teacher, float)
     if mode == "weight":
         return t / t.mean() if len(t) and t.mean() > 0 else np.ones_like(t)
     if mode == "filter":
+        if tau is None and filter_q is not None:
+            tau = float(np.quantile(t, filter_q))
         if tau is None:
-            raise ReproError("demo_weights(mode='filter') needs a threshold tau")
+            raise ReproError("demo_weights(mode='filter') needs a threshold tau or a share filter_q")
         return (t >= tau).astype(float)
     raise ReproError(f"unknown weighting mode {mode!r}; valid: filter, weight")
 

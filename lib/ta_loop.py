@@ -129,10 +129,7 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
         weights = None
         if method != "plain" and "ta_teacher" in p["signals"]:
             conf = ta_confidence(ta_lm, chosen, [d.text() for d in demos], batch_size=p["eval_batch_size"])
-            # filtering drops the filter_q share of least-trusted demonstrations (τ = that quantile): an
-            # absolute τ would mean nothing across TAs whose confidences live on different scales
-            tau = float(np.quantile(conf, p["filter_q"])) if p["use"] == "filter" else None
-            weights = demo_weights(conf, p["use"], tau).tolist()
+            weights = demo_weights(conf, p["use"], filter_q=p["filter_q"]).tolist()
             diag["weight_teacher_correct"] = float(np.mean([w for w, d in zip(weights, demos) if d.correct] or [np.nan]))
             diag["weight_teacher_wrong"] = float(np.mean([w for w, d in zip(weights, demos) if not d.correct] or [np.nan]))
         hist = train(lm, _items(chosen, demos, p, weights), **train_kw)

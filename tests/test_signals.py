@@ -119,6 +119,8 @@ def test_need_score_and_demo_weights():
     w = S.demo_weights([0.2, 0.4, 0.6])
     np.testing.assert_allclose(w, [0.5, 1.0, 1.5])
     np.testing.assert_allclose(S.demo_weights([0.2, 0.4, 0.6], "filter", tau=0.4), [0, 1, 1])
+    # a share instead of a threshold: drop the least-trusted third
+    np.testing.assert_allclose(S.demo_weights([0.6, 0.2, 0.4], "filter", filter_q=0.3), [1, 0, 1])
     np.testing.assert_allclose(S.demo_weights([0.0, 0.0]), [1, 1])
     with pytest.raises(common.ReproError, match="needs a threshold"):
         S.demo_weights([0.1], "filter")
