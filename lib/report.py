@@ -36,21 +36,8 @@ def _fmt(x, lo=None, hi=None, pct=True) -> str:
     return s
 
 
-def table_a(preset: str) -> pd.DataFrame:
-    t = _read(preset, "12_A_main_table.csv")
-    if t is None:
-        return pd.DataFrame([{"dataset": "-", "ours": "notebook 12 not run", "paper": f"+{PAPER_A_AVG} % (average)", "verdict": "-"}])
-    plain = t[t.method == "plain"].set_index("dataset").acc_mean
-    return pd.DataFrame([{"dataset": r.dataset, "method": r.method, "seeds": int(r.seeds),
-                          "plain FT acc": _fmt(plain.get(r.dataset), pct=False), "method acc": _fmt(r.acc_mean, pct=False),
-                          "relative improvement (95 % CI)": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi),
-                          "paper": f"+{PAPER_A_AVG} %" if (r.dataset == "average" and r.method == "two_stage") else "-",
-                          "verdict": verdict(r["rel_impr_%"], r.rel_lo, r.rel_hi)}
-                         for _, r in t[t.method.isin(["one_stage", "two_stage"])].iterrows()])
-
-
 def table_vs(preset: str, csv: str, notebook: str, baseline: str) -> pd.DataFrame:
-    """Beyond-the-paper notebooks (24, 25): every method against the notebook's own baseline."""
+    """Every method of a notebook's table against its baseline (paper A's 12, and the beyond-the-paper 24, 25)."""
     t = _read(preset, csv)
     if t is None:
         return pd.DataFrame([{"dataset": "-", "ours": f"notebook {notebook} not run", "verdict": "-"}])
@@ -60,6 +47,14 @@ def table_vs(preset: str, csv: str, notebook: str, baseline: str) -> pd.DataFram
                           f"vs {baseline} (95 % CI)": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi),
                           "verdict": verdict(r["rel_impr_%"], r.rel_lo, r.rel_hi)}
                          for _, r in t[t.method != baseline].iterrows()])
+
+
+def table_a(preset: str) -> pd.DataFrame:
+    t = table_vs(preset, "12_A_main_table.csv", "12", "plain")
+    paper = ([f"+{PAPER_A_AVG} %" if (d == "average" and m == "two_stage") else "-" for d, m in zip(t.dataset, t.method)]
+             if "method" in t else f"+{PAPER_A_AVG} % (average)")
+    t.insert(len(t.columns) - 1, "paper", paper)
+    return t
 
 
 def table_b(preset: str) -> pd.DataFrame:
