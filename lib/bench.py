@@ -259,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--rows", default="", help="comma-separated subset of rows (writes bench*_profile.md)")
     ap.add_argument("--profile", action="store_true", help="add each path's matmul share of CPU time (torch.profiler)")
+    ap.add_argument("--reproduce-only", action="store_true", help="only refresh the per-notebook make-reproduce section")
     args = ap.parse_args(argv)
     global PROFILE
     PROFILE = args.profile
@@ -267,6 +268,8 @@ def main(argv=None) -> int:
     except ReproError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.reproduce_only:
+        return refresh_reproduce_section(preset, args.out)
     wanted = args.rows.split(",") if args.rows else list(TARGETS)
     unknown = [r for r in wanted if r not in TARGETS]
     if unknown:
@@ -299,8 +302,6 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(wanted)}] {name} ... ({time.time() - t0:.0f} s so far)", flush=True)
         r = bench_model_load(cfg["models"]["student"]) if name == "model_load" else plan[name]()
         rows += [r] if r else []
-    if not args.rows:
-        rows += reproduce_rows(preset)
     return _write(rows, args, preset, t0)
 
 
@@ -319,27 +320,41 @@ def _write(rows: list[dict], args, preset: str, t0: float) -> int:
           "| row | what | n | samples | fast s | baseline s | ratio | target | verdict | note |", "|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['row']} | {r['what']} | {r['n']} | {r.get('samples', '')} | {r['fast_s']} | {r['baseline_s']} | {r['ratio']} | {r['target']} | "
            f"{r['verdict']} | {r['note']} |" for r in rows]
-    (args.out / f"{name}.md").write_text("\n".join(md) + "\n")
+    (args.out / f"{name}.md").write_text("\n".join(md) + "\n" + ("" if args.rows else reproduce_section(preset)))
     print(f"wrote {args.out / (name + '.md')} in {time.time() - t0:.0f} s")
     return 0
 
 
-def reproduce_rows(preset: str) -> list[dict]:
-    """Cold / warm wall time and peak memory of each notebook, read from the reproduce run's own log."""
+REPRODUCE_MARK = "## make reproduce: wall time and memory per notebook"
+
+
+def reproduce_section(preset: str) -> str:
+    """Cold / warm wall time and peak memory of each notebook, read from the reproduce run's own log
+    (results/<preset>/run_log.csv: first run = cold, last run = warm)."""
     log = ROOT / "results" / preset / "run_log.csv"
     if not log.exists():
-        return []
+        return ""
     import pandas as pd
 
     df = pd.read_csv(log)
-    rows = []
+    md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook: the first "
+          "recorded run of each notebook was cold; the last is warm (caches hit) when it came after a finished run.", "",
+          "| notebook | runs | first run s (cold) | last run s | peak RSS MB | last run at |", "|---|---|---|---|---|---|"]
     for nb, g in df.groupby("notebook"):
-        cold, warm = g.seconds.iloc[0], g.seconds.iloc[-1]
-        mem = f", peak RSS {g.peak_rss_MB.max():.0f} MB" if "peak_rss_MB" in g else ""
-        rows.append({"row": f"reproduce:{nb}", "what": "notebook wall time, first (cold) vs last (warm) run in run_log.csv",
-                     "n": len(g), "fast_s": warm, "baseline_s": cold, "ratio": round(cold / warm, 1) if warm else float("nan"),
-                     "target": None, "verdict": "n/a", "note": f"cold {cold:.0f} s, warm {warm:.0f} s{mem}"})
-    return rows
+        md.append(f"| {nb} | {len(g)} | {g.seconds.iloc[0]:.0f} | {g.seconds.iloc[-1]:.0f} | {g.peak_rss_MB.max():.0f} | {g.timestamp.iloc[-1]} |")
+    return "\n".join(md) + "\n"
+
+
+def refresh_reproduce_section(preset: str, out: Path) -> int:
+    """`--reproduce-only`: rewrite the per-notebook section of an existing bench.md (no model is timed)."""
+    path = out / ("bench.md" if preset == "offline" else f"bench_{preset}.md")
+    if not path.exists():
+        print(f"error: {path} does not exist; run `make bench` first", file=sys.stderr)
+        return 2
+    head = path.read_text().split("\n" + REPRODUCE_MARK)[0].rstrip("\n") + "\n"
+    path.write_text(head + reproduce_section(preset))
+    print(f"refreshed the reproduce section of {path}")
+    return 0
 
 
 if __name__ == "__main__":
