@@ -337,11 +337,17 @@ def reproduce_section(preset: str) -> str:
     import pandas as pd
 
     df = pd.read_csv(log)
-    md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook: the first "
-          "recorded run of each notebook was cold; the last is warm (caches hit) when it came after a finished run.", "",
-          "| notebook | runs | first run s (cold) | last run s | peak RSS MB | last run at |", "|---|---|---|---|---|---|"]
+    if "artifacts_computed" not in df:
+        df["artifacts_computed"] = float("nan")
+    md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook with the number "
+          "of cache entries the run computed. Cold = the first run that computed anything (runs logged before that count existed are "
+          "taken as cold); warm = the last run that computed nothing (every expensive step a cache hit).", "",
+          "| notebook | runs | cold s | warm s | peak RSS MB |", "|---|---|---|---|---|"]
     for nb, g in df.groupby("notebook"):
-        md.append(f"| {nb} | {len(g)} | {g.seconds.iloc[0]:.0f} | {g.seconds.iloc[-1]:.0f} | {g.peak_rss_MB.max():.0f} | {g.timestamp.iloc[-1]} |")
+        cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
+        warm = g[g.artifacts_computed == 0]
+        md.append(f"| {nb} | {len(g)} | {cold.seconds.iloc[0]:.0f} |" if len(cold) else f"| {nb} | {len(g)} | not logged |")
+        md[-1] += f" {warm.seconds.iloc[-1]:.0f} | {g.peak_rss_MB.max():.0f} |" if len(warm) else f" not yet | {g.peak_rss_MB.max():.0f} |"
     return "\n".join(md) + "\n"
 
 

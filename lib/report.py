@@ -130,6 +130,10 @@ def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") ->
                         z.assign(acc=lambda d: [f"{a:.1%} [{l:.1%}, {h:.1%}]" for a, l, h in zip(d.acc, d.ci_lo, d.ci_hi)],
                                  chance=lambda d: d.chance.map("{:.1%}".format), majority=lambda d: d.majority.map(lambda x: "-" if pd.isna(x) else f"{x:.1%}"))
                         [["model", "dataset", "method", "n", "acc", "chance", "majority"]].to_markdown(index=False))
+    bench = ROOT / "results" / ("bench.md" if preset == "offline" else f"bench_{preset}.md")
+    if bench.exists():  # written by `make bench`; its first line is a title
+        blocks["BENCH"] = "Produced by `make bench` (`results/bench.md`, `results/bench.csv`).\n\n" + \
+            bench.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     for name, body in blocks.items():
         pat = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
         text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)

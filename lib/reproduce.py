@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ROOT, results_dir
+from .common import ROOT, cache_dir, results_dir
 
 KERNEL = "distill-repro"
 
@@ -61,6 +61,29 @@ class PeakRSS:
         self._t.join()
 
 
+LOG_HEADER = ["timestamp", "preset", "notebook", "seconds", "peak_rss_MB", "artifacts_computed"]
+
+
+def artifacts_written_since(t0: float) -> int:
+    """Cache entries written since t0: 0 means the notebook ran fully warm (every expensive step a cache hit)."""
+    root = cache_dir() / "artifacts"
+    return sum(1 for p in root.rglob("*.json") if p.stat().st_mtime >= t0) if root.exists() else 0
+
+
+def append_log(log: Path, row: list) -> None:
+    """One row per notebook run; a log written before a column existed is rewritten with the column empty."""
+    rows = list(csv.reader(open(log, newline=""))) if log.exists() else []
+    if rows and rows[0] == LOG_HEADER:
+        with open(log, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+        return
+    rows = [LOG_HEADER] + [r + [""] * (len(LOG_HEADER) - len(r)) for r in rows[1:]] + [row]
+    tmp = log.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    os.replace(tmp, log)
+
+
 def main(argv=None) -> int:
     import papermill as pm
 
@@ -99,12 +122,10 @@ def main(argv=None) -> int:
         dt = time.time() - t0
         if args.html:
             export_html(dest)
-        with open(log, "a", newline="") as f:
-            w = csv.writer(f)
-            if f.tell() == 0:  # decided at write time: two runs may have started on an empty log
-                w.writerow(["timestamp", "preset", "notebook", "seconds", "peak_rss_MB"])
-            w.writerow([time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20)])
-        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB)", flush=True)
+        computed = artifacts_written_since(t0)
+        append_log(log, [time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20), computed])
+        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB, "
+              f"{computed} cached artefacts computed{'' if computed else ': fully warm'})", flush=True)
     print(f"all {len(nbs)} notebooks done in {(time.time() - t_all) / 60:.1f} min; results in {out}")
     return 0
 

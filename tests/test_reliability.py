@@ -93,3 +93,22 @@ def test_bad_parameters_fail_with_one_clear_line(nb, params, msg, tmp_path):
         pm.execute_notebook(str(ROOT / "notebooks" / nb), str(tmp_path / nb), parameters={"preset": "smoke", **params},
                             kernel_name="distill-repro", cwd=str(ROOT / "notebooks"), progress_bar=False)
     assert e.value.ename == "ReproError" and msg in e.value.evalue
+
+
+def test_run_log_counts_computed_artifacts_and_migrates_an_old_log(tmp_path, monkeypatch):
+    from lib import reproduce
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    t0 = time.time() - 1
+    assert reproduce.artifacts_written_since(t0) == 0  # no cache at all: nothing computed
+    cached_json("demo", {"a": 1}, lambda: 1)
+    cached_json("demo", {"a": 2}, lambda: 2)
+    assert reproduce.artifacts_written_since(t0) == 2
+    assert reproduce.artifacts_written_since(time.time() + 1) == 0  # a warm rerun writes nothing
+    log = tmp_path / "run_log.csv"
+    log.write_text("timestamp,preset,notebook,seconds,peak_rss_MB\n2026-01-01 00:00:00,smoke,10_x.ipynb,5.0,100\n")
+    reproduce.append_log(log, ["2026-01-01 00:01:00", "smoke", "10_x.ipynb", 1.0, 90, 0])
+    reproduce.append_log(log, ["2026-01-01 00:02:00", "smoke", "11_y.ipynb", 2.0, 80, 3])
+    lines = log.read_text().splitlines()
+    assert lines[0].split(",") == reproduce.LOG_HEADER
+    assert lines[1].endswith(",100,") and lines[2].endswith(",90,0") and lines[3].endswith(",80,3")
