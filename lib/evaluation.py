@@ -89,6 +89,22 @@ def zero_shot_cell(model_name: str, lm_loader, dataset: str, examples: list[Exam
     return cached_json("zero_shot", key, compute)
 
 
+def ablation_summary(runs, keys=("group", "setting", "method")):
+    """One row per ablation setting: mean ± std of test accuracy over seeds, and a 95 % bootstrap interval over
+    test questions (each question's correctness averaged over the seeds first), so a 1-seed ablation still says
+    how wide its uncertainty is. `runs`: DataFrame with the `keys`, seed, test_acc and correct."""
+    import pandas as pd
+
+    rows = []
+    for k, g in runs.groupby(list(keys), sort=False):
+        per_q = np.stack([np.asarray(c, float) for c in g.correct]).mean(0)
+        lo, hi = bootstrap_ci(per_q)
+        acc = g.test_acc.astype(float)
+        rows.append({**dict(zip(keys, k)), "seeds": g.seed.nunique(), "n_test": len(per_q), "acc_mean": acc.mean(),
+                     "acc_std": acc.std(ddof=1) if len(acc) > 1 else float("nan"), "acc_lo": lo, "acc_hi": hi})
+    return pd.DataFrame(rows)
+
+
 def verdict(point: float, lo: float, hi: float) -> str:
     """One word on a claimed gain: 'replicates' when our interval excludes zero on the positive side,
     'direction only' when the point estimate is positive but the interval includes zero, else 'does not'."""
