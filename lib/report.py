@@ -92,6 +92,21 @@ def table_gt(preset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table_ablation(preset: str, csv: str, notebook: str) -> pd.DataFrame:
+    """Ablation settings (13, 22): accuracy with its 95 % interval over test questions, and seeds."""
+    t = _read(preset, csv)
+    if t is None:
+        return pd.DataFrame([{"group": "-", "ours": f"notebook {notebook} not run"}])
+    if "acc_lo" not in t:  # written before the notebooks kept per-question correctness
+        t = t.assign(acc_lo=float("nan"), acc_hi=float("nan"), seeds=t.get("n_seeds"))
+    cols = {"group": t.group, "setting": t.setting, "method": t.method, "seeds": t.seeds,
+            "accuracy [95 % CI]": [_fmt(a, lo, hi, pct=False) for a, lo, hi in zip(t.acc_mean, t.acc_lo, t.acc_hi)]}
+    if "w_correct" in t:  # paper A: how the TA weighted right vs wrong teacher demonstrations
+        cols["teacher acc bought"] = t.teacher_acc_bought.round(2)
+        cols["weight right / wrong"] = [f"{a:.2f} / {b:.2f}" if pd.notna(a) and pd.notna(b) else "-" for a, b in zip(t.w_correct, t.w_wrong)]
+    return pd.DataFrame(cols)
+
+
 def tables(preset: str) -> dict[str, pd.DataFrame]:
     return {"A": table_a(preset), "B": table_b(preset), "GT": table_gt(preset),
             "ENC": table_vs(preset, "24_B_encoder_table.csv", "24", "encoder_ft"),
@@ -134,6 +149,8 @@ def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") ->
     if bench.exists():  # written by `make bench`; its first line is a title
         blocks["BENCH"] = "Produced by `make bench` (`results/bench.md`, `results/bench.csv`).\n\n" + \
             bench.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
+    for name, csv, nb in (("ABL_A", "13_A_ablations.csv", "13"), ("ABL_B", "22_B_ablations.csv", "22")):
+        blocks[name] = f"Produced by {cmd}; {run_info(preset)}.\n\n" + table_ablation(preset, csv, nb).to_markdown(index=False)
     for name, body in blocks.items():
         pat = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
         text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
