@@ -330,24 +330,18 @@ REPRODUCE_MARK = "## make reproduce: wall time and memory per notebook"
 
 def reproduce_section(preset: str) -> str:
     """Cold / warm wall time and peak memory of each notebook, read from the reproduce run's own log
-    (results/<preset>/run_log.csv: first run = cold, last run = warm)."""
+    (results/<preset>/run_log.csv, see reproduce.cold_warm)."""
     log = ROOT / "results" / preset / "run_log.csv"
     if not log.exists():
         return ""
-    import pandas as pd
+    from .reproduce import cold_warm
 
-    df = pd.read_csv(log)
-    if "artifacts_computed" not in df:
-        df["artifacts_computed"] = float("nan")
     md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook with the number "
           "of cache entries the run computed. Cold = the first run that computed anything (runs logged before that count existed are "
           "taken as cold); warm = the last run that computed nothing (every expensive step a cache hit).", "",
-          "| notebook | runs | cold s | warm s | peak RSS MB |", "|---|---|---|---|---|"]
-    for nb, g in df.groupby("notebook"):
-        cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
-        warm = g[g.artifacts_computed == 0]
-        md.append(f"| {nb} | {len(g)} | {cold.seconds.iloc[0]:.0f} |" if len(cold) else f"| {nb} | {len(g)} | not logged |")
-        md[-1] += f" {warm.seconds.iloc[-1]:.0f} | {g.peak_rss_MB.max():.0f} |" if len(warm) else f" not yet | {g.peak_rss_MB.max():.0f} |"
+          "| notebook | cold s | warm s | peak RSS MB |", "|---|---|---|---|"]
+    fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
+    md += [f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cold_warm(log).items()]
     return "\n".join(md) + "\n"
 
 

@@ -127,10 +127,11 @@ def run_info(preset: str) -> str:
     where = f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores"
     if not log.exists():
         return f"machine: {where}"
-    df = pd.read_csv(log)
-    last = df.groupby("notebook").tail(1)
-    return f"machine: {where}; wall time of the last run of each notebook: " + ", ".join(
-        f"{r.notebook.split('_')[0]} {r.seconds / 60:.1f} min" for r in last.itertuples())
+    from .reproduce import cold_warm
+
+    m = lambda x: "?" if x is None else f"{x / 60:.1f}"
+    return f"machine: {where}; wall time per notebook, cold / warm (min; ? = the cold run was not logged by `make reproduce`): " + ", ".join(
+        f"{nb.split('_')[0]} {m(c)} / {m(w)}" for nb, (c, w, _) in cold_warm(log).items())
 
 
 def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") -> None:

@@ -84,6 +84,23 @@ def append_log(log: Path, row: list) -> None:
     os.replace(tmp, log)
 
 
+def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
+    """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the first run that computed anything
+    (runs logged before the count existed are taken as cold); warm = the last run that computed nothing."""
+    import pandas as pd
+
+    df = pd.read_csv(log)
+    if "artifacts_computed" not in df:
+        df["artifacts_computed"] = float("nan")
+    out = {}
+    for nb, g in df.groupby("notebook"):
+        cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
+        warm = g[g.artifacts_computed == 0]
+        out[nb] = (float(cold.seconds.iloc[0]) if len(cold) else None, float(warm.seconds.iloc[-1]) if len(warm) else None,
+                   float(g.peak_rss_MB.max()))
+    return out
+
+
 def main(argv=None) -> int:
     import papermill as pm
 
