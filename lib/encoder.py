@@ -170,3 +170,17 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
             r = compute()
         return r, state["model"], state["tok"]
     return r
+
+
+def selected_tag_probs(encoder_name: str, train, dev, test, question: Example, *, words, lam: float, seed: int, key: dict,
+                       **train_kw) -> list[tuple[str, float]]:
+    """tag_probs of the dev-selected model of train_and_test(...) on one question, cached: a warm notebook
+    render draws the figure without retraining the encoder (the model itself is not cached)."""
+    def compute():
+        _, model, tok = train_and_test(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key,
+                                       return_model=True, **train_kw)
+        return [[w, float(p)] for w, p in tag_probs(model, tok, question)]
+
+    full_key = {**key, "encoder": encoder_name, "lam": lam, "seed": seed, **train_kw, "question": question.id,
+                "train": [e.id for e in train], "dev": [e.id for e in dev], "words": stable_hash(words, 16) if words else None}
+    return [(w, p) for w, p in cached_json("encoder_tag_probs", full_key, compute, VERSION)]

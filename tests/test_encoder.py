@@ -81,3 +81,16 @@ def test_train_and_test_is_cached_and_checks_its_inputs(monkeypatch, tmp_path):
         E.train_and_test("tiny-bert", EXS, EXS, EXS, **{**kw, "words": None})
     with pytest.raises(ReproError, match="lam must be"):
         E.train_and_test("tiny-bert", EXS, EXS, EXS, **{**kw, "lam": -1})
+
+
+def test_selected_tag_probs_equal_the_selected_models_and_a_rerun_does_not_retrain(monkeypatch, tmp_path):
+    from lib import common
+
+    monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)
+    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, epochs=1, batch_size=2)
+    _, model, tok = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, return_model=True, progress=False, **kw)
+    want = E.tag_probs(model, tok, EXS[2])
+    got = E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw)
+    assert [w for w, _ in got] == [w for w, _ in want] and [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-6)
+    monkeypatch.setattr(E, "train_and_test", lambda *a, **k: pytest.fail("a cached figure retrained the encoder"))
+    assert E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw) == got
