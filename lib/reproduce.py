@@ -64,10 +64,14 @@ class PeakRSS:
 LOG_HEADER = ["timestamp", "preset", "notebook", "seconds", "peak_rss_MB", "artifacts_computed"]
 
 
+CACHED = ("artifacts", "teachers", "models")  # cached step outputs, teacher JSONL (appended), models built from GGUF
+
+
 def artifacts_written_since(t0: float) -> int:
-    """Cache entries written since t0: 0 means the notebook ran fully warm (every expensive step a cache hit)."""
-    root = cache_dir() / "artifacts"
-    return sum(1 for p in root.rglob("*.json") if p.stat().st_mtime >= t0) if root.exists() else 0
+    """Cache files written since t0 (step outputs, teacher answers, built models): 0 means the notebook ran
+    fully warm, every expensive step a cache hit."""
+    roots = [cache_dir() / d for d in CACHED]
+    return sum(1 for r in roots if r.exists() for p in r.rglob("*") if p.is_file() and p.stat().st_mtime >= t0)
 
 
 def append_log(log: Path, row: list) -> None:

@@ -105,6 +105,9 @@ def test_run_log_counts_computed_artifacts_and_migrates_an_old_log(tmp_path, mon
     cached_json("demo", {"a": 2}, lambda: 2)
     assert reproduce.artifacts_written_since(t0) == 2
     assert reproduce.artifacts_written_since(time.time() + 1) == 0  # a warm rerun writes nothing
+    (tmp_path / "cache" / "teachers").mkdir(parents=True)
+    (tmp_path / "cache" / "teachers" / "t.jsonl").write_text("{}\n")  # a teacher answered: computed too
+    assert reproduce.artifacts_written_since(t0) == 3
     log = tmp_path / "run_log.csv"
     log.write_text("timestamp,preset,notebook,seconds,peak_rss_MB\n2026-01-01 00:00:00,smoke,10_x.ipynb,5.0,100\n")
     reproduce.append_log(log, ["2026-01-01 00:01:00", "smoke", "10_x.ipynb", 1.0, 90, 0])
