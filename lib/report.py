@@ -153,8 +153,9 @@ def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") ->
     for name, csv, nb in (("ABL_A", "13_A_ablations.csv", "13"), ("ABL_B", "22_B_ablations.csv", "22")):
         blocks[name] = f"Produced by {cmd}; {run_info(preset)}.\n\n" + table_ablation(preset, csv, nb).to_markdown(index=False)
     for name, body in blocks.items():
-        pat = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
-        text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+        # tolerant of an empty block: the markers may sit on consecutive lines
+        pat = re.compile(rf"(<!-- results:{name} -->)\n(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
+        text = pat.sub(lambda m: m.group(1) + "\n" + body + "\n" + m.group(2), text)
     readme.write_text(text)
 
 

@@ -35,3 +35,16 @@ def test_ablation_summary_gives_an_interval_even_for_one_seed_and_pools_seeds_pe
     assert one.seeds == 1 and np.isnan(one.acc_std) and one.acc_lo < 0.5 < one.acc_hi and one.acc_hi - one.acc_lo > 0.1
     # two seeds that disagree on every question average to 0.5 per question: no spread left over questions
     assert two.seeds == 2 and two.n_test == 100 and two.acc_lo == two.acc_hi == 0.5
+
+
+def test_readme_blocks_are_filled_between_markers_even_when_empty(tmp_path):
+    from lib import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:ENC -->\n<!-- /results:ENC -->\nmiddle\n<!-- results:WEAK -->\nold text\n<!-- /results:WEAK -->\nend\n")
+    report.update_readme("smoke", readme)
+    text = readme.read_text()
+    for name in ("ENC", "WEAK"):
+        body = text.split(f"<!-- results:{name} -->\n")[1].split(f"<!-- /results:{name} -->")[0]
+        assert body.strip() and "| dataset" in body  # a table, or its 'not run' row, in every block
+    assert "old text" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
