@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import ROOT, ReproError
+from .common import ROOT, ReproError, bench_name
 from .config import get_preset, resolve_preset
 from .data import load_splits
 from .models import LM, cold_load_seconds, load_model, materialise, REGISTRY
@@ -56,7 +56,7 @@ def matmul_share(fn) -> float:
     return mm / total if total else float("nan")
 
 
-def pair(fast, base, check, repeats: int, budget_s: float | None = None) -> dict:
+def pair(fast, base, check, repeats: int) -> dict:
     """Median times of the fast path and the baseline, called alternately. The first call of each also gives the
     outputs that `check(fast_out, base_out)` must accept before any further call or any report (the fast path goes
     first, so it pays the one-time warm-up). More pairs follow, up to `repeats`, only while the row is under budget."""
@@ -65,7 +65,7 @@ def pair(fast, base, check, repeats: int, budget_s: float | None = None) -> dict
     tb, b = timed(base, 1)
     check(a, b)
     TF, TB = [tf], [tb]
-    while len(TF) < repeats and time.perf_counter() - t0 < (ROW_BUDGET_S if budget_s is None else budget_s):
+    while len(TF) < repeats and time.perf_counter() - t0 < ROW_BUDGET_S:
         TF.append(timed(fast, 1)[0])
         TB.append(timed(base, 1)[0])
     out = {"fast_s": statistics.median(TF), "base_s": statistics.median(TB), "samples": len(TF)}
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
 
 def _write(rows: list[dict], args, preset: str, t0: float) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
-    name = ("bench" if preset == "offline" else f"bench_{preset}") + ("_profile" if args.profile or args.rows else "")
+    name = bench_name(preset) + ("_profile" if args.profile or args.rows else "")
     with open(args.out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99))
         w.writeheader(); w.writerows(rows)
@@ -347,7 +347,7 @@ def reproduce_section(preset: str) -> str:
 
 def refresh_reproduce_section(preset: str, out: Path) -> int:
     """`--reproduce-only`: rewrite the per-notebook section of an existing bench.md (no model is timed)."""
-    path = out / ("bench.md" if preset == "offline" else f"bench_{preset}.md")
+    path = out / f"{bench_name(preset)}.md"
     if not path.exists():  # nothing to refresh yet (`make reproduce` calls this after every run)
         print(f"{path} does not exist yet (`make bench` writes it); nothing to refresh")
         return 0

@@ -27,6 +27,11 @@ def results_dir(preset: str) -> Path:
     return d
 
 
+def bench_name(preset: str) -> str:
+    """File stem of `make bench`'s report: results/bench.md for offline, results/bench_<preset>.md otherwise."""
+    return "bench" if preset == "offline" else f"bench_{preset}"
+
+
 class ReproError(Exception):
     """A user-facing error: bad input, missing assets. Shown as one line, never a deep traceback.
 

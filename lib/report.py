@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .common import ROOT, results_dir
+from .common import ROOT, bench_name, results_dir
 from .evaluation import verdict
 
 PAPER_A_AVG = 20.79  # Zhou & Ai 2024: average relative improvement of the two-stage framework over plain FT
@@ -146,7 +146,7 @@ def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") ->
                         z.assign(acc=lambda d: [f"{a:.1%} [{l:.1%}, {h:.1%}]" for a, l, h in zip(d.acc, d.ci_lo, d.ci_hi)],
                                  chance=lambda d: d.chance.map("{:.1%}".format), majority=lambda d: d.majority.map(lambda x: "-" if pd.isna(x) else f"{x:.1%}"))
                         [["model", "dataset", "method", "n", "acc", "chance", "majority"]].to_markdown(index=False))
-    bench = ROOT / "results" / ("bench.md" if preset == "offline" else f"bench_{preset}.md")
+    bench = ROOT / "results" / f"{bench_name(preset)}.md"
     if bench.exists():  # written by `make bench`; its first line is a title
         blocks["BENCH"] = "Produced by `make bench` (`results/bench.md`, `results/bench.csv`).\n\n" + \
             bench.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
