@@ -107,6 +107,14 @@ def accuracy(model, tok, examples, **kw) -> tuple[float, list[bool]]:
     return float(np.mean(correct)), correct
 
 
+def _run_key(encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, epochs: float, lr: float,
+             batch_size: int, max_len: int, **_) -> dict:
+    """Everything that determines one train_and_test run (its cache key; progress / return_model do not)."""
+    return {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "epochs": epochs, "lr": lr, "bs": batch_size,
+            "max_len": max_len, "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
+            "words": stable_hash(words, 16) if words else None}
+
+
 def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], test: list[Example], *,
                    words: list[list[str]] | None, lam: float, seed: int, key: dict, epochs: float = 2, lr: float = 5e-5,
                    batch_size: int = 16, max_len: int = 64, progress: bool = True, return_model: bool = False):
@@ -120,14 +128,15 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
         raise ReproError(f"lam must be >= 0, got {lam}")
     if lam > 0 and not words:
         raise ReproError("lam > 0 needs the teacher's influential words to tag")
-    full_key = {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "epochs": epochs, "lr": lr, "bs": batch_size,
-                "max_len": max_len, "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
-                "words": stable_hash(words, 16) if words else None}
+    full_key = _run_key(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key, epochs=epochs, lr=lr,
+                        batch_size=batch_size, max_len=max_len)
     state = {}
 
     def compute():
-        torch.manual_seed(seed)
         enc, tok = load_encoder(encoder_name)
+        # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one does not,
+        # so seeding first made the heads' initialisation depend on whether the encoder had been built before
+        torch.manual_seed(seed)
         model = CrossEncoder(enc)
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
         g = np.random.default_rng(seed)
@@ -172,15 +181,15 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
     return r
 
 
-def selected_tag_probs(encoder_name: str, train, dev, test, question: Example, *, words, lam: float, seed: int, key: dict,
-                       **train_kw) -> list[tuple[str, float]]:
-    """tag_probs of the dev-selected model of train_and_test(...) on one question, cached: a warm notebook
-    render draws the figure without retraining the encoder (the model itself is not cached)."""
+_RUN_DEFAULTS = dict(train_and_test.__kwdefaults__)  # epochs, lr, batch_size, max_len as train_and_test defaults them
+
+
+def selected_tag_probs(encoder_name: str, train, dev, test, question: Example, **run_kw) -> list[tuple[str, float]]:
+    """tag_probs of the dev-selected model of train_and_test(..., **run_kw) on one question, cached under that run's
+    key: a warm notebook render draws the figure without retraining the encoder (the model itself is not cached)."""
     def compute():
-        _, model, tok = train_and_test(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key,
-                                       return_model=True, **train_kw)
+        _, model, tok = train_and_test(encoder_name, train, dev, test, **{**run_kw, "return_model": True})
         return [[w, float(p)] for w, p in tag_probs(model, tok, question)]
 
-    full_key = {**key, "encoder": encoder_name, "lam": lam, "seed": seed, **train_kw, "question": question.id,
-                "train": [e.id for e in train], "dev": [e.id for e in dev], "words": stable_hash(words, 16) if words else None}
+    full_key = {**_run_key(encoder_name, train, dev, test, **{**_RUN_DEFAULTS, **run_kw}), "question": question.id}
     return [(w, p) for w, p in cached_json("encoder_tag_probs", full_key, compute, VERSION)]
