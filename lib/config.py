@@ -35,6 +35,28 @@ PRESETS: dict[str, dict] = {
         "eval_n": 100,
         "eval_n_generate": 30,
         "batch_size": 16,
+        # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds + ablations fit 60 min cold
+        # (issue 3); offline_large (pool 96, 3 epochs) took ~3 h for the main table alone
+        "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+              # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
+              # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
+              "caps": {"pool": 64, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 16, "K": 4,
+              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 2, "lr": 1e-4, "batch_size": 4,
+              "teacher": "simulated:0.3"},
+        # paper B: all B notebooks within 30 min cold (issue 4): 2 epochs instead of offline_large's 3
+        "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
+              "caps": {"pool": 48, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
+              "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
+    },
+    "offline_large": {  # the offline preset of sessions 1-3 (~9 h cold on 2 cores): results/offline_large/
+        "models": {"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
+                   "seq2seq_student": None, "encoder": "minilm-l6",
+                   "zero_shot": ["smollm2-135m-instruct", "gemma-3-270m"]},
+        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
+        "caps": {"pool": 600, "dev": 150, "test": 300},
+        "eval_n": 100,
+        "eval_n_generate": 30,
+        "batch_size": 16,
         # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds fit the CPU budget
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
               # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the

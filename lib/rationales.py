@@ -17,7 +17,7 @@ import numpy as np
 
 from .attribution import contains_gold, influential_words
 from .common import ReproError, check_choice
-from .models import load_model
+from .models import load_shared
 from .teachers import annotate, get_teacher
 from .training import finetune_and_test, make_items
 
@@ -45,8 +45,7 @@ class Rationales:
     @property
     def lm(self):
         if self._lm is None:
-            self._lm = load_model(self.teacher_model)
-            self._lm.name = self.teacher_model
+            self._lm = load_shared(self.teacher_model)  # read-only: shared by every Rationales of the notebook
         return self._lm
 
     def words(self, examples, target: str = "gold", k: int | None = None) -> list[str]:
@@ -109,8 +108,7 @@ def weak_teacher_signals(R: Rationales, ta_model: str, examples) -> dict:
 
     pred = [int(np.argmax(s)) for s in option_scores(R.lm, examples, progress=R.progress)]
     answers = [e.choices[i] for e, i in zip(examples, pred)]
-    ta = load_model(ta_model)
-    ta.name = ta_model
+    ta = load_shared(ta_model)
     conf = ta_confidence(ta, examples, answers)
     return {"answers": answers, "words": R.words(examples, "predicted"), "correct": [i == e.label for e, i in zip(examples, pred)],
             "ta_conf": conf}

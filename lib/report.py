@@ -130,8 +130,10 @@ def run_info(preset: str) -> str:
     from .reproduce import cold_warm
 
     m = lambda x: "?" if x is None else f"{x / 60:.1f}"
-    return f"machine: {where}; wall time per notebook, cold / warm (min; ? = the cold run was not logged by `make reproduce`): " + ", ".join(
-        f"{nb.split('_')[0]} {m(c)} / {m(w)}" for nb, (c, w, _) in cold_warm(log).items())
+    cw = cold_warm(log)
+    total = lambda i: m(None if any(v[i] is None for v in cw.values()) else sum(v[i] for v in cw.values()))
+    return (f"machine: {where}; notebooks in all, cold / warm: {total(0)} / {total(1)} min; per notebook (min; ? = the cold "
+            "run was not logged by `make reproduce`): " + ", ".join(f"{nb.split('_')[0]} {m(c)} / {m(w)}" for nb, (c, w, _) in cw.items()))
 
 
 def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") -> None:

@@ -3,6 +3,12 @@
 Shows which notebook runs and overall progress, stops at the first failing notebook with its name and
 the failing cell's error (the executed copy, error included, is kept), prints the total wall time and
 appends per-notebook times to results/<preset>/run_log.csv (read by `make bench`).
+
+A notebook whose executed copy is up to date is not run again (as `make` does): its copy ran without error,
+at this preset, from the same notebook and the same code (a fingerprint of the notebook, lib/ and the pinned
+requirements, stored in the copy's metadata), and no notebook before it was run again. Everything after the
+first notebook that does run is run too, since it may read that notebook's CSVs. `--force` (`FORCE=1 make
+reproduce`) runs every notebook; its expensive steps still come from the caches.
 """
 from __future__ import annotations
 
@@ -23,6 +29,40 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         nbs = [n for n in nbs if any(n.name.startswith(o) for o in only)]
     return nbs
+
+
+META = "distill_repro"
+
+
+def fingerprint(nb: Path, preset: str) -> str:
+    """Hash of what an executed copy depends on besides the caches: the notebook, the library, the pins."""
+    from .common import stable_hash
+
+    code = sorted((ROOT / "lib").glob("*.py")) + [ROOT / "env" / "requirements.txt", nb]
+    return stable_hash({"preset": preset, "files": {f"{p.parent.name}/{p.name}": p.read_text() for p in code}}, 20)
+
+
+def up_to_date(dest: Path, fp: str, html: bool) -> bool:
+    import nbformat
+
+    if not dest.exists() or (html and not dest.with_suffix(".html").exists()):
+        return False
+    try:
+        meta = nbformat.read(str(dest), as_version=4).metadata
+    except Exception:  # unreadable copy (killed mid-write): run it again
+        return False
+    return meta.get(META, {}).get("fingerprint") == fp
+
+
+def mark_done(dest: Path, fp: str) -> None:
+    """Record the fingerprint in the executed copy (written atomically: a kill leaves the old copy or the new)."""
+    import nbformat
+
+    nb = nbformat.read(str(dest), as_version=4)
+    nb.metadata[META] = {"fingerprint": fp}
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    nbformat.write(nb, str(tmp))
+    os.replace(tmp, dest)
 
 
 def export_html(executed: Path) -> None:
@@ -90,7 +130,8 @@ def append_log(log: Path, row: list) -> None:
 
 def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the first run that computed anything
-    (runs logged before the count existed are taken as cold); warm = the last run that computed nothing."""
+    (runs logged before the count existed are taken as cold); warm = the last run that computed nothing. A
+    notebook that never computes anything (it only reads other notebooks' CSVs) has cold = warm."""
     import pandas as pd
 
     df = pd.read_csv(log)
@@ -100,6 +141,8 @@ def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     for nb, g in df.groupby("notebook"):
         cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
         warm = g[g.artifacts_computed == 0]
+        if not len(cold) and len(warm) == len(g):  # a notebook with no cached step (30 only reads CSVs): cold = warm
+            cold = warm.iloc[-1:]
         out[nb] = (float(cold.seconds.iloc[0]) if len(cold) else None, float(warm.seconds.iloc[-1]) if len(warm) else None,
                    float(g.peak_rss_MB.max()))
     return out
@@ -112,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default=os.environ.get("PRESET", "offline"))
     ap.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 10")
     ap.add_argument("--html", action="store_true", help="also write an HTML copy of each executed notebook")
+    ap.add_argument("--force", action="store_true", help="run every notebook, also those whose executed copy is up to date")
     args = ap.parse_args(argv)
     from .config import get_preset
     from .common import ReproError
@@ -128,8 +172,15 @@ def main(argv=None) -> int:
         return 2
     t_all = time.time()
     log = out / "run_log.csv"
+    ran = skipped = 0
     for i, nb in enumerate(nbs, 1):
         dest = out / nb.name
+        fp = fingerprint(nb, args.preset)
+        if not args.force and not ran and up_to_date(dest, fp, args.html):
+            print(f"[{i}/{len(nbs)}] {nb.name} up to date (same notebook, code and preset; FORCE=1 runs it), skipped", flush=True)
+            skipped += 1
+            continue
+        ran += 1
         print(f"[{i}/{len(nbs)}] {nb.name} (preset={args.preset}) ...", flush=True)
         t0 = time.time()
         try:
@@ -141,13 +192,15 @@ def main(argv=None) -> int:
             print(f"the executed copy with the error is at {dest}", file=sys.stderr)
             return 1
         dt = time.time() - t0
+        mark_done(dest, fp)
         if args.html:
             export_html(dest)
         computed = artifacts_written_since(t0)
         append_log(log, [time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20), computed])
         print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB, "
               f"{computed} cached artefacts computed{'' if computed else ': fully warm'})", flush=True)
-    print(f"all {len(nbs)} notebooks done in {(time.time() - t_all) / 60:.1f} min; results in {out}")
+    print(f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in {(time.time() - t_all) / 60:.1f} min; "
+          f"results in {out}")
     return 0
 
 

@@ -24,11 +24,11 @@ from .data import Example
 from .models import load_model
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
-from .training import accuracy, make_items, predict_prompt, train
+from .training import accuracy, make_items, predict_prompt, start_dev_accuracy, train
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 2  # 2: un-warmed signals sampled with a fixed seed; zero-shot dev from train()'s epoch 0
+VERSION = 3  # 2: un-warmed signals sampled with a fixed seed; 3: the pretrained student's dev accuracy cached once
 
 DEFAULTS = dict(budget=64, rho=0.2, signals=SIGNALS, use="weight", filter_q=0.3, K=4, temperature=0.7,
                 sc_max_new_tokens=12, cot_max_new_tokens=64, cot_shots=0, alpha=0.5, fmt="multitask", epochs=2, lr=5e-5, batch_size=8, stage2_from="warm")
@@ -108,6 +108,9 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
         train_kw = dict(epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], seed=seed, dev=dev, fmt=p["fmt"],
                         eval_batch_size=p["eval_batch_size"], progress=progress)
         diag = {}
+        # the pretrained student's dev accuracy is the same in every run: computed once (cached), not per run
+        zero_dev = start_dev_accuracy(lm, student, dev, fmt=p["fmt"], batch_size=p["eval_batch_size"])
+        start = zero_dev
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
@@ -119,12 +122,12 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             stage1 = [pool[i] for i in perm[:n1]]
             rest = [pool[i] for i in perm[n1:]]
             d1 = annotate(T, stage1, dataset, progress=progress)
-            h1 = train(lm, _items(stage1, d1, p), **train_kw)
-            diag["warm"], zero_dev = h1["best_dev_acc"], h1["dev_acc"][0]
+            h1 = train(lm, _items(stage1, d1, p), start_dev_acc=zero_dev, **train_kw)
+            diag["warm"] = start = h1["best_dev_acc"]  # train() returns its dev-selected model: stage 2 starts there
             sig = _need(lm, ta_lm, rest, p, seed, warmed=True)
             chosen = stage1 + [rest[i] for i in _choose(rest, sig["need"], B - n1, rng)]
             if p["stage2_from"] == "scratch":
-                lm = load_model(student)
+                lm, start = load_model(student), zero_dev
         demos = annotate(T, chosen, dataset, progress=progress)
         weights = None
         if method != "plain" and "ta_teacher" in p["signals"]:
@@ -132,9 +135,7 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             weights = demo_weights(conf, p["use"], filter_q=p["filter_q"]).tolist()
             diag["weight_teacher_correct"] = float(np.mean([w for w, d in zip(weights, demos) if d.correct] or [np.nan]))
             diag["weight_teacher_wrong"] = float(np.mean([w for w, d in zip(weights, demos) if not d.correct] or [np.nan]))
-        hist = train(lm, _items(chosen, demos, p, weights), **train_kw)
-        if method != "two_stage":
-            zero_dev = hist["dev_acc"][0]  # train() scores dev before its first step: the untrained student
+        hist = train(lm, _items(chosen, demos, p, weights), start_dev_acc=start, **train_kw)
         acc, correct = accuracy(lm, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])
         return {"test_acc": acc, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
                 "best_epoch": hist["best_epoch"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),

@@ -46,6 +46,7 @@ NOTEBOOK_DEFAULTS = {
     "offline": {"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
     "paper": {"n_lm": None, "n_sim": None, "lm_max_new_tokens": 256},
 }
+NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline"]  # differs from offline in notebooks 12-25 only
 
 
 @dataclass

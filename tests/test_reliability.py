@@ -115,3 +115,52 @@ def test_run_log_counts_computed_artifacts_and_migrates_an_old_log(tmp_path, mon
     lines = log.read_text().splitlines()
     assert lines[0].split(",") == reproduce.LOG_HEADER
     assert lines[1].endswith(",100,") and lines[2].endswith(",90,0") and lines[3].endswith(",80,3")
+
+
+def test_reproduce_skips_up_to_date_notebooks_and_reruns_from_the_first_changed_one(tmp_path, monkeypatch):
+    import nbformat
+    from lib import reproduce
+
+    nbdir, out = tmp_path / "notebooks", tmp_path / "results"
+    nbdir.mkdir(), out.mkdir()
+
+    def write(name, code):
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "distill-repro", "language": "python", "display_name": "x"},
+                                                "language_info": {"name": "python"}})
+        nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"', metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, str(nbdir / name))
+
+    write("10_a.ipynb", "x = 1")
+    write("20_b.ipynb", "y = 2")
+    monkeypatch.setattr(reproduce, "notebooks", lambda only=None: sorted(nbdir.glob("*.ipynb")))
+    monkeypatch.setattr(reproduce, "results_dir", lambda preset: out)
+
+    def ran(*flags):
+        n = len((out / "run_log.csv").read_text().splitlines()) if (out / "run_log.csv").exists() else 1
+        assert reproduce.main(["--preset", "smoke", *flags]) == 0
+        return [r.split(",")[2] for r in (out / "run_log.csv").read_text().splitlines()[n:]]
+
+    assert ran() == ["10_a.ipynb", "20_b.ipynb"]
+    assert ran() == []  # both executed copies are up to date: nothing runs
+    write("20_b.ipynb", "y = 3")
+    assert ran() == ["20_b.ipynb"]  # only the changed notebook (nothing before it changed)
+    write("10_a.ipynb", "x = 2")
+    assert ran() == ["10_a.ipynb", "20_b.ipynb"]  # a changed notebook reruns everything after it
+    assert ran("--force") == ["10_a.ipynb", "20_b.ipynb"]
+    (out / "10_a.ipynb").write_text("{")  # a copy left half-written by a kill is not trusted
+    assert ran() == ["10_a.ipynb", "20_b.ipynb"]
+    assert reproduce.fingerprint(nbdir / "10_a.ipynb", "smoke") != reproduce.fingerprint(nbdir / "10_a.ipynb", "offline")
+
+
+def test_readme_run_info_sums_cold_and_warm_notebook_times(tmp_path, monkeypatch):
+    from lib import report
+
+    monkeypatch.setattr(report, "results_dir", lambda preset: tmp_path)
+    (tmp_path / "run_log.csv").write_text(
+        "timestamp,preset,notebook,seconds,peak_rss_MB,artifacts_computed\n"
+        "t,smoke,10_a.ipynb,600,1,5\nt,smoke,20_b.ipynb,300,1,2\nt,smoke,10_a.ipynb,6,1,0\nt,smoke,20_b.ipynb,12,1,0\n")
+    info = report.run_info("smoke")
+    assert "cold / warm: 15.0 / 0.3 min" in info and "10 10.0 / 0.1" in info and "20 5.0 / 0.2" in info
+    with open(tmp_path / "run_log.csv", "a") as f:
+        f.write("t,smoke,30_c.ipynb,6,1,0\n")  # a notebook with no cached step: its cold run is its warm run
+    assert "cold / warm: 15.1 / 0.4 min" in report.run_info("smoke")

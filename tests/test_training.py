@@ -76,3 +76,26 @@ def test_predict_reads_options_and_numbers():
         assert len(preds) == 4
         if ex[0].choices:
             assert all(p in e.choices for p, e in zip(preds, ex))
+
+
+def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkeypatch):
+    """The pretrained student's dev accuracy, cached once, gives the same training history and model as
+    scoring dev at the start of every run; the second run does not score the untrained student again."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    s = _splits()
+    ex = s["pool"]
+    items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
+    kw = dict(epochs=2, lr=3e-3, batch_size=4, seed=0, dev=s["dev"], progress=False)
+    lm = load_model("tiny-llama")
+    ref = train(lm, items, **kw)
+    lm2 = load_model("tiny-llama")
+    start = training.start_dev_accuracy(lm2, "tiny-llama", s["dev"])
+    assert start == ref["dev_acc"][0]
+    calls = []
+    monkeypatch.setattr(training, "accuracy", lambda *a, **k: calls.append(1) or (0.0, []))
+    assert training.start_dev_accuracy(lm2, "tiny-llama", s["dev"]) == start and not calls  # cache hit
+    monkeypatch.undo()
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    hist = train(lm2, items, start_dev_acc=start, **kw)
+    assert hist["dev_acc"] == ref["dev_acc"] and hist["loss"] == ref["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(lm.model.state_dict().values(), lm2.model.state_dict().values()))
