@@ -50,26 +50,6 @@ PRESETS: dict[str, dict] = {
               "caps": {"pool": 32, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
               "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
     },
-    "offline_large": {  # the offline preset of sessions 1-3 (~9 h cold on 2 cores): results/offline_large/
-        "models": {"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
-                   "seq2seq_student": None, "encoder": "minilm-l6",
-                   "zero_shot": ["smollm2-135m-instruct", "gemma-3-270m"]},
-        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
-        "caps": {"pool": 600, "dev": 150, "test": 300},
-        "eval_n": 100,
-        "eval_n_generate": 30,
-        "batch_size": 16,
-        # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds fit the CPU budget
-        "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-              # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
-              # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
-              "caps": {"pool": 96, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 16, "K": 4,
-              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 3, "lr": 1e-4, "batch_size": 4,
-              "teacher": "simulated:0.3"},
-        "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-              "caps": {"pool": 48, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 3, "lr": 1e-4,
-              "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
-    },
     "paper": {  # GPU machine with hub access: the papers' models and datasets
         "models": {"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
                    "seq2seq_student": "t5-small", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
@@ -87,6 +67,20 @@ PRESETS: dict[str, dict] = {
               "encoder": {"epochs": 3, "lr": 3e-5, "batch_size": 32}},
     },
 }
+
+
+def _with(base: dict, **over) -> dict:
+    """A deep copy of `base` with nested overrides, e.g. _with(p, a={"epochs": 3})."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _with(out[k], **v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# the offline preset of sessions 1-3 (~8-9 h cold on 2 cores), rendered in results/offline_large/
+PRESETS["offline_large"] = _with(PRESETS["offline"], a={"caps": {"pool": 96}, "epochs": 3}, b={"caps": {"pool": 48}, "epochs": 3})
 
 
 def get_preset(name: str) -> dict:
