@@ -48,3 +48,13 @@ def test_readme_blocks_are_filled_between_markers_even_when_empty(tmp_path):
         body = text.split(f"<!-- results:{name} -->\n")[1].split(f"<!-- /results:{name} -->")[0]
         assert body.strip() and "| dataset" in body  # a table, or its 'not run' row, in every block
     assert "old text" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+
+
+def test_every_preset_has_the_notebook_defaults_it_needs():
+    """A preset added to lib.config (offline_large) must not fail at notebook 10's or 11's parameters cell."""
+    from lib import config, signals, teachers
+
+    for name in config.PRESETS:
+        assert name in teachers.NOTEBOOK_DEFAULTS and name in signals.NOTEBOOK_DEFAULTS, name
+        p = config.get_preset(name)
+        assert set(p["a"]) >= {"caps", "seeds", "budget", "epochs"} and set(p["b"]) >= {"caps", "seeds", "k", "epochs"}
