@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ROOT, cache_dir, results_dir
+from .common import ROOT, atomic_path, cache_dir, results_dir
 
 KERNEL = "distill-repro"
 
@@ -60,9 +60,8 @@ def mark_done(dest: Path, fp: str) -> None:
 
     nb = nbformat.read(str(dest), as_version=4)
     nb.metadata[META] = {"fingerprint": fp}
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    nbformat.write(nb, str(tmp))
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        nbformat.write(nb, str(tmp))
 
 
 def export_html(executed: Path) -> None:
@@ -122,10 +121,8 @@ def append_log(log: Path, row: list) -> None:
             csv.writer(f).writerow(row)
         return
     rows = [LOG_HEADER] + [r + [""] * (len(LOG_HEADER) - len(r)) for r in rows[1:]] + [row]
-    tmp = log.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(log) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    os.replace(tmp, log)
 
 
 def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
