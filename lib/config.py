@@ -36,19 +36,21 @@ PRESETS: dict[str, dict] = {
         "eval_n_generate": 30,
         "batch_size": 16,
         # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds + ablations fit 60 min cold
-        # (issue 3); offline_large (pool 96, 3 epochs) took ~3 h for the main table alone
+        # (issue 3); offline_large (pool 96, 3 epochs) took ~3 h for the main table alone. One epoch: with 2 (session 4)
+        # dev selection kept epoch 0 or 1 in 99 of 134 runs, and the second epoch cost as much as the first; batch 2
+        # keeps the 8 optimizer steps of 2 epochs x batch 4 for half the compute
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
               # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
               # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
               "caps": {"pool": 64, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 16, "K": 4,
-              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 2, "lr": 1e-4, "batch_size": 4,
+              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 1, "lr": 1e-4, "batch_size": 2,
               "teacher": "simulated:0.3"},
         # paper B: aimed at 30 min cold for all B notebooks (issue 4): pool 32 and 2 epochs instead of offline_large's
         # 48 and 3 (its main table alone took ~50 min of 2 cores); the share-of-data ablation of offline_large saw no
-        # loss from a quarter of the pool
+        # loss from a quarter of the pool; 1 epoch at batch 4 = the 8 steps of 2 epochs at batch 8, for half the compute
         "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-              "caps": {"pool": 32, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 1e-4,
-              "batch_size": 8, "encoder": {"epochs": 5, "lr": 5e-5, "batch_size": 16}},
+              "caps": {"pool": 32, "dev": 30, "test": 100}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 1, "lr": 1e-4,
+              "batch_size": 4, "encoder": {"epochs": 3, "lr": 5e-5, "batch_size": 16}},
     },
     "paper": {  # GPU machine with hub access: the papers' models and datasets
         "models": {"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
@@ -80,7 +82,10 @@ def _with(base: dict, **over) -> dict:
 
 
 # the offline preset of sessions 1-3 (~8-9 h cold on 2 cores), rendered in results/offline_large/
-PRESETS["offline_large"] = _with(PRESETS["offline"], a={"caps": {"pool": 96}, "epochs": 3}, b={"caps": {"pool": 48}, "epochs": 3})
+PRESETS["offline_large"] = _with(PRESETS["offline"], a={"caps": {"pool": 96}, "epochs": 3, "batch_size": 4},
+                                 b={"caps": {"pool": 48}, "epochs": 3, "batch_size": 8, "encoder": {"epochs": 5}})
+# the offline preset of session 4 (pool 64 / 32, 2 epochs; ~2.5 h cold on 2 cores)
+PRESETS["offline_2ep"] = _with(PRESETS["offline"], a={"epochs": 2, "batch_size": 4}, b={"epochs": 2, "batch_size": 8, "encoder": {"epochs": 5}})
 
 
 def get_preset(name: str) -> dict:

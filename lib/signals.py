@@ -42,7 +42,7 @@ NOTEBOOK_DEFAULTS = {
     "offline": {"n": 16, "K": 5, "n_shots": 2, "max_new_tokens": 48, "max_new_tokens_numeric": 96},
     "paper": {"n": 500, "K": 5, "n_shots": 4, "max_new_tokens": 128, "max_new_tokens_numeric": 256},
 }
-NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline"]  # differs from offline in notebooks 12-25 only
+NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline_2ep"] = NOTEBOOK_DEFAULTS["offline"]  # differ from offline in notebooks 12-25 only
 
 
 def model_fingerprint(lm) -> str:

@@ -46,7 +46,7 @@ NOTEBOOK_DEFAULTS = {
     "offline": {"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
     "paper": {"n_lm": None, "n_sim": None, "lm_max_new_tokens": 256},
 }
-NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline"]  # differs from offline in notebooks 12-25 only
+NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline_2ep"] = NOTEBOOK_DEFAULTS["offline"]  # differ from offline in notebooks 12-25 only
 
 
 @dataclass
