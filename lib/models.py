@@ -188,15 +188,19 @@ def resolve(name: str) -> tuple[str, str]:
 
 def load_model(name: str, dtype: torch.dtype = torch.float32) -> "LM":
     """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path, arch = resolve(name)
     if arch == "encoder":
         raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
-    tok = AutoTokenizer.from_pretrained(path)
+    return LM(_weights(path, arch, dtype), AutoTokenizer.from_pretrained(path), name=name, arch=arch)
+
+
+def _weights(path, arch: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
     cls = AutoModelForSeq2SeqLM if arch == "seq2seq" else AutoModelForCausalLM
-    model = cls.from_pretrained(path, dtype=dtype).to(device()).eval()
-    return LM(model, tok, name=name, arch=arch)
+    return cls.from_pretrained(path, dtype=dtype).to(device()).eval()
 
 
 _SHARED: dict[str, "LM"] = {}
@@ -204,11 +208,18 @@ _SHARED: dict[str, "LM"] = {}
 
 def load_shared(name: str) -> "LM":
     """One process-wide instance of a model that is only read, never trained (the attribution teacher, the TA):
-    a notebook with 12 ablation settings loads it once instead of 12 times (~4 s each for Gemma-3-270M, most of
-    a warm rerun). Students are trained in place and must come from load_model()."""
+    a notebook with 12 ablation settings loads it once instead of 12 times (~4 s each for Gemma-3-270M).
+    The tokenizer comes now, the weights on first use: cache keys need only the name and the tokenizer, so a
+    notebook whose every step is a cache hit (a warm rerun) never reads them. Students are trained in place
+    and must come from load_model()."""
     if name not in _SHARED:
-        _SHARED[name] = load_model(name)
-        _SHARED[name].name = name
+        from transformers import AutoTokenizer
+
+        path, arch = resolve(name)
+        if arch == "encoder":
+            raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
+        _SHARED[name] = LM(None, AutoTokenizer.from_pretrained(path), name=name, arch=arch,
+                           loader=lambda: _weights(path, arch, torch.float32))
     return _SHARED[name]
 
 
@@ -235,12 +246,31 @@ class LM:
     tokens never move, so padding cannot change a score), generation pads on the left (so every row's
     next token comes from its own last real token)."""
 
-    def __init__(self, model, tokenizer, name: str = "", arch: str = "causal", max_len: int = 512):
-        self.model, self.tok, self.name, self.arch, self.max_len = model, tokenizer, name, arch, max_len
+    def __init__(self, model, tokenizer, name: str = "", arch: str = "causal", max_len: int = 512, loader=None):
+        """`model=None` + `loader`: the weights are loaded by `loader()` on first use (see load_shared)."""
+        self._model, self._loader = model, loader
+        self.tok, self.name, self.arch, self.max_len = tokenizer, name, arch, max_len
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.device = next(model.parameters()).device
         self.share_prefill = True  # K samples reuse one prompt prefill (see _generate_shared_prefill)
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._loader()
+        return self._model
+
+    @model.setter
+    def model(self, m):  # training swaps in the accelerate-prepared module and back
+        self._model = m
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     # -- tokenisation
     def _ids(self, text: str, special: bool) -> list[int]:

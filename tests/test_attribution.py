@@ -212,3 +212,23 @@ def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch)
     assert all(r["answer"] in "ABCD" for r in pred)
     gt = A.ground_truth(recs, EX, k=3, distractors=A.strongest_distractors(tiny_lm, EX))
     assert gt["n"] == 3 and 0 <= gt["share"] <= 1 and len(gt["failing"]) == round(3 * (1 - gt["share"]))
+
+
+def test_shared_teacher_reads_no_weights_when_every_step_is_cached(tmp_path, monkeypatch):
+    """load_shared() loads the weights on first use only: a warm rerun (every attribution and option score a
+    cache hit) never reads them, and gives exactly the scores the loaded model computed."""
+    from lib import models as M
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    monkeypatch.setattr(M, "_SHARED", {})
+    cold = M.load_shared("tiny-llama")
+    assert not cold.loaded
+    recs = A.influential_words(cold, EX, k=3, progress=False)
+    scores = A.option_scores(cold, EX)
+    assert cold.loaded  # a cache miss loaded it
+    monkeypatch.setattr(M, "_SHARED", {})
+    warm = M.load_shared("tiny-llama")
+    again = A.influential_words(warm, EX, k=3, progress=False)
+    assert A.option_scores(warm, EX) == scores and not warm.loaded
+    assert [r["token_scores"] for r in again] == [r["token_scores"] for r in recs]
+    assert M.load_shared("tiny-llama") is warm

@@ -99,3 +99,23 @@ def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkey
     hist = train(lm2, items, start_dev_acc=start, **kw)
     assert hist["dev_acc"] == ref["dev_acc"] and hist["loss"] == ref["loss"]
     assert all(torch.equal(a, b) for a, b in zip(lm.model.state_dict().values(), lm2.model.state_dict().values()))
+
+
+def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tmp_path, monkeypatch):
+    """lr = 0: no epoch beats the pretrained student on dev, so dev selection keeps epoch 0 and the test score is
+    the pretrained student's: computed by the first run, read from the cache by the second (another seed), and
+    equal to scoring the freshly loaded model directly."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    s = _splits()
+    items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
+    kw = dict(epochs=1, lr=0.0, batch_size=4, progress=False)
+    r0 = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **kw)
+    assert r0["best_epoch"] == 0
+    direct = training.accuracy(load_model("tiny-llama"), s["test"])
+    assert (r0["test_acc"], r0["correct"]) == direct
+    real = training.accuracy
+    calls = []
+    monkeypatch.setattr(training, "accuracy", lambda lm, ex, **k: calls.append(len(ex)) or real(lm, ex, **k))
+    r1 = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=1, **kw)
+    assert r1["best_epoch"] == 0 and (r1["test_acc"], r1["correct"]) == direct
+    assert calls == [len(s["dev"])]  # only the one epoch's dev evaluation; test came from the cache
