@@ -337,7 +337,7 @@ def reproduce_section(preset: str) -> str:
     from .reproduce import cold_warm
 
     md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook with the number "
-          "of cache entries the run computed. Cold = the first run that computed anything (runs logged before that count existed are "
+          "of cache entries the run computed. Cold = the last run that computed anything (runs logged before that count existed are "
           "taken as cold); warm = the last run that computed nothing (every expensive step a cache hit).", "",
           "| notebook | cold s | warm s | peak RSS MB |", "|---|---|---|---|"]
     fmt = lambda x, missing: missing if x is None else f"{x:.0f}"

@@ -126,9 +126,10 @@ def append_log(log: Path, row: list) -> None:
 
 
 def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
-    """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the first run that computed anything
-    (runs logged before the count existed are taken as cold); warm = the last run that computed nothing. A
-    notebook that never computes anything (it only reads other notebooks' CSVs) has cold = warm."""
+    """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the last run that computed anything
+    (runs logged before the count existed are taken as cold; the last, because a changed preset or step makes
+    earlier cold runs stale); warm = the last run that computed nothing. A notebook that never computes anything
+    (it only reads other notebooks' CSVs) has cold = warm."""
     import pandas as pd
 
     df = pd.read_csv(log)
@@ -140,7 +141,7 @@ def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
         warm = g[g.artifacts_computed == 0]
         if not len(cold) and len(warm) == len(g):  # a notebook with no cached step (30 only reads CSVs): cold = warm
             cold = warm.iloc[-1:]
-        out[nb] = (float(cold.seconds.iloc[0]) if len(cold) else None, float(warm.seconds.iloc[-1]) if len(warm) else None,
+        out[nb] = (float(cold.seconds.iloc[-1]) if len(cold) else None, float(warm.seconds.iloc[-1]) if len(warm) else None,
                    float(g.peak_rss_MB.max()))
     return out
 

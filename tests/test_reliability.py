@@ -164,3 +164,6 @@ def test_readme_run_info_sums_cold_and_warm_notebook_times(tmp_path, monkeypatch
     with open(tmp_path / "run_log.csv", "a") as f:
         f.write("t,smoke,30_c.ipynb,6,1,0\n")  # a notebook with no cached step: its cold run is its warm run
     assert "cold / warm: 15.1 / 0.4 min" in report.run_info("smoke")
+    with open(tmp_path / "run_log.csv", "a") as f:
+        f.write("t,smoke,10_a.ipynb,420,1,5\n")  # a later cold run (changed preset): it replaces the stale one
+    assert "10 7.0 / 0.1" in report.run_info("smoke")
