@@ -137,7 +137,7 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             diag["weight_teacher_correct"] = float(np.mean([w for w, d in zip(weights, demos) if d.correct] or [np.nan]))
             diag["weight_teacher_wrong"] = float(np.mean([w for w, d in zip(weights, demos) if not d.correct] or [np.nan]))
         hist = train(lm, _items(chosen, demos, p, weights), start_dev_acc=start, **train_kw)
-        if pretrained and hist["best_epoch"] == 0:  # dev selection kept the pretrained weights: score known
+        if dev and pretrained and hist["best_epoch"] == 0:  # dev selection kept the pretrained weights: score known
             acc, correct = pretrained_test_accuracy(lm, student, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])
         else:
             acc, correct = accuracy(lm, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])

@@ -242,7 +242,7 @@ def finetune_and_test(student: str, items: list[TrainItem], dev: list[Example], 
                                    batch_size=train_kw.get("eval_batch_size", 16)) if dev else None
         hist = train(lm, items, dev=dev, fmt=fmt, dev_hints=dev_hints, start_dev_acc=start, **train_kw)
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
-        if hist["best_epoch"] == 0:  # dev selection kept the pretrained weights
+        if dev and hist["best_epoch"] == 0:  # dev selection kept the pretrained weights (without dev nothing is kept)
             acc_test, correct = pretrained_test_accuracy(lm, student, test, fmt=fmt, hints=test_hints)
         else:
             acc_test, correct = accuracy(lm, test, fmt=fmt, hints=test_hints)

@@ -119,3 +119,18 @@ def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tm
     r1 = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=1, **kw)
     assert r1["best_epoch"] == 0 and (r1["test_acc"], r1["correct"]) == direct
     assert calls == [len(s["dev"])]  # only the one epoch's dev evaluation; test came from the cache
+
+
+def test_without_dev_a_trained_student_is_never_scored_as_the_pretrained_one(tmp_path, monkeypatch):
+    """No dev split: nothing is selected (best_epoch stays 0) but the student is trained; its test score must be
+    its own, not the cached pretrained one."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    s = _splits()
+    items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
+    kw = dict(epochs=1, lr=3e-3, batch_size=4, progress=False)
+    training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **{**kw, "lr": 0.0})
+    calls = []
+    real = training.accuracy
+    monkeypatch.setattr(training, "accuracy", lambda lm, ex, **k: calls.append(len(ex)) or real(lm, ex, **k))
+    training.finetune_and_test("tiny-llama", items, [], s["test"], key={"t": 1}, seed=0, **kw)
+    assert calls == [len(s["test"])]  # scored itself
