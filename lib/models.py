@@ -186,14 +186,16 @@ def resolve(name: str) -> tuple[str, str]:
     return str(materialise(name)), spec.arch
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32) -> "LM":
-    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`."""
+def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False) -> "LM":
+    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `lazy`: the weights
+    are read on first use of `LM.model` (see load_shared)."""
     from transformers import AutoTokenizer
 
     path, arch = resolve(name)
     if arch == "encoder":
         raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
-    return LM(_weights(path, arch, dtype), AutoTokenizer.from_pretrained(path), name=name, arch=arch)
+    load = lambda: _weights(path, arch, dtype)  # noqa: E731
+    return LM(None if lazy else load(), AutoTokenizer.from_pretrained(path), name=name, arch=arch, loader=load)
 
 
 def _weights(path, arch: str, dtype: torch.dtype):
@@ -213,13 +215,7 @@ def load_shared(name: str) -> "LM":
     notebook whose every step is a cache hit (a warm rerun) never reads them. Students are trained in place
     and must come from load_model()."""
     if name not in _SHARED:
-        from transformers import AutoTokenizer
-
-        path, arch = resolve(name)
-        if arch == "encoder":
-            raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
-        _SHARED[name] = LM(None, AutoTokenizer.from_pretrained(path), name=name, arch=arch,
-                           loader=lambda: _weights(path, arch, torch.float32))
+        _SHARED[name] = load_model(name, lazy=True)
     return _SHARED[name]
 
 

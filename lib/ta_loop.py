@@ -24,7 +24,7 @@ from .data import Example
 from .models import load_model
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
-from .training import accuracy, make_items, predict_prompt, pretrained_test_accuracy, start_dev_accuracy, train
+from .training import make_items, predict_prompt, score_test, start_dev_accuracy, train
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
@@ -124,7 +124,7 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             d1 = annotate(T, stage1, dataset, progress=progress)
             h1 = train(lm, _items(stage1, d1, p), start_dev_acc=zero_dev, **train_kw)
             diag["warm"] = start = h1["best_dev_acc"]  # train() returns its dev-selected model: stage 2 starts there
-            pretrained = h1["best_epoch"] == 0
+            pretrained = h1["kept_start"]
             sig = _need(lm, ta_lm, rest, p, seed, warmed=True)
             chosen = stage1 + [rest[i] for i in _choose(rest, sig["need"], B - n1, rng)]
             if p["stage2_from"] == "scratch":
@@ -137,10 +137,8 @@ def run(method: str, dataset: str, splits: dict, *, teacher: str, student: str, 
             diag["weight_teacher_correct"] = float(np.mean([w for w, d in zip(weights, demos) if d.correct] or [np.nan]))
             diag["weight_teacher_wrong"] = float(np.mean([w for w, d in zip(weights, demos) if not d.correct] or [np.nan]))
         hist = train(lm, _items(chosen, demos, p, weights), start_dev_acc=start, **train_kw)
-        if dev and pretrained and hist["best_epoch"] == 0:  # dev selection kept the pretrained weights: score known
-            acc, correct = pretrained_test_accuracy(lm, student, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])
-        else:
-            acc, correct = accuracy(lm, test, fmt=p["fmt"], batch_size=p["eval_batch_size"])
+        acc, correct = score_test(lm, student, test, pretrained=pretrained and hist["kept_start"], fmt=p["fmt"],
+                                  batch_size=p["eval_batch_size"])
         return {"test_acc": acc, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
                 "best_epoch": hist["best_epoch"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
                 "n_bought": len(demos), "n_trained": int(sum(1 for d in demos if d.answer is not None) if weights is None

@@ -200,7 +200,9 @@ def train(lm, items: list[TrainItem], *, epochs: float = 2, lr: float = 5e-5, ba
     if best_state is not None:
         lm.model.load_state_dict(best_state)
     lm.model.eval()
-    hist.update(best_epoch=best_epoch, best_dev_acc=best_acc, seconds=time.time() - t0)
+    # kept_start: dev selection returned the weights `lm` came in with (without dev nothing is selected or kept)
+    hist.update(best_epoch=best_epoch, best_dev_acc=best_acc, kept_start=bool(dev) and best_epoch == 0,
+                seconds=time.time() - t0)
     return hist
 
 
@@ -212,12 +214,13 @@ def start_dev_accuracy(lm, student: str, dev: list[Example], *, fmt: str = "mult
     return cached_json("start_dev", key, lambda: accuracy(lm, dev, fmt=fmt, batch_size=batch_size, hints=hints)[0])
 
 
-def pretrained_test_accuracy(lm, student: str, test: list[Example], *, fmt: str = "multitask",
-                             hints: list[str] | None = None, batch_size: int = 16) -> tuple[float, list[bool]]:
-    """Test accuracy (and per-question correctness) of the pretrained `student`. A run whose dev selection keeps
-    the pretrained weights (epoch 0; about a third of the short offline runs) returns exactly this model, so
-    its test score is computed once per (student, test split, format, hints) instead of once per run. `lm` must
-    hold the pretrained weights (freshly loaded, or restored by train())."""
+def score_test(lm, student: str, test: list[Example], *, pretrained: bool, fmt: str = "multitask",
+               hints: list[str] | None = None, batch_size: int = 16) -> tuple[float, list[bool]]:
+    """Test accuracy and per-question correctness of `lm`. When `lm` holds the pretrained `student`'s weights
+    (`pretrained`: dev selection kept them, about a third of the short offline runs) the score is the same in
+    every run, so it is computed once per (student, test split, format, hints) and cached."""
+    if not pretrained:
+        return accuracy(lm, test, fmt=fmt, hints=hints, batch_size=batch_size)
     key = {"student": student, "fmt": fmt, "test": [e.id for e in test], "hints": hints, "batch_size": batch_size}
     r = cached_json("start_test", key, lambda: dict(zip(("acc", "correct"), accuracy(lm, test, fmt=fmt, hints=hints,
                                                                                       batch_size=batch_size))))
@@ -242,10 +245,7 @@ def finetune_and_test(student: str, items: list[TrainItem], dev: list[Example], 
                                    batch_size=train_kw.get("eval_batch_size", 16)) if dev else None
         hist = train(lm, items, dev=dev, fmt=fmt, dev_hints=dev_hints, start_dev_acc=start, **train_kw)
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
-        if dev and hist["best_epoch"] == 0:  # dev selection kept the pretrained weights (without dev nothing is kept)
-            acc_test, correct = pretrained_test_accuracy(lm, student, test, fmt=fmt, hints=test_hints)
-        else:
-            acc_test, correct = accuracy(lm, test, fmt=fmt, hints=test_hints)
+        acc_test, correct = score_test(lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints)
         return {"test_acc": acc_test, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
                 "best_epoch": hist["best_epoch"], "dev_curve": hist["dev_acc"], "loss_first": hist["loss"][:3],
                 "loss_last": hist["loss"][-3:], "seconds": hist["seconds"], "n_items": len(items)}
