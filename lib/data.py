@@ -286,9 +286,20 @@ def split_examples(examples: list[Example], seed: int = 0) -> dict[str, list[Exa
 
 
 def load_splits(name: str, preset: str = "offline", seed: int = 0, caps: dict | None = None) -> dict[str, list[Example]]:
-    """pool / dev / test of one dataset; `caps` (e.g. {"pool": 300}) keep a deterministic prefix of each."""
+    """pool / dev / test of one dataset; `caps` (e.g. {"pool": 300}) keep a deterministic prefix of each.
+
+    `caps["test_numeric"]` / `caps["dev_numeric"]`, when given, replace `caps["test"]` / `caps["dev"]` for free-form
+    numeric datasets (GSM8K, SVAMP): their answers are generated chains of thought, ~10x the cost of scoring options."""
     splits = split_examples(load_dataset(name, preset), seed)
-    for k, cap in (caps or {}).items():
+    caps = dict(caps or {})
+    numeric = bool(splits["test"]) and splits["test"][0].kind == "numeric"
+    for k in ("pool", "dev", "test"):
+        cap = caps.pop(f"{k}_numeric", None)
+        if numeric and cap is not None:
+            caps[k] = cap
+    for k, cap in caps.items():
+        if k not in splits:
+            raise ReproError(f"unknown split cap {k!r}; valid: pool, dev, test (and each with _numeric)")
         if cap is not None:
             splits[k] = splits[k][:cap]
     return splits

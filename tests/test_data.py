@@ -54,6 +54,19 @@ def test_caps_take_prefixes(synth, monkeypatch):
     assert [e.id for e in capped["pool"]] == [e.id for e in full["pool"][:5]]
 
 
+def test_numeric_test_cap_applies_to_generated_answers_only(synth, monkeypatch):
+    monkeypatch.setattr(data, "asset_root", lambda preset: synth)
+    caps = {"pool": 5, "test": 6, "test_numeric": 3, "dev_numeric": 2}
+    gsm = data.load_splits("gsm8k", "offline", caps=caps)
+    csqa = data.load_splits("commonsense_qa", "offline", caps=caps)
+    assert [e.id for e in gsm["test"]] == [e.id for e in data.load_splits("gsm8k", "offline")["test"][:3]]
+    assert len(csqa["test"]) == 6 and len(gsm["pool"]) == len(csqa["pool"]) == 5
+    assert len(gsm["dev"]) == 2 and len(csqa["dev"]) == len(data.load_splits("commonsense_qa", "offline")["dev"])
+    assert caps == {"pool": 5, "test": 6, "test_numeric": 3, "dev_numeric": 2}  # the preset's dict is not consumed
+    with pytest.raises(ReproError, match="unknown split cap 'tset'"):
+        data.load_splits("gsm8k", "offline", caps={"tset": 3})
+
+
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ReproError, match="unknown dataset 'cqa'; valid: arc_challenge"):
         data.load_dataset("cqa", "smoke")
