@@ -33,7 +33,7 @@ PRESETS: dict[str, dict] = {
         "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
         "caps": {"pool": 600, "dev": 150, "test": 300},
         # zero-shot table of notebook 00 (descriptive, no claim rests on it): 50 option questions and 20 chains of
-        # thought per dataset; 100 / 30 (offline_large) took 8.3 of the cold run's 131 min
+        # thought per dataset (100 / 30 until session 6: notebook 00 took 8.4 min cold, 7.1 with 50 / 20)
         "eval_n": 50,
         "eval_n_generate": 20,
         "batch_size": 16,
@@ -44,7 +44,7 @@ PRESETS: dict[str, dict] = {
         # GSM8K is not in the offline paper-A set (it stays in `paper`, offline_2ep and offline_large): the 135M student
         # sits at a 2-5 % floor there (3.3 % zero-shot with chain of thought, notebook 00), dev selection kept the
         # pretrained student in 8 of 9 runs of session 6 (-25 % [-100, +50], one problem of 50), and its chain-of-thought
-        # runs were 13 of notebook 12's 37 min; the cold run took 121-131 min with it (issue 5: <= 120)
+        # runs took notebook 12 from 26.7 to 37.4 min cold; the whole run took 121-131 min with it (issue 5: <= 120)
         "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
               # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
               # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
@@ -59,8 +59,9 @@ PRESETS: dict[str, dict] = {
         # loss from a quarter of the pool; 1 epoch at batch 4 = the 8 steps of 2 epochs at batch 8, for half the compute
         "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
               # test: 50 questions per dataset (100 up to session 6, kept by offline_2ep / offline_large): scoring the test
-              # split and the hint method's test attributions were ~12 of B's 65 cold min, and the cold run took 131 min
-              # against the 120 of issue 5; the comparisons are paired over questions x seeds (150 per method and dataset)
+              # split and the hint method's test attributions: B's notebooks took 65.1 min cold with 100, 55.7 with 50 (and
+              # the notebook 23 / 24 cuts); the whole run 131 min against the 120 of issue 5; the comparisons are paired
+              # over questions x seeds (150 per method and dataset)
               "caps": {"pool": 32, "dev": 30, "test": 50}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 1, "lr": 1e-4,
               "batch_size": 4, "encoder": {"epochs": 2, "lr": 5e-5, "batch_size": 16}},  # encoder 2 epochs: 3 until session 6, where the fine-tuned encoder stayed at chance (CSQA 0.22, ARC 0.25, StrategyQA 0.45)
     },
@@ -93,12 +94,17 @@ def _with(base: dict, **over) -> dict:
     return out
 
 
-_A4 = ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"]  # paper A's four datasets (offline presets up to session 6)
+# what offline_2ep and offline_large share beyond `offline`: paper A's four datasets (GSM8K uncapped), 100 / 30
+# zero-shot questions and 100 paper-B test questions (the offline sizes until session 6), a 5-epoch encoder
+_BEFORE_S7 = _with(PRESETS["offline"], eval_n=100, eval_n_generate=30,
+                   a={"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+                      "caps": {"dev_numeric": None, "test_numeric": None}},
+                   b={"caps": {"test": 100}, "encoder": {"epochs": 5}})
 # the offline preset of sessions 1-3 (~8-9 h cold on 2 cores), rendered in results/offline_large/
-PRESETS["offline_large"] = _with(PRESETS["offline"], eval_n=100, eval_n_generate=30, a={"datasets": _A4, "caps": {"pool": 96, "dev_numeric": None, "test_numeric": None}, "epochs": 3, "batch_size": 4},
-                                 b={"caps": {"pool": 48, "test": 100}, "epochs": 3, "batch_size": 8, "encoder": {"epochs": 5}})
+PRESETS["offline_large"] = _with(_BEFORE_S7, a={"caps": {"pool": 96}, "epochs": 3, "batch_size": 4},
+                                 b={"caps": {"pool": 48}, "epochs": 3, "batch_size": 8})
 # the offline preset of session 4 (pool 64 / 32, 2 epochs; ~2.5 h cold on 2 cores)
-PRESETS["offline_2ep"] = _with(PRESETS["offline"], eval_n=100, eval_n_generate=30, a={"datasets": _A4, "caps": {"dev_numeric": None, "test_numeric": None}, "epochs": 2, "batch_size": 4}, b={"caps": {"test": 100}, "epochs": 2, "batch_size": 8, "encoder": {"epochs": 5}})
+PRESETS["offline_2ep"] = _with(_BEFORE_S7, a={"epochs": 2, "batch_size": 4}, b={"epochs": 2, "batch_size": 8})
 
 
 def get_preset(name: str) -> dict:
