@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from .common import ReproError, cached_json, check_choice
-from .data import LETTERS, Example
+from .common import LETTERS
+from .data import Example
 from .evaluation import bootstrap_ci
 
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients")
@@ -118,19 +119,10 @@ def tokens_to_words(prompt: str, offsets, special, token_scores, words: list[dic
 # ---------------------------------------------------------------- one padded batch, one scalar per example
 
 def _encode(lm, prompt: str):
-    """Prompt ids exactly as lm.score builds them (lm._prompt_ids), with char offsets and special flags."""
+    """Prompt ids exactly as lm.score builds them, with char offsets and special-token flags."""
     if not getattr(lm.tok, "is_fast", False):
         raise ReproError(f"{lm.name}: attribution needs a fast tokenizer (char offsets) to map tokens to words")
-    enc = lm.tok(prompt, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
-    ids, offs = enc["input_ids"], enc["offset_mapping"]
-    # added tokens (BOS, EOS); an <unk> stands for real characters of the text, so it is not one of them
-    spec = [m and i != lm.tok.unk_token_id for m, i in zip(enc["special_tokens_mask"], ids)]
-    n = len(lm._prompt_ids(prompt))
-    if lm.arch == "causal" and len(ids) > 0 and ids[-1] == lm.tok.eos_token_id and lm.tok.eos_token_id != lm.tok.bos_token_id:
-        ids, offs, spec = ids[:-1], offs[:-1], spec[:-1]
-    ids, offs, spec = ids[-n:], offs[-n:], spec[-n:]
-    assert ids == lm._prompt_ids(prompt)
-    return ids, [tuple(o) for o in offs], [bool(s) for s in spec]
+    return lm.encode_prompt(prompt, offsets=True)
 
 
 class _Batch:
@@ -140,7 +132,7 @@ class _Batch:
     def __init__(self, lm, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
         self.lm, m, dev = lm, lm.model, lm.device
         pad = lm.tok.pad_token_id
-        c_ids = [lm._ids(c, special=False) for c in conts]
+        c_ids = [lm.encode(c) for c in conts]
         self.emb_layer = m.get_input_embeddings()
         seqs = prompt_ids if lm.arch == "seq2seq" else [p + c for p, c in zip(prompt_ids, c_ids)]
         L = max(len(s) for s in seqs)
@@ -283,7 +275,7 @@ def _cached_many(kind: str, keys: list[dict], compute, batch_size: int, progress
     return [vals[i] for i in range(len(keys))]
 
 
-def option_scores(lm, examples: list[Example], answer_form: str = "text", batch_size: int = 4,
+def teacher_option_scores(lm, examples: list[Example], answer_form: str = "text", batch_size: int = 4,
                   progress: bool = False) -> list[list[float]]:
     """The teacher's score of every option under the attribution prompt (mean token log-prob of the option
     text, or the log-prob of its letter), cached per example; `batch_size` examples per forward pass."""
@@ -303,13 +295,13 @@ def option_scores(lm, examples: list[Example], answer_form: str = "text", batch_
         return [[next(it) for _ in k["options"]] for k in ks]
 
     per_token = _cached_many("option_logprobs", keys, compute, batch_size, progress, f"options {lm.name}")
-    return [[lp / len(lm._ids(o, special=False)) for lp, o in zip(lps, k["options"])] for lps, k in zip(per_token, keys)]
+    return [[lp / len(lm.encode(o)) for lp, o in zip(lps, k["options"])] for lps, k in zip(per_token, keys)]
 
 
 def strongest_distractors(lm, examples: list[Example], answer_form: str = "text", **kw) -> list[str]:
     """Per example, the wrong option the teacher scores highest (the control of `ground_truth`)."""
     out = []
-    for e, s in zip(examples, option_scores(lm, examples, answer_form, **kw)):
+    for e, s in zip(examples, teacher_option_scores(lm, examples, answer_form, **kw)):
         wrong = [i for i in range(len(s)) if i != e.label]
         out.append(e.choices[max(wrong, key=lambda i: s[i])])
     return out
@@ -336,7 +328,7 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
     if k <= 0:
         raise ReproError(f"k must be positive, got {k}")
     if target == "predicted":
-        pred = [int(np.argmax(s)) for s in option_scores(lm, examples, answer_form, progress=progress)]
+        pred = [int(np.argmax(s)) for s in teacher_option_scores(lm, examples, answer_form, progress=progress)]
     else:
         pred = [e.label for e in examples]
     jobs = []

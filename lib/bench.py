@@ -21,7 +21,8 @@ import torch
 from .common import ROOT, ReproError, bench_name
 from .config import get_preset, resolve_preset
 from .data import load_splits
-from .models import LM, cold_load_seconds, load_model, materialise, REGISTRY
+from .lm import LM
+from .models import REGISTRY, cold_load_seconds, load_model, materialise
 from .prompts import answer_prompt, cot_prompt, demonstration
 
 TARGETS = {  # (target ratio on CPU, on CUDA), in the order the rows run
@@ -108,7 +109,7 @@ def bench_bucketing(lm: LM, ex, repeats: int) -> dict:
     """LM.score sorts by length so each batch pads little; baseline pads every batch to the longest example."""
     P = [cot_prompt(e, 0) for e in ex]
     C = [" " + e.answer for e in ex]
-    longest = max(range(len(P)), key=lambda i: len(lm._prompt_ids(P[i])) + len(lm._ids(C[i], False)))
+    longest = max(range(len(P)), key=lambda i: lm.n_tokens(P[i], C[i]))
 
     def padded_to_longest():
         out = []
@@ -120,7 +121,7 @@ def bench_bucketing(lm: LM, ex, repeats: int) -> dict:
 
     def check(a, b):
         assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(a, b)), "bucketing changed scores"
-    ntok = sum(len(lm._prompt_ids(p)) + len(lm._ids(c, False)) for p, c in zip(P, C))
+    ntok = sum(lm.n_tokens(p, c) for p, c in zip(P, C))
     p = pair(lambda: lm.score(P, C, batch_size=16), padded_to_longest, check, repeats)
     return row("bucketed_batches", "length-sorted batches vs padding to the longest (tokens/s ratio)", n=len(ex),
                note=f"{ntok / p['fast_s']:.0f} tok/s vs {ntok / p['base_s']:.0f}", **p)
@@ -180,7 +181,7 @@ def bench_train_step(lm: LM, ex, repeats: int) -> dict:
     items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
     parts = [p for it in items for p in it.parts]
     P, T, W = [p.prompt for p in parts], [p.target for p in parts], torch.tensor([p.weight for p in parts])
-    kwargs, tgt, mask = lm._batch(P, T, eos=True)
+    kwargs, tgt, mask = lm.batch(P, T, eos=True)
     model = lm.model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: timing only, weights unchanged

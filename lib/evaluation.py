@@ -63,18 +63,8 @@ def relative_improvement(ours: float, baseline: float) -> float:
     return 100.0 * (ours - baseline) / baseline if baseline else float("nan")
 
 
-def paired_bootstrap_rel(ours: np.ndarray, base: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Relative improvement of mean(ours) over mean(base) on the same examples, with a paired 95 % interval."""
-    ours, base = np.asarray(ours, float), np.asarray(base, float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(ours), size=(n_boot, len(ours)))
-    o, b = ours[idx].mean(1), base[idx].mean(1)
-    rel = 100 * (o - b) / np.where(b == 0, np.nan, b)
-    return relative_improvement(ours.mean(), base.mean()), float(np.nanquantile(rel, 0.025)), float(np.nanquantile(rel, 0.975))
-
-
-def zero_shot_cell(model_name: str, lm_loader, dataset: str, examples: list[Example], preset: str, batch_size: int,
-                   max_new_tokens: int = 128) -> dict:
+def zero_shot_cell(model_name: str, lm_loader, dataset: str, examples: list[Example], preset: str, *,
+                   batch_size: int, max_new_tokens: int) -> dict:
     """Zero-shot accuracy of one model on one dataset's examples, cached on disk (see common.cached_json)."""
     from .common import cached_json
 
@@ -103,16 +93,6 @@ def ablation_summary(runs, keys=("group", "setting", "method")):
         rows.append({**dict(zip(keys, k)), "seeds": g.seed.nunique(), "n_test": len(per_q), "acc_mean": acc.mean(),
                      "acc_std": acc.std(ddof=1) if len(acc) > 1 else float("nan"), "acc_lo": lo, "acc_hi": hi})
     return pd.DataFrame(rows)
-
-
-def verdict(point: float, lo: float, hi: float) -> str:
-    """One word on a claimed gain: 'replicates' when our interval excludes zero on the positive side,
-    'direction only' when the point estimate is positive but the interval includes zero, else 'does not'."""
-    if not np.isfinite(point):
-        return "undefined"
-    if lo > 0:
-        return "replicates"
-    return "direction only" if point > 0 else "does not"
 
 
 def compare_methods(runs, baseline: str, n_boot: int = 2000, seed: int = 0):

@@ -12,8 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from .common import atomic_path, cache_dir
-from .data import BB, LETTERS, OLMO
+from .common import BB, LETTERS, OLMO, atomic_path, cache_dir
 
 N_PER_DATASET = 60
 VERSION = 1  # bump when the generator changes: the folder name includes it
@@ -121,15 +120,3 @@ def ensure_synthetic_assets() -> Path:
     if not (root / ".complete").exists():
         write_synthetic_assets(root)
     return root
-
-
-def corpus_texts() -> list[str]:
-    """Text the smoke tokenizer is trained on: every synthetic example plus the prompt templates."""
-    from .data import LOADERS
-
-    root = ensure_synthetic_assets()
-    texts = ["Question: Answer: Options: Explanation: predict: explain: So the answer is The answer is yes no"]
-    for load in LOADERS.values():
-        for e in load(root):
-            texts += [e.question, e.answer, e.rationale or "", " ".join(e.choices or [])]
-    return texts

@@ -40,3 +40,20 @@ def bars_with_ci(df, x: str, y: str, hue: str, lo: str, hi: str, ax=None, refs: 
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper right")
     return ax
+
+
+def ablation_figure(summary, x_label: str):
+    """One panel per ablation group (notebooks 13, 22): accuracy per setting with its interval, a line per
+    method."""
+    gs = list(dict.fromkeys(summary.group))
+    fig, axes = plt.subplots(1, len(gs), figsize=(3.2 * len(gs), 3.6), sharey=True, squeeze=False)
+    for ax, g in zip(axes[0], gs):
+        s = summary[summary.group == g]
+        for m, sm in s.groupby("method", sort=False):
+            yerr = [sm.acc_mean - sm.acc_lo, sm.acc_hi - sm.acc_mean]
+            ax.errorbar(sm.setting, sm.acc_mean, yerr=yerr, marker="o", capsize=3, label=m)
+        ax.set_title(g)
+        ax.tick_params(axis="x", rotation=45)
+    axes[0][0].set_ylabel(x_label)
+    axes[0][-1].legend(fontsize=8)
+    return fig

@@ -16,10 +16,52 @@ from pathlib import Path
 import pandas as pd
 
 from .common import ROOT, bench_name, results_dir
-from .evaluation import verdict
+from .evaluation import compare_methods
 
 PAPER_A_AVG = 20.79  # Zhou & Ai 2024: average relative improvement of the two-stage framework over plain FT
 PAPER_B_GT = 68.0  # Ballout et al. 2024: share of extracted tokens containing the ground truth (multiple choice)
+# Hsieh et al. 2023, T5-Base, accuracy %: printed beside paper B's table for scale only
+PAPER_DSS_T5_BASE = {
+    "standard fine-tuning": {"esnli": 88.38, "anli": 43.58, "commonsense_qa": 62.19, "svamp": 62.63},
+    "DSS (PaLM rationales)": {"esnli": 89.51, "anli": 49.58, "commonsense_qa": 63.29, "svamp": 65.50},
+}
+
+
+def verdict(point: float, lo: float, hi: float) -> str:
+    """One word on a claimed gain: 'replicates' when our interval excludes zero on the positive side,
+    'direction only' when the point estimate is positive but the interval includes zero, else 'does not'."""
+    if pd.isna(point):
+        return "undefined"
+    if lo > 0:
+        return "replicates"
+    return "direction only" if point > 0 else "does not"
+
+
+def comparison(runs: pd.DataFrame, baseline: str, paper: dict | None = None) -> pd.DataFrame:
+    """Every method of `runs` against `baseline` (lib.evaluation.compare_methods), with the paper's number
+    where it gives one (`paper`: {(dataset, method): %}) and a verdict on every non-baseline row."""
+    table = compare_methods(runs, baseline=baseline)
+    paper = paper or {}
+    table["paper_%"] = [paper.get((d, m), float("nan")) for d, m in zip(table.dataset, table.method)]
+    table["verdict"] = [verdict(a, lo, hi) if m != baseline else "" for a, lo, hi, m in
+                        zip(table["rel_impr_%"], table.rel_lo, table.rel_hi, table.method)]
+    return table
+
+
+def table_a_main(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 12: every method against plain fine-tuning; the paper's +20.79 % on the two-stage average."""
+    return comparison(runs, "plain", paper={("average", "two_stage"): PAPER_A_AVG})
+
+
+def table_b_main(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 21: every method against fine-tuning, and against Distilling Step-by-Step."""
+    table = comparison(runs, "ft")
+    dss = comparison(runs[runs.method != "ft"], "dss")[["dataset", "method", "rel_impr_%", "rel_lo", "rel_hi",
+                                                          "verdict"]]
+    dss.columns = ["dataset", "method", "vs_dss_%", "vs_dss_lo", "vs_dss_hi", "verdict_vs_dss"]
+    table = table.rename(columns={"verdict": "verdict_vs_ft"}).merge(dss, on=["dataset", "method"], how="left")
+    table.loc[table.method == "ft", "verdict_vs_dss"] = ""
+    return table
 
 
 def _read(preset: str, name: str) -> pd.DataFrame | None:
@@ -45,7 +87,7 @@ def table_vs(preset: str, csv: str, notebook: str, baseline: str) -> pd.DataFram
     return pd.DataFrame([{"dataset": r.dataset, "method": r.method, "seeds": int(r.seeds),
                           f"{baseline} acc": _fmt(base.get(r.dataset), pct=False), "method acc": _fmt(r.acc_mean, r.acc_lo, r.acc_hi, pct=False),
                           f"vs {baseline} (95 % CI)": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi),
-                          "verdict": verdict(r["rel_impr_%"], r.rel_lo, r.rel_hi)}
+                          "verdict": r.verdict}
                          for _, r in t[t.method != baseline].iterrows()])
 
 
@@ -65,9 +107,8 @@ def table_b(preset: str) -> pd.DataFrame:
     for _, r in t[t.method.isin(["tokens", "hint"])].iterrows():
         rows.append({"dataset": r.dataset, "method": r.method, "seeds": int(r.seeds),
                      "accuracy": _fmt(r.acc_mean, r.acc_lo, r.acc_hi, pct=False),
-                     "vs FT": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi), "verdict vs FT": verdict(r["rel_impr_%"], r.rel_lo, r.rel_hi),
-                     "vs DSS": _fmt(r.get("vs_dss_%"), r.get("vs_dss_lo"), r.get("vs_dss_hi")),
-                     "verdict vs DSS": verdict(r.get("vs_dss_%"), r.get("vs_dss_lo"), r.get("vs_dss_hi"))})
+                     "vs FT": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi), "verdict vs FT": r.verdict_vs_ft,
+                     "vs DSS": _fmt(r["vs_dss_%"], r.vs_dss_lo, r.vs_dss_hi), "verdict vs DSS": r.verdict_vs_dss})
     return pd.DataFrame(rows)
 
 
@@ -77,8 +118,7 @@ def table_gt(preset: str) -> pd.DataFrame:
         return pd.DataFrame([{"dataset": "-", "ours": "notebook 23 not run", "paper": f"{PAPER_B_GT:.0f} %", "verdict": "-"}])
     # the paper's setting as we read it: gold target, option text, template words excluded, k = 5
     sel = (t.target == "gold") & (t.answer_form == "text") & (~t.allow_template.astype(bool)) & (t.k == 5)
-    if "block" in t:
-        sel &= t.block == "main"
+    sel &= t.block == "main"
     rows = []
     for _, r in t[sel].iterrows():
         share, lo, hi = 100 * r["share"], 100 * r["ci_lo"], 100 * r["ci_hi"]
@@ -97,14 +137,21 @@ def table_ablation(preset: str, csv: str, notebook: str) -> pd.DataFrame:
     t = _read(preset, csv)
     if t is None:
         return pd.DataFrame([{"group": "-", "ours": f"notebook {notebook} not run"}])
-    if "acc_lo" not in t:  # written before the notebooks kept per-question correctness
-        t = t.assign(acc_lo=float("nan"), acc_hi=float("nan"), seeds=t.get("n_seeds"))
     cols = {"group": t.group, "setting": t.setting, "method": t.method, "seeds": t.seeds,
             "accuracy [95 % CI]": [_fmt(a, lo, hi, pct=False) for a, lo, hi in zip(t.acc_mean, t.acc_lo, t.acc_hi)]}
     if "w_correct" in t:  # paper A: how the TA weighted right vs wrong teacher demonstrations
         cols["teacher acc bought"] = t.teacher_acc_bought.round(2)
         cols["weight right / wrong"] = [f"{a:.2f} / {b:.2f}" if pd.notna(a) and pd.notna(b) else "-" for a, b in zip(t.w_correct, t.w_wrong)]
     return pd.DataFrame(cols)
+
+
+TITLES = {
+    "A": "Paper A: two-stage TA-in-the-loop vs plain fine-tuning (relative improvement)",
+    "B": "Paper B: influential-token students vs fine-tuning and Distilling Step-by-Step",
+    "GT": "Paper B: do the top-5 influential words contain the ground truth?",
+    "ENC": "Beyond paper B: encoder student with a tagging head vs the same encoder fine-tuned",
+    "WEAK": "Beyond both papers: a weak teacher's tokens weighted / filtered by the TA vs uniform",
+}
 
 
 def tables(preset: str) -> dict[str, pd.DataFrame]:

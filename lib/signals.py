@@ -33,18 +33,6 @@ from .prompts import cot_prompt, parse_answer
 
 VERSION = 1  # bump when a signal's definition changes: cached values are then recomputed
 
-# Notebook defaults per preset (config.py is shared; these are this module's own sizes). Offline: every one of the
-# K samples attends over the whole prompt at each sampled token, so the student prompt has 2 exemplars (100-230 tokens; 4 are
-# 200-410; with 1, SmolLM2 mostly ends its answer at once on multiple choice), and samples stop at 48 tokens, enough
-# for an exemplar-length rationale plus "So the answer is X" (at 32, most multiple-choice samples were cut before it).
-NOTEBOOK_DEFAULTS = {
-    "smoke": {"n": 8, "K": 3, "n_shots": 2, "max_new_tokens": 12, "max_new_tokens_numeric": 12},
-    "offline": {"n": 16, "K": 5, "n_shots": 2, "max_new_tokens": 48, "max_new_tokens_numeric": 96},
-    "paper": {"n": 500, "K": 5, "n_shots": 4, "max_new_tokens": 128, "max_new_tokens_numeric": 256},
-}
-NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline_2ep"] = NOTEBOOK_DEFAULTS["offline"]  # differ from offline in notebooks 12-25 only
-
-
 def model_fingerprint(lm) -> str:
     """Cheap hash of a model's weights: per tensor its float64 sum and a strided sample of its values."""
     import torch
@@ -69,9 +57,9 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, float]:
     return maj, top / len(answers)
 
 
-def self_consistency(lm, examples: list[Example], K: int = 5, temperature: float = 0.7, max_new_tokens: int = 64,
-                     batch_size: int = 16, seed: int = 0, prompt_fn: Callable[[Example], str] | None = None,
-                     n_shots: int = 4, cache: bool = True, progress: bool = False) -> dict:
+def self_consistency(lm, examples: list[Example], *, K: int, temperature: float, max_new_tokens: int, seed: int,
+                     n_shots: int, prompt_fn: Callable[[Example], str] | None = None, batch_size: int = 16,
+                     cache: bool = True, progress: bool = False) -> dict:
     """{"sc": [share], "majority": [answer|None], "answers": [[K parsed]], "samples": [[K texts]], "output": [text]}.
 
     prompt_fn defaults to the few-shot chain-of-thought prompt (n_shots exemplars), which an un-warmed
@@ -102,10 +90,11 @@ def self_consistency(lm, examples: list[Example], K: int = 5, temperature: float
     return cached_json("signal_self_consistency", key, compute, version=VERSION)
 
 
-def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], batch_size: int = 16, n_shots: int = 0,
-                  prompt_fn: Callable[[Example], str] | None = None, cache: bool = True, progress: bool = False) -> list[float]:
+def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], *, n_shots: int, batch_size: int = 16,
+                  prompt_fn: Callable[[Example], str] | None = None, cache: bool = True,
+                  progress: bool = False) -> list[float]:
     """exp(mean log p_TA(output tokens | question prompt)) per example; the prompt is the question with its
-    options (cot_prompt with n_shots exemplars, 0 by default) and the output follows after one space."""
+    options (cot_prompt with n_shots exemplars) and the output follows after one space."""
     if len(outputs) != len(examples):
         raise ReproError(f"{len(outputs)} outputs for {len(examples)} examples")
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
@@ -121,12 +110,13 @@ def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], batch_size
     return cached_json("signal_ta_confidence", key, compute, version=VERSION)
 
 
-def need_score(sc, ta_student) -> np.ndarray:
-    """mean(1 - self_consistency, 1 - ta_confidence(student)): high = the student needs this demonstration."""
-    sc, ta = np.asarray(sc, float), np.asarray(ta_student, float)
-    if sc.shape != ta.shape:
-        raise ReproError(f"signals of different lengths: {sc.shape} vs {ta.shape}")
-    return ((1 - sc) + (1 - ta)) / 2
+def need_score(sc=None, ta_student=None) -> np.ndarray | None:
+    """mean(1 - self_consistency, 1 - ta_confidence(student)) over the signals given: high = the student needs
+    this demonstration; None when neither is given (the caller then chooses at random)."""
+    parts = [1 - np.asarray(x, float) for x in (sc, ta_student) if x is not None]
+    if len(parts) == 2 and parts[0].shape != parts[1].shape:
+        raise ReproError(f"signals of different lengths: {parts[0].shape} vs {parts[1].shape}")
+    return np.mean(parts, 0) if parts else None
 
 
 def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None, filter_q: float | None = None) -> np.ndarray:

@@ -38,17 +38,6 @@ from .prompts import cot_prompt, demonstration, is_correct, parse_answer
 
 CACHE_VERSION = 3  # bump when a teacher's output for the same prompt and config changes meaning
 
-# Notebook defaults per preset (config.py is shared; these are this module's own sizes).
-# offline: Gemma-3-270M writes 48 greedy tokens after a ~280-token 4-shot prompt, a few seconds per question on
-# 2 cores, so 24 questions per dataset; simulated answers are free (the whole capped pool).
-NOTEBOOK_DEFAULTS = {
-    "smoke": {"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
-    "offline": {"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
-    "paper": {"n_lm": None, "n_sim": None, "lm_max_new_tokens": 256},
-}
-NOTEBOOK_DEFAULTS["offline_large"] = NOTEBOOK_DEFAULTS["offline_2ep"] = NOTEBOOK_DEFAULTS["offline"]  # differ from offline in notebooks 12-25 only
-
-
 @dataclass
 class Demo:
     id: str
@@ -97,8 +86,8 @@ class Teacher:
 # ---------------------------------------------------------------- local LM teacher
 
 class LMTeacher(Teacher):
-    def __init__(self, model_name: str, answer_by: str = "generate", max_new_tokens: int = 64, n_shots: int = 4,
-                 batch_size: int = 16, lm=None):
+    def __init__(self, model_name: str, *, answer_by: str, max_new_tokens: int, n_shots: int, batch_size: int,
+                 lm=None):
         if answer_by not in ("generate", "options"):
             raise ReproError(f"unknown answer_by {answer_by!r}; valid: generate, options")
         self.model_name, self.answer_by, self.max_new_tokens, self.n_shots = model_name, answer_by, max_new_tokens, n_shots
@@ -285,9 +274,10 @@ class OpenAITeacher(Teacher):
 KINDS = {"simulated": "simulated:EPS", "lm": "lm:MODEL", "openai": "openai:MODEL"}
 
 
-def get_teacher(spec: str, **kwargs) -> Teacher:
+def get_teacher(spec: str, *, preset: str | None = None, **kwargs) -> Teacher:
     """'simulated:0.2' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher; kwargs go to its constructor
-    (openai: base_url defaults to $OPENAI_BASE_URL or https://api.openai.com)."""
+    (lm: `preset` supplies the generation settings of its `teachers` config section; openai: base_url
+    defaults to $OPENAI_BASE_URL or https://api.openai.com)."""
     kind, _, arg = spec.partition(":")
     if kind not in KINDS or not arg:
         raise ReproError(f"unknown teacher {spec!r}; valid kinds: {', '.join(KINDS.values())}")
@@ -298,6 +288,13 @@ def get_teacher(spec: str, **kwargs) -> Teacher:
             raise ReproError(f"simulated teacher needs an error rate, e.g. simulated:0.2, got {spec!r}") from None
         return SimulatedTeacher(eps, **kwargs)
     if kind == "lm":
+        if preset is not None:  # the preset's LM teacher settings (notebook 10's), unless overridden
+            from .config import get_preset
+
+            cfg = get_preset(preset)
+            t = cfg["teachers"]
+            kwargs = {"answer_by": t["lm_answer_by"], "max_new_tokens": t["lm_max_new_tokens"],
+                      "n_shots": t["lm_shots"], "batch_size": cfg["data"]["batch_size"], **kwargs}
         return LMTeacher(arg, **kwargs)
     kwargs.setdefault("base_url", os.environ.get("OPENAI_BASE_URL", "https://api.openai.com"))
     return OpenAITeacher(model=arg, **kwargs)

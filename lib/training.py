@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from .common import cached_json, check_choice, seed_everything
+from .config import BTrain
 from .data import Example
 from .prompts import demonstration, is_correct, parse_answer
 
@@ -47,7 +48,7 @@ def predict_prompt(e: Example, hint: str | None = None) -> str:
     return f"predict: {q}\nAnswer:"
 
 
-def explain_prompt(e: Example, hint: str | None = None) -> str:
+def explain_prompt(e: Example) -> str:
     return f"explain: {e.question}\nExplanation:"
 
 
@@ -121,7 +122,7 @@ def length_groups(lm, parts: list[Part]) -> list[list[int]]:
     """Indices of `parts` in at most two groups of similar token length: the split (or none) that minimises
     the padded tokens, sum over groups of size x longest. A second forward pass costs little next to padding
     a batch of 20-token answers to a 300-token GSM8K solution."""
-    n_tok = [len(lm._prompt_ids(p.prompt)) + len(lm._ids(p.target, special=False)) + 1 for p in parts]
+    n_tok = [lm.n_tokens(p.prompt, p.target, eos=True) for p in parts]
     order = sorted(range(len(parts)), key=lambda j: n_tok[j])
     L = [n_tok[j] for j in order]
     n = len(L)
@@ -129,81 +130,141 @@ def length_groups(lm, parts: list[Part]) -> list[list[int]]:
     return [order[:best_j], order[best_j:]] if best_j else [order]
 
 
-def train(lm, items: list[TrainItem], *, epochs: float = 2, lr: float = 5e-5, batch_size: int = 8, seed: int = 0,
-          dev: list[Example] | None = None, fmt: str = "multitask", eval_batch_size: int = 16,
-          weight_decay: float = 0.0, warmup_frac: float = 0.1, progress: bool = True,
-          dev_hints: list[str] | None = None, start_dev_acc: float | None = None) -> dict:
-    """Fine-tune `lm` in place on `items`; select the epoch with the best dev accuracy (epoch 0 = before
-    training counts too, so training can never make the returned student worse on dev).
+SCHEDULES = ("linear", "constant", "cosine")
 
-    `start_dev_acc`: the dev accuracy of `lm` as passed in, when the caller already knows it (the pretrained
-    student's is the same in every run and cached, see `start_dev_accuracy`; a warmed student's comes from its
-    warm-up); it skips one dev evaluation per call, a fifth to a third of a short offline run.
 
-    Returns the history: loss per step, dev accuracy per epoch, the selected epoch, seconds."""
+def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based): linear warm-up over `warm` steps, then
+    linear decay to 0, constant, or a cosine to 0."""
+    if step < warm:
+        return (step + 1) / warm
+    frac = (step - warm) / max(1, total - warm)
+    if schedule == "linear":
+        return max(0.0, 1 - frac)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    return 1.0
+
+
+def fit(model: torch.nn.Module, n_items: int, batch_loss, dev_score=None, *, epochs: float, lr: float,
+        batch_size: int, seed: int, start_score: float | None = None, schedule: str = "linear",
+        warmup_frac: float = 0.1, weight_decay: float = 0.0, on_prepared=None, progress: bool = True,
+        desc: str = "train") -> dict:
+    """The one training loop with dev selection (LM and encoder students alike).
+
+    Trains `model` in place on batches of item indices: `batch_loss(idx)` returns the loss of one batch
+    (the model it reads is the one passed to `on_prepared`, the accelerate-prepared module). After every
+    epoch `dev_score()` scores the model; the weights of the best epoch are restored at the end, and epoch 0
+    (the weights passed in, scored `start_score` when the caller already knows it) counts too, so training
+    never makes the returned model worse on dev. Without `dev_score` the last weights are kept.
+
+    Steps per epoch come from the prepared loader (under `accelerate launch` each process sees its shard),
+    and the schedule steps once per optimizer step of this process. Autocast covers the forward pass and
+    the loss only, never backward, clipping or the optimizer step.
+
+    Returns the history: loss per step, dev score per epoch, best epoch, kept_start, seconds."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
+    check_choice("schedule", schedule, SCHEDULES)
     seed_everything(seed)
-    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", cpu=not torch.cuda.is_available())
-    n_steps_epoch = math.ceil(len(items) / batch_size)
-    total = max(1, int(round(epochs * n_steps_epoch)))
-    # fused AdamW: one kernel over all parameters (on this CPU 0.14 s instead of 0.5 s per step of a 135M model)
-    opt = torch.optim.AdamW(lm.model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    warm = max(1, int(warmup_frac * total))
-    # linear warm-up, then linear decay to 0
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
-    # batches of item indices; accelerate shards them across processes under `accelerate launch`
+    cuda = torch.cuda.is_available()
+    acc = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
+    # fused AdamW: one kernel over all parameters (several times faster per step than the loop version)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(list(range(len(items))), batch_size=batch_size, shuffle=True, generator=g,
+    loader = torch.utils.data.DataLoader(list(range(n_items)), batch_size=batch_size, shuffle=True, generator=g,
                                          collate_fn=lambda idx: idx)
-    model, opt, loader, sched = acc.prepare(lm.model, opt, loader, sched)
-    lm.model = model
-    hist = {"loss": [], "dev_acc": [], "epoch_of_dev": [], "steps": total}
-    best_state, best_acc, best_epoch = None, -1.0, 0
-    if dev:
-        a = start_dev_acc if start_dev_acc is not None else accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
-        hist["dev_acc"].append(a); hist["epoch_of_dev"].append(0.0)
-        best_acc, best_state = a, copy.deepcopy(acc.unwrap_model(model).state_dict())
+    model, opt, loader = acc.prepare(model, opt, loader)
+    if on_prepared:
+        on_prepared(model)
+    n_steps_epoch = max(1, len(loader))
+    total = max(1, int(round(epochs * n_steps_epoch)))
+    warm = max(1, int(warmup_frac * total))
+    # not prepared: a prepared scheduler would step once per process and per call
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, schedule))
+    hist = {"loss": [], "dev_acc": [], "epoch_of_dev": [], "steps": total, "lr": []}
+    best_state, best, best_epoch = None, -1.0, 0.0
+    if dev_score is not None:
+        a = start_score if start_score is not None else dev_score()
+        hist["dev_acc"].append(a)
+        hist["epoch_of_dev"].append(0.0)
+        best, best_state = a, copy.deepcopy(acc.unwrap_model(model).state_dict())
     t0, step = time.time(), 0
-    bar = tqdm(total=total, disable=not progress, desc=f"train {lm.name}", leave=False)
+    bar = tqdm(total=total, disable=not progress, desc=desc, leave=False)
     model.train()
     while step < total:
         for idx in loader:
-            parts = [p for i in idx for p in items[i].parts]
-            loss = 0.0
-            # short predict: parts and long explain: parts in one tensor would pad every row to the longest
-            # rationale; length groups give the same loss (a weighted sum of per-group means) for less compute
-            # (one group under multi-process DDP, which expects one forward per backward)
-            for group in (length_groups(lm, parts) if acc.num_processes == 1 else [list(range(len(parts)))]):
-                with acc.autocast():
-                    g = [parts[j] for j in group]
-                    loss = loss + lm.loss([p.prompt for p in g], [p.target for p in g],
-                                          weights=torch.tensor([p.weight for p in g])) * (len(g) / len(parts))
+            with acc.autocast():
+                loss = batch_loss(idx)
             acc.backward(loss)
             acc.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step(); sched.step(); opt.zero_grad()
-            hist["loss"].append(float(loss.detach())); step += 1; bar.update(1)
+            hist["lr"].append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            hist["loss"].append(float(loss.detach()))
+            step += 1
+            bar.update(1)
             bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}")
-            end_of_epoch = step % n_steps_epoch == 0 or step == total
-            if dev and end_of_epoch:
-                a, _ = accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)
-                hist["dev_acc"].append(a); hist["epoch_of_dev"].append(step / n_steps_epoch)
-                if a > best_acc:
-                    best_acc, best_epoch = a, step / n_steps_epoch
+            if dev_score is not None and (step % n_steps_epoch == 0 or step == total):
+                a = dev_score()
+                hist["dev_acc"].append(a)
+                hist["epoch_of_dev"].append(step / n_steps_epoch)
+                if a > best:
+                    best, best_epoch = a, step / n_steps_epoch
                     best_state = copy.deepcopy(acc.unwrap_model(model).state_dict())
                 model.train()
             if step >= total:
                 break
     bar.close()
-    lm.model = acc.unwrap_model(model)
+    model = acc.unwrap_model(model)
+    if on_prepared:
+        on_prepared(model)
     if best_state is not None:
-        lm.model.load_state_dict(best_state)
-    lm.model.eval()
-    # kept_start: dev selection returned the weights `lm` came in with (without dev nothing is selected or kept)
-    hist.update(best_epoch=best_epoch, best_dev_acc=best_acc, kept_start=bool(dev) and best_epoch == 0,
+        model.load_state_dict(best_state)
+    model.eval()
+    # kept_start: dev selection returned the weights the model came in with (never without dev)
+    hist.update(best_epoch=best_epoch, best_dev_acc=best, kept_start=dev_score is not None and best_epoch == 0,
                 seconds=time.time() - t0)
     return hist
+
+
+def train(lm, items: list[TrainItem], *, epochs: float, lr: float, batch_size: int, seed: int,
+          dev: list[Example] | None = None, fmt: str = "multitask", eval_batch_size: int = 16,
+          dev_hints: list[str] | None = None, start_dev_acc: float | None = None, progress: bool = True) -> dict:
+    """Fine-tune `lm` in place on `items` with dev selection (see `fit`).
+
+    `start_dev_acc`: the dev accuracy of `lm` as passed in, when the caller already knows it (the pretrained
+    student's is the same in every run and cached, see `start_dev_accuracy`; a warmed student's comes from its
+    warm-up); it skips one dev evaluation per call."""
+    import torch.distributed as dist
+
+    # DDP expects one forward per backward, so several processes train without length groups
+    one_process = not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+
+    def on_prepared(m):  # lm.loss and the dev scoring read the prepared module during training
+        lm.model = m
+
+    def batch_loss(idx):
+        parts = [p for i in idx for p in items[i].parts]
+        # short predict: parts and long explain: parts in one tensor would pad every row to the longest
+        # rationale; length groups give the same loss (a weighted sum of per-group means) for less compute
+        groups = length_groups(lm, parts) if one_process else [list(range(len(parts)))]
+        loss = 0.0
+        for group in groups:
+            g = [parts[j] for j in group]
+            w = torch.tensor([p.weight for p in g])
+            loss = loss + lm.loss([p.prompt for p in g], [p.target for p in g], weights=w) * (len(g) / len(parts))
+        return loss
+
+    dev_score = None
+    if dev:
+        def dev_score():
+            return accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
+
+    return fit(lm.model, len(items), batch_loss, dev_score, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+               start_score=start_dev_acc, on_prepared=on_prepared, progress=progress, desc=f"train {lm.name}")
 
 
 def start_dev_accuracy(lm, student: str, dev: list[Example], *, fmt: str = "multitask", hints: list[str] | None = None,
@@ -228,22 +289,25 @@ def score_test(lm, student: str, test: list[Example], *, pretrained: bool, fmt: 
 
 
 def finetune_and_test(student: str, items: list[TrainItem], dev: list[Example], test: list[Example], *, key: dict,
-                      fmt: str = "multitask", test_hints: list[str] | None = None, dev_hints: list[str] | None = None,
-                      **train_kw) -> dict:
+                      seed: int, train_cfg: BTrain, fmt: str = "multitask", test_hints: list[str] | None = None,
+                      dev_hints: list[str] | None = None, progress: bool = True) -> dict:
     """Fresh student -> train with dev selection -> test accuracy; the result (not the weights) is cached
     under `key` (+ the training parameters), so a rerun or a resumed run recomputes nothing."""
     from .models import load_model
 
-    full_key = {**key, "student": student, "fmt": fmt, "train": {k: v for k, v in train_kw.items() if k != "progress"},
+    full_key = {**key, "student": student, "fmt": fmt, "seed": seed, "train": asdict(train_cfg),
                 "items": [[i.id, [(p.prompt, p.target, round(p.weight, 6)) for p in i.parts]] for i in items],
-                "dev": [e.id for e in dev], "test": [e.id for e in test], "test_hints": test_hints, "dev_hints": dev_hints}
+                "dev": [e.id for e in dev], "test": [e.id for e in test], "test_hints": test_hints,
+                "dev_hints": dev_hints}
 
     def compute():
         lm = load_model(student)
         lm.name = student
-        start = start_dev_accuracy(lm, student, dev, fmt=fmt, hints=dev_hints,
-                                   batch_size=train_kw.get("eval_batch_size", 16)) if dev else None
-        hist = train(lm, items, dev=dev, fmt=fmt, dev_hints=dev_hints, start_dev_acc=start, **train_kw)
+        bs = train_cfg.eval_batch_size
+        start = start_dev_accuracy(lm, student, dev, fmt=fmt, hints=dev_hints, batch_size=bs) if dev else None
+        hist = train(lm, items, epochs=train_cfg.epochs, lr=train_cfg.lr, batch_size=train_cfg.batch_size,
+                     seed=seed, dev=dev, fmt=fmt, eval_batch_size=bs, dev_hints=dev_hints, start_dev_acc=start,
+                     progress=progress)
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
         acc_test, correct = score_test(lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints)
         return {"test_acc": acc_test, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],

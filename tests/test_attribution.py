@@ -18,7 +18,7 @@ CONTS = [A.continuation(e, e.label) for e in EX]
 def hand_saliency(lm, prompt, cont):
     """d(sum of answer log-probs)/d(input embeddings) of one unpadded sequence, L2 norm per token, written
     out with torch.autograd.grad (no captum, no batching, no logits_to_keep)."""
-    p, c = lm._prompt_ids(prompt), lm._ids(cont, special=False)
+    p, c = lm.prompt_ids(prompt), lm.encode(cont)
     emb = lm.model.get_input_embeddings()
     if lm.arch == "causal":
         x = emb(torch.tensor([p + c])).detach().requires_grad_()
@@ -61,13 +61,13 @@ def test_option_scores_are_the_project_scores(tiny_lm, tmp_path, monkeypatch):
     path shares the prompt's KV cache between options, so this checks that trick)."""
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     for form in A.ANSWER_FORMS:
-        got = A.option_scores(tiny_lm, EX, form)
+        got = A.teacher_option_scores(tiny_lm, EX, form)
         for e, g in zip(EX, got):
             opts = [A.continuation(e, i, form) for i in range(len(e.choices))]
             want = [float(s.mean()) for s in tiny_lm.score([A.build_prompt(e, form)[0]] * len(opts), opts)]
             assert g == pytest.approx(want, abs=1e-5)
     d = A.strongest_distractors(tiny_lm, EX)
-    for e, dist, sc in zip(EX, d, A.option_scores(tiny_lm, EX)):
+    for e, dist, sc in zip(EX, d, A.teacher_option_scores(tiny_lm, EX)):
         assert dist != e.answer and sc[e.choices.index(dist)] == max(s for i, s in enumerate(sc) if i != e.label)
 
 
@@ -83,7 +83,7 @@ def test_padding_never_changes_a_score(tiny_lm, method):
 
 def _f_zero_baseline(lm, prompt, cont):
     """f(x) - f(baseline) by hand: baseline = zero embeddings on the prompt's non-special tokens."""
-    p, c = lm._prompt_ids(prompt), lm._ids(cont, special=False)
+    p, c = lm.prompt_ids(prompt), lm.encode(cont)
     spec = A._encode(lm, prompt)[2]
     emb = lm.model.get_input_embeddings()
 
@@ -224,11 +224,11 @@ def test_shared_teacher_reads_no_weights_when_every_step_is_cached(tmp_path, mon
     cold = M.load_shared("tiny-llama")
     assert not cold.loaded
     recs = A.influential_words(cold, EX, k=3, progress=False)
-    scores = A.option_scores(cold, EX)
+    scores = A.teacher_option_scores(cold, EX)
     assert cold.loaded  # a cache miss loaded it
     monkeypatch.setattr(M, "_SHARED", {})
     warm = M.load_shared("tiny-llama")
     again = A.influential_words(warm, EX, k=3, progress=False)
-    assert A.option_scores(warm, EX) == scores and not warm.loaded
+    assert A.teacher_option_scores(warm, EX) == scores and not warm.loaded
     assert [r["token_scores"] for r in again] == [r["token_scores"] for r in recs]
     assert M.load_shared("tiny-llama") is warm

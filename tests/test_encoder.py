@@ -3,6 +3,7 @@ import torch
 
 from lib import encoder as E
 from lib.common import CACHE_STATS, ReproError
+from lib.config import EncoderRun
 from lib.data import Example
 
 
@@ -14,6 +15,7 @@ EXS = [ex(0, "Where do you keep milk cold?", ["fridge", "oven", "car"], 0),
        ex(1, "What do bees make from nectar, usually?", ["honey", "wax paper", "steel"], 0),
        ex(2, "A long question with many words about the colour of the clear daytime sky above us", ["green", "blue", "red"], 1)]
 WORDS = [["cold", "fridge"], ["nectar,", "Honey"], ["sky", "blue"]]
+RUN = EncoderRun(epochs=1, lr=5e-5, batch_size=2, max_len=64)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_train_and_test_is_cached_and_checks_its_inputs(monkeypatch, tmp_path):
     from lib import common
 
     monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)  # a cold cache of our own
-    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, epochs=1, batch_size=2, progress=False)
+    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, run=RUN, progress=False)
     a = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, **kw)
     hits = CACHE_STATS["encoder_student:hit"]
     b = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, **kw)
@@ -87,9 +89,9 @@ def test_selected_tag_probs_equal_the_selected_models_and_a_rerun_does_not_retra
     from lib import common
 
     monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)
-    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, epochs=1, batch_size=2)
+    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, run=RUN)
     _, model, tok = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, return_model=True, progress=False, **kw)
-    want = E.tag_probs(model, tok, EXS[2])
+    want = E.tag_probs(model, tok, EXS[2], max_len=RUN.max_len)
     got = E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw)
     assert [w for w, _ in got] == [w for w, _ in want] and [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-6)
     monkeypatch.setattr(E, "train_and_test", lambda *a, **k: pytest.fail("a cached figure retrained the encoder"))

@@ -50,11 +50,15 @@ def test_readme_blocks_are_filled_between_markers_even_when_empty(tmp_path):
     assert "old text" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
 
 
-def test_every_preset_has_the_notebook_defaults_it_needs():
-    """A preset added to lib.config (offline_large) must not fail at notebook 10's or 11's parameters cell."""
-    from lib import config, signals, teachers
+def test_every_preset_fills_every_notebook_section():
+    """Each notebook group's parameters resolve at every preset, and the run dataclasses build from them."""
+    from lib import config
 
     for name in config.PRESETS:
-        assert name in teachers.NOTEBOOK_DEFAULTS and name in signals.NOTEBOOK_DEFAULTS, name
-        p = config.get_preset(name)
-        assert set(p["a"]) >= {"caps", "seeds", "budget", "epochs"} and set(p["b"]) >= {"caps", "seeds", "k", "epochs"}
+        for sections in (("data", "zero_shot"), ("teachers",), ("a", "signals"), ("b", "attribution"),
+                         ("b", "encoder")):
+            p = config.params(name, *sections)
+            assert p.preset == name
+        config.ta_run(config.params(name, "a"))
+        config.b_train(config.params(name, "b"))
+        config.encoder_run(config.params(name, "b", "encoder"))

@@ -12,8 +12,8 @@ CONTS = [" yes", " red and blue", " no no no no"]
 
 def hand_logprobs(lm, prompt, cont):
     """Per-token log-probs computed the plain way: one sequence, no padding, explicit loop over positions."""
-    p = lm._prompt_ids(prompt)
-    c = lm._ids(cont, special=False)
+    p = lm.prompt_ids(prompt)
+    c = lm.encode(cont)
     with torch.no_grad():
         if lm.arch == "causal":
             logits = lm.model(input_ids=torch.tensor([p + c])).logits[0]

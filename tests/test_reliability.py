@@ -14,13 +14,13 @@ from lib.common import ROOT, ReproError, cached_json
 RUNNER = """
 import json, sys, torch
 torch.set_num_threads(1)
-from lib import data, ta_loop, common
+from lib import config, data, ta_loop, common
 s = data.load_splits("strategyqa", "smoke", caps={"pool": 24, "dev": 8, "test": 8})
+cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=2, sc_max_new_tokens=4, epochs=1, lr=3e-3, batch_size=4)
 out = []
 for seed in (0, 1, 2):
     for m in ("plain", "two_stage"):
-        r = ta_loop.run(m, "strategyqa", s, teacher="simulated:0.3", student="tiny-llama", ta="tiny-llama", seed=seed,
-                        preset="smoke", budget=8, K=2, sc_max_new_tokens=4, epochs=1, lr=3e-3, batch_size=4, progress=False)
+        r = ta_loop.run(m, "strategyqa", s, cfg, seed=seed, preset="smoke", progress=False)
         out.append(r["correct"])
 print("RESULT " + json.dumps({"out": out, "stats": dict(common.CACHE_STATS)}))
 """
@@ -84,7 +84,8 @@ def test_corrupted_cache_file_is_recomputed_not_trusted(tmp_path, monkeypatch):
 @pytest.mark.parametrize("nb,params,msg", [
     ("12_A_main_table.ipynb", {"budget": -1}, "parameter budget must be positive"),
     ("21_B_main_table.ipynb", {"k": 10_000}, "k=10000 is larger than the longest input"),
-    ("22_B_ablations.ipynb", {"methods": ["gradcam"], "ks": [], "alphas": [], "shares": []}, "unknown method 'gradcam'"),
+    ("22_B_ablations.ipynb", {"ablation_methods": ["gradcam"], "ablation_ks": [], "ablation_alphas": [],
+                               "ablation_shares": []}, "unknown method 'gradcam'"),
 ])
 def test_bad_parameters_fail_with_one_clear_line(nb, params, msg, tmp_path):
     import papermill as pm

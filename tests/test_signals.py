@@ -50,7 +50,8 @@ def test_self_consistency_share_on_constructed_samples(monkeypatch, tiny_causal)
                cot_prompt(YN): ["So the answer is yes.", "So the answer is no.", "garbage", "So the answer is no.", "???"],
                cot_prompt(NUM): ["3 + 4 = 7. So the answer is 7.", "So the answer is 8.", "nothing", "So the answer is 7.0.", "So the answer is 9."]}
     monkeypatch.setattr(tiny_causal, "generate", lambda prompts, **k: [samples[p] for p in prompts])
-    r = S.self_consistency(tiny_causal, [MC, YN, NUM], K=5, cache=False)
+    r = S.self_consistency(tiny_causal, [MC, YN, NUM], K=5, temperature=0.7, max_new_tokens=8, seed=0, n_shots=4,
+                           cache=False)
     # by hand: MC apple x3 ("(b)" is option b = apple); YN no x2; NUM 7 x2 ("7.0" is 7)
     assert r["sc"] == [0.6, 0.4, 0.4] and r["majority"] == ["apple", "no", "7"]
     assert r["output"] == ["So the answer is apple.", "So the answer is no.", "3 + 4 = 7. So the answer is 7."]
@@ -59,20 +60,20 @@ def test_self_consistency_share_on_constructed_samples(monkeypatch, tiny_causal)
 def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch, tiny_lm, scache):
     exs = [MC, YN, NUM, MC, YN]
     calls = count_generate(monkeypatch, tiny_lm)
-    r = S.self_consistency(tiny_lm, exs, K=3, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
+    r = S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
     assert calls == [{"seqs": 6, "sample": True}] * 2 + [{"seqs": 3, "sample": True}]
     assert all(len(s) == 3 for s in r["samples"])
     for e, s, sc, maj in zip(exs, r["samples"], r["sc"], r["majority"]):  # the share is that of the parsed samples
         assert (maj, sc) == S.majority_vote([parse_answer(x, e) for x in s])
     # cached: same call asks nothing; another seed or changed weights recompute
-    assert S.self_consistency(tiny_lm, exs, K=3, max_new_tokens=6, batch_size=2, seed=0, n_shots=0) == r and len(calls) == 3
-    S.self_consistency(tiny_lm, exs, K=3, max_new_tokens=6, batch_size=2, seed=1, n_shots=0)
+    assert S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0) == r and len(calls) == 3
+    S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=1, n_shots=0)
     assert len(calls) == 6
     p = next(tiny_lm.model.parameters())
     with torch.no_grad():
         p[0, 0] += 1e-3
     try:
-        S.self_consistency(tiny_lm, exs, K=3, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
+        S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
     finally:
         with torch.no_grad():
             p[0, 0] -= 1e-3
@@ -81,7 +82,7 @@ def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch
 
 def hand_logprobs(lm, prompt, cont):
     """Plain per-sequence forward, no padding, explicit positions."""
-    p, c = lm._prompt_ids(prompt), lm._ids(cont, special=False)
+    p, c = lm.prompt_ids(prompt), lm.encode(cont)
     with torch.no_grad():
         if lm.arch == "causal":
             logits = lm.model(input_ids=torch.tensor([p + c])).logits[0]
@@ -95,23 +96,23 @@ OUTS = ["So the answer is apple.", "9 is larger than 4. So the answer is yes.", 
 
 
 def test_ta_confidence_equals_hand_computation(tiny_lm):
-    got = S.ta_confidence(tiny_lm, [MC, YN, NUM], OUTS, cache=False)
+    got = S.ta_confidence(tiny_lm, [MC, YN, NUM], OUTS, n_shots=0, cache=False)
     for g, e, o in zip(got, [MC, YN, NUM], OUTS):
         want = math.exp(np.mean(hand_logprobs(tiny_lm, cot_prompt(e, 0), " " + o)))
         assert 0 < g < 1 and g == pytest.approx(want, rel=1e-5, abs=1e-7)
 
 
 def test_ta_confidence_is_batch_and_padding_invariant(tiny_lm):
-    alone = S.ta_confidence(tiny_lm, [MC], OUTS[:1], cache=False)[0]
+    alone = S.ta_confidence(tiny_lm, [MC], OUTS[:1], n_shots=0, cache=False)[0]
     longer = [OUTS[0], OUTS[1] * 3, OUTS[2] * 4]
-    batched = S.ta_confidence(tiny_lm, [MC, YN, NUM], longer, batch_size=3, cache=False)[0]
+    batched = S.ta_confidence(tiny_lm, [MC, YN, NUM], longer, n_shots=0, batch_size=3, cache=False)[0]
     assert batched == pytest.approx(alone, abs=1e-5)
 
 
 def test_ta_confidence_cache_and_empty_output(monkeypatch, tiny_causal, scache):
-    assert S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."])[0] == 0.0
+    assert S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0)[0] == 0.0
     monkeypatch.setattr(tiny_causal, "score", lambda *a, **k: pytest.fail("cache miss"))
-    S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."])
+    S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0)
 
 
 def test_need_score_and_demo_weights():

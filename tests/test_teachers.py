@@ -105,7 +105,7 @@ def test_truncated_last_line_is_ignored_and_recomputed(tcache):
 @pytest.mark.parametrize("answer_by", ["generate", "options"])
 def test_lm_teacher_on_tiny_llama_never_crashes_on_garbage(tcache, answer_by):
     exs = [e for d in ("strategyqa", "commonsense_qa", "gsm8k") for e in load_dataset(d, "smoke")[:3]]
-    t = T.LMTeacher("tiny-llama", answer_by=answer_by, max_new_tokens=10, batch_size=4)
+    t = T.LMTeacher("tiny-llama", answer_by=answer_by, max_new_tokens=10, n_shots=4, batch_size=4)
     demos = T.annotate(t, exs, "mixed", progress=False)
     assert len(demos) == len(exs) and all(isinstance(d, T.Demo) for d in demos)
     for d, e in zip(demos, exs):
@@ -115,7 +115,7 @@ def test_lm_teacher_on_tiny_llama_never_crashes_on_garbage(tcache, answer_by):
         else:
             assert d.unparsed == (d.answer is None)
     # cache hit: a fresh teacher never even loads the model
-    t2 = T.LMTeacher("tiny-llama", answer_by=answer_by, max_new_tokens=10, batch_size=4)
+    t2 = T.LMTeacher("tiny-llama", answer_by=answer_by, max_new_tokens=10, n_shots=4, batch_size=4)
     assert T.annotate(t2, exs, "mixed", progress=False) == demos and t2._lm is None
 
 
@@ -123,7 +123,8 @@ def test_lm_teacher_options_takes_the_best_scored_option(tiny_causal):
     from lib.evaluation import option_scores
 
     exs = [e for d in ("strategyqa", "commonsense_qa") for e in load_dataset(d, "smoke")[:3]]
-    t = T.LMTeacher("tiny-llama", answer_by="options", max_new_tokens=6, lm=tiny_causal)
+    t = T.LMTeacher("tiny-llama", answer_by="options", max_new_tokens=6, n_shots=4, batch_size=16,
+                    lm=tiny_causal)
     got = [d.answer for d in t.answer(exs)]
     assert got == [e.choices[int(s.argmax())] for e, s in zip(exs, option_scores(tiny_causal, exs))]
 
@@ -205,7 +206,7 @@ def test_openai_teacher_errors_are_one_line(tcache, server, monkeypatch):
 
 def test_get_teacher_specs():
     assert isinstance(T.get_teacher("simulated:0.2"), T.SimulatedTeacher) and T.get_teacher("simulated:0.2").error_rate == 0.2
-    assert isinstance(T.get_teacher("lm:gemma-3-270m"), T.LMTeacher)  # lazy: nothing loaded
+    assert isinstance(T.get_teacher("lm:gemma-3-270m", preset="offline"), T.LMTeacher)  # lazy: nothing loaded
     assert isinstance(T.get_teacher("openai:gpt-4o-mini", base_url="http://x"), T.OpenAITeacher)
     with pytest.raises(ReproError, match="unknown teacher 'gpt:4'; valid kinds: simulated:EPS, lm:MODEL, openai:MODEL"):
         T.get_teacher("gpt:4")

@@ -1,6 +1,7 @@
 import torch
 
 from lib import data, training
+from lib.config import BTrain
 from lib.models import load_model
 from lib.training import make_items, train
 
@@ -32,7 +33,7 @@ def test_length_groups_pad_less_and_keep_the_loss():
     parts = [p for it in items for p in it.parts]
     groups = training.length_groups(lm, parts)
     assert sorted(j for g in groups for j in g) == list(range(len(parts))) and len(groups) == 2
-    n_tok = lambda j: len(lm._prompt_ids(parts[j].prompt)) + len(lm._ids(parts[j].target, special=False)) + 1
+    n_tok = lambda j: len(lm.prompt_ids(parts[j].prompt)) + len(lm.encode(parts[j].target)) + 1
     padded = sum(len(g) * max(n_tok(j) for j in g) for g in groups)
     assert padded < len(parts) * max(n_tok(j) for j in range(len(parts)))
     with torch.no_grad():
@@ -108,7 +109,7 @@ def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tm
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    kw = dict(epochs=1, lr=0.0, batch_size=4, progress=False)
+    kw = dict(train_cfg=BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16), progress=False)
     r0 = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **kw)
     assert r0["best_epoch"] == 0
     direct = training.accuracy(load_model("tiny-llama"), s["test"])
@@ -127,8 +128,10 @@ def test_without_dev_a_trained_student_is_never_scored_as_the_pretrained_one(tmp
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    kw = dict(epochs=1, lr=3e-3, batch_size=4, progress=False)
-    training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **{**kw, "lr": 0.0})
+    kw = dict(train_cfg=BTrain(epochs=1, lr=3e-3, batch_size=4, eval_batch_size=16), progress=False)
+    frozen = BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16)
+    training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0,
+                               **{**kw, "train_cfg": frozen})
     calls = []
     real = training.accuracy
     monkeypatch.setattr(training, "accuracy", lambda lm, ex, **k: calls.append(len(ex)) or real(lm, ex, **k))
