@@ -38,7 +38,7 @@ import os
 import random
 import re
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -298,17 +298,18 @@ class OpenAITeacher(Teacher):
         import openai  # imported here: ~1 s that notebooks using other teachers do not pay
 
         key = self._api_key()
-        with (openai.OpenAI(api_key=key, base_url=self.api_root, max_retries=self.max_retries,
-                            timeout=self.timeout) as client,
-              ThreadPoolExecutor(max(1, min(self.concurrency, len(examples)))) as pool):
-            futures = [pool.submit(self._ask, client, e) for e in examples]
+        with openai.OpenAI(api_key=key, base_url=self.api_root, max_retries=self.max_retries,
+                           timeout=self.timeout) as client:
+            pool = ThreadPoolExecutor(max(1, min(self.concurrency, len(examples))))
             try:
+                futures = [pool.submit(self._ask, client, e) for e in examples]
+                for f in as_completed(futures):  # the first failure is raised as soon as it happens
+                    f.result()
                 texts = [f.result() for f in futures]
             except openai.OpenAIError as err:
                 raise ReproError(_one_line(self._explain(err, openai), key)) from None
-            finally:  # on a failure, requests not yet sent never are
-                for f in futures:
-                    f.cancel()
+            finally:  # on a failure or an interrupt: send nothing more, wait for nothing in flight
+                pool.shutdown(wait=False, cancel_futures=True)
         out = []
         for e, text in zip(examples, texts):
             p = parse_answer(text, e)

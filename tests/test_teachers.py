@@ -142,6 +142,8 @@ class ChatServer:
     def __init__(self):
         self.plan, self.times, self.auth, self.paths = [], [], [], []
         self.inflight = self.max_inflight = 0
+        self.slow = 0.0  # extra seconds before each unscripted reply
+        self.reject = None  # a question "Tom has <reject> ..." gets an HTTP 400 at once
         self.lock = threading.Lock()
         srv = self
 
@@ -163,7 +165,9 @@ class ChatServer:
                     prompt = body["messages"][-1]["content"]
                     asked = re.findall(r"Question: Tom has (\d+) and gets (\d+)", prompt)
                     a, b = map(int, asked[-1])  # the last question; the ones before are the few-shot demos
-                    time.sleep(0.05 * (a % 4))
+                    if a == srv.reject:
+                        return self._send(400, {}, {"error": f"no questions about {a}"})
+                    time.sleep(srv.slow + 0.05 * (a % 4))
                     text = f"Tom has {a}. He gets {b}. So the answer is {a + b}."
                     self._send(200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]})
                 finally:
@@ -184,6 +188,7 @@ class ChatServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None  # a reply to a client that gave up is no test failure
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.bound = threading.Timer(60, self.httpd.shutdown)  # stops by itself even if teardown never runs
@@ -274,6 +279,12 @@ def test_openai_teacher_client_errors_fail_at_once_and_never_show_the_key(server
         t.answer([numeric(1)])
     assert one_line_error(ex).endswith("refused the key (HTTP 401 after 1 attempt); check $OPENAI_API_KEY")
     assert len(server.times) == 2  # neither was retried
+    # a failure is raised at once, without waiting for the other requests in flight
+    server.reject, server.slow = 6, 5  # numeric(3) (Tom has 6), the last of four, refused; the rest take 5 s
+    start = time.monotonic()
+    with pytest.raises(ReproError, match="HTTP 400 after 1 attempt: .*no questions about 6"):
+        T.OpenAITeacher("m", base_url=server.url, concurrency=4).answer([numeric(i) for i in range(4)])
+    assert time.monotonic() - start < 2
 
 
 def test_openai_teacher_gives_up_after_max_retries(server, nokey):
