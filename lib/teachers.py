@@ -251,8 +251,8 @@ class OpenAITeacher(Teacher):
     batch_size: examples per annotate() batch, i.e. per cache append (default 4 x concurrency: a killed run
     loses at most that many answers, while slow requests do not leave the other threads idle for long).
     max_retries: retries per request on 408, 409, 429, 5xx and connection errors, by the openai client:
-    it waits what the server's Retry-After (-ms) header says (up to 2 min), else an exponential backoff
-    from 0.5 s to 8 s. Other 4xx fail at once. Every failure is a one-line ReproError.
+    it waits what the server's Retry-After (-ms) header says (over 2 min: no retry), else a backoff
+    doubling from 0.5 s to 8 s. Other 4xx fail at once. Every failure is a one-line ReproError.
     timeout: seconds per request; generous because a local CPU server queues requests behind its slots."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
