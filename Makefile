@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-requirements
+# the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
 .PHONY: help setup assets reproduce readme test lab bench clean clean-cache
@@ -16,9 +17,8 @@ $(STAMP): env/requirements.txt
 	# torch alone first: pip takes the local CPU wheel instead of a multi-GB CUDA build pulled in by a dependency
 	$(PY) -m pip install -q torch==$$(grep -E '^torch==' env/requirements.txt | cut -d= -f3)
 	$(PY) -m pip install -q -r env/requirements.txt
-	# make `import lib` work in the venv (notebooks, papermill, nbmake, Jupyter alike)
-	$(PY) -c "import os, site; open(os.path.join(site.getsitepackages()[0], 'distill_repro.pth'), 'w').write(os.getcwd() + '\n')"
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (distill-repro)" >/dev/null
+	# `import lib` from anywhere in the venv + the $(KERNEL) Jupyter kernel (the same step conda users run)
+	$(PY) env/register.py
 	touch $@
 
 setup: $(STAMP) assets  ## venv with the pinned packages + Jupyter kernel + model/data assets (idempotent)

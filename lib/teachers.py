@@ -10,8 +10,19 @@ Three kinds (`get_teacher("kind:arg")`):
                   own rationale, against about 40 % zero-shot), so the answer can disagree with the rationale.
   simulated:EPS   the gold rationale / answer, made wrong for a known share EPS of examples (controlled
                   experiments: the true quality of every demonstration is known, `Demo.true_correct`).
-  openai:MODEL    an OpenAI-compatible /v1/chat/completions endpoint over urllib; key from $OPENAI_API_KEY
-                  (or `api_key_env`) only, read at request time, never stored, logged or cached.
+  openai:MODEL    an OpenAI-compatible /v1/chat/completions endpoint through the `openai` package,
+                  `concurrency` requests at a time (default 8), retried on 408/409/429/5xx and connection
+                  errors with `Retry-After` honoured (`max_retries`, default 5). URL: `base_url`, else
+                  $OPENAI_BASE_URL, else https://api.openai.com ("/v1" appended when missing). The key
+                  comes from $OPENAI_API_KEY (or `api_key_env`) only, read when a batch is sent, never
+                  stored, logged or cached; a local server (127.0.0.1, localhost, ::1) needs none.
+                  A local llama.cpp server (8 parallel slots; any model name works):
+                      llama-server -m M.gguf --port 8080 -np 8
+                      export OPENAI_BASE_URL=http://127.0.0.1:8080/v1    teacher "openai:local"
+                  (pip's llama-cpp-python[server]: `python -m llama_cpp.server --model M.gguf --port 8080`.)
+                  vLLM: `vllm serve MODEL --port 8000`, OPENAI_BASE_URL=http://127.0.0.1:8000/v1,
+                  teacher "openai:MODEL". Failures (HTTP 4xx, retries used up, a reply that is not a chat
+                  completion) raise a one-line ReproError.
 
 Cache: one append-only JSONL file per (teacher name, dataset) under <cache>/teachers/. A line holds one
 example's Demo, keyed by the example id and a hash of the exact prompt plus the teacher's config (so the
@@ -21,13 +32,13 @@ asked again. A rerun asks the teacher nothing it already answered.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import re
-import time
-import urllib.error
-import urllib.request
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -216,14 +227,34 @@ SYSTEM = ("You are a careful teacher. Reason step by step in a few sentences, th
 
 
 class OpenAITeacher(Teacher):
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", n_shots: int = 4,
-                 max_tokens: int = 256, temperature: float = 0.0, max_retries: int = 5, backoff: float = 1.0,
-                 timeout: float = 60.0):
+    """A chat model behind an OpenAI-compatible /v1/chat/completions endpoint (OpenAI, vLLM, llama.cpp, ...).
+
+    base_url: the API root (".../v1"; appended when missing); None = $OPENAI_BASE_URL, else
+    https://api.openai.com. Pointing it at a local server is enough to use one, e.g. llama.cpp's
+    `llama-server -m M.gguf --port 8080 -np 8` (8 parallel slots) with base_url="http://127.0.0.1:8080/v1".
+    api_key_env: the variable the key is read from, each time a batch is sent (the key never enters the
+    teacher, its config, the cache or the logs). A local base_url (127.0.0.1, localhost, ::1) works without
+    it: a placeholder is sent then, and the variable's value when it is set (a server run with --api-key).
+    concurrency: requests in flight at once, over one HTTP client; demos come back in input order. A local
+    server answers at most as many at a time as it has slots, so more only queue there.
+    batch_size: examples per annotate() batch, i.e. per cache append (default 4 x concurrency: a killed run
+    loses at most that many answers, while slow requests do not leave the other threads idle for long).
+    max_retries: retries per request on 408, 409, 429, 5xx and connection errors, by the openai client:
+    it waits what the server's Retry-After (-ms) header says (over 2 min: no retry), else a backoff
+    doubling from 0.5 s to 8 s. Other 4xx fail at once. Every failure is a one-line ReproError.
+    timeout: seconds per request; generous because a local CPU server queues requests behind its slots."""
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 n_shots: int = 4, max_tokens: int = 256, temperature: float = 0.0, concurrency: int = 8,
+                 batch_size: int | None = None, max_retries: int = 5, timeout: float = 300.0):
+        if concurrency < 1:
+            raise ReproError(f"concurrency must be >= 1, got {concurrency!r}")
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com"
         self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
         self.n_shots, self.max_tokens, self.temperature = n_shots, max_tokens, temperature
-        self.max_retries, self.backoff, self.timeout = max_retries, backoff, timeout
+        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
+        self.batch_size = batch_size or 4 * concurrency
         self.name = f"openai-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}"
-        self.batch_size = 8  # lines are appended after every 8 requests
 
     def config(self) -> dict:  # no key here: config goes into cache keys
         return {"base_url": self.base_url, "model": self.model, "max_tokens": self.max_tokens,
@@ -232,41 +263,85 @@ class OpenAITeacher(Teacher):
     def prompt(self, e: Example) -> str:
         return cot_prompt(e, self.n_shots)
 
-    def _post(self, body: dict) -> dict:
+    @property
+    def api_root(self) -> str:
+        return self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
+
+    def is_local(self) -> bool:
+        host = urllib.parse.urlsplit(self.api_root).hostname or ""
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
+
+    def _api_key(self) -> str:
         key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ReproError(f"set ${self.api_key_env} to use the OpenAI-compatible teacher")
-        url = self.base_url + ("/chat/completions" if self.base_url.endswith("/v1") else "/v1/chat/completions")
-        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return json.loads(r.read().decode())
-            except urllib.error.HTTPError as err:
-                if err.code != 429 and err.code < 500:  # a client error will not fix itself: fail now
-                    raise ReproError(f"{url} answered HTTP {err.code} ({err.reason})") from None
-                last = f"HTTP {err.code}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
-                last = type(err).__name__
-            if attempt < self.max_retries:
-                time.sleep(self.backoff * 2 ** attempt)
-        raise ReproError(f"{url} failed after {self.max_retries + 1} attempts (last: {last})")
+        if key:
+            return key
+        if self.is_local():
+            return "no-key-for-a-local-server"  # the client insists on some key; a local server ignores it
+        raise ReproError(f"set ${self.api_key_env} to use the teacher at {self.api_root} "
+                         "(a local server, e.g. OPENAI_BASE_URL=http://127.0.0.1:8080/v1, needs no key)")
 
     def answer(self, examples: list[Example]) -> list[Demo]:
-        out = []
-        for e in examples:
-            resp = self._post({"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
-                               "messages": [{"role": "system", "content": SYSTEM},
-                                            {"role": "user", "content": self.prompt(e)}]})
+        import openai  # imported here: ~1 s that notebooks using other teachers do not pay
+
+        key = self._api_key()
+        with openai.OpenAI(api_key=key, base_url=self.api_root, max_retries=self.max_retries,
+                           timeout=self.timeout) as client:
+            pool = ThreadPoolExecutor(max(1, min(self.concurrency, len(examples))))
             try:
-                text = resp["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                raise ReproError(f"unexpected response shape from {self.base_url}: {str(resp)[:200]}") from None
+                futures = [pool.submit(self._ask, client, e) for e in examples]
+                for f in as_completed(futures):  # the first failure is raised as soon as it happens
+                    f.result()
+                texts = [f.result() for f in futures]
+            except openai.OpenAIError as err:
+                raise ReproError(_one_line(self._explain(err, openai), key)) from None
+            finally:  # on a failure or an interrupt: send nothing more, wait for nothing in flight
+                pool.shutdown(wait=False, cancel_futures=True)
+        out = []
+        for e, text in zip(examples, texts):
             p = parse_answer(text, e)
             out.append(_demo(e, split_rationale(text), p, text, unparsed=p is None))
         return out
+
+    def _ask(self, client, e: Example) -> str:
+        raw = client.chat.completions.with_raw_response.create(
+            model=self.model, temperature=self.temperature, max_tokens=self.max_tokens,
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": self.prompt(e)}])
+        body = raw.http_response.text  # parsed here, not by the client: any malformed reply is a ReproError
+        try:
+            content = json.loads(body)["choices"][0]["message"]["content"]
+        except json.JSONDecodeError:
+            raise ReproError(f"{self.api_root} sent a reply that is not JSON: {body[:200]!r}") from None
+        except (KeyError, IndexError, TypeError):
+            raise ReproError(f"{self.api_root} sent a reply without choices[0].message.content: "
+                             f"{body[:200]!r}") from None
+        if content is not None and not isinstance(content, str):
+            raise ReproError(f"{self.api_root} sent a message content that is not text: {body[:200]!r}")
+        return content or ""
+
+    def _explain(self, err, openai) -> str:
+        """The user-facing line for an exception of the openai client."""
+        request = getattr(err, "request", None)
+        tries = 1 + int(request.headers.get("x-stainless-retry-count", 0)) if request is not None else None
+        after = f" after {tries} attempt{'s' * (tries != 1)}" if tries else ""
+        if isinstance(err, openai.APIStatusError):
+            code = err.response.status_code
+            if code in (401, 403):  # the body may quote (part of) the key
+                return f"{self.api_root} refused the key (HTTP {code}{after}); check ${self.api_key_env}"
+            return f"{self.api_root} answered HTTP {code}{after}: {err.response.text[:200]}"
+        if isinstance(err, openai.APITimeoutError):
+            return f"{self.api_root} did not answer within {self.timeout:g} s{after}"
+        if isinstance(err, openai.APIConnectionError):
+            cause = err.__cause__
+            why = f"{type(cause).__name__}: {cause}" if cause else str(err)
+            return f"could not reach {self.api_root}{after} ({why})"
+        return f"{self.api_root}: {type(err).__name__}: {err}"
+
+
+def _one_line(msg: str, secret: str) -> str:
+    return " ".join(msg.replace(secret, "***").split())
 
 
 # ---------------------------------------------------------------- factory, cache, annotate
@@ -296,7 +371,6 @@ def get_teacher(spec: str, *, preset: str | None = None, **kwargs) -> Teacher:
             kwargs = {"answer_by": t["lm_answer_by"], "max_new_tokens": t["lm_max_new_tokens"],
                       "n_shots": t["lm_shots"], "batch_size": cfg["data"]["batch_size"], **kwargs}
         return LMTeacher(arg, **kwargs)
-    kwargs.setdefault("base_url", os.environ.get("OPENAI_BASE_URL", "https://api.openai.com"))
     return OpenAITeacher(model=arg, **kwargs)
 
 

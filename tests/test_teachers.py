@@ -1,6 +1,9 @@
 import json
+import re
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -131,77 +134,196 @@ def test_lm_teacher_options_takes_the_best_scored_option(tiny_causal):
 
 # ---------------------------------------------------------------- OpenAI-compatible endpoint, real local server
 
+class ChatServer:
+    """A /v1/chat/completions server on a free 127.0.0.1 port, one thread per request. It answers
+    numeric(i) questions right after a delay that depends on the question (so replies finish out of order),
+    unless `plan` holds scripted (status, headers, body) replies, which go first. It records each request's
+    arrival time and Authorization header and the most requests it had in flight at once."""
+
+    def __init__(self):
+        self.plan, self.times, self.auth, self.paths = [], [], [], []
+        self.inflight = self.max_inflight = 0
+        self.slow = 0.0  # extra seconds before each unscripted reply
+        self.reject = None  # a question "Tom has <reject> ..." gets an HTTP 400 at once
+        self.lock = threading.Lock()
+        srv = self
+
+        class H(BaseHTTPRequestHandler):
+            timeout = 5  # a stuck client cannot hold a handler thread
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with srv.lock:
+                    srv.times.append(time.monotonic())
+                    srv.auth.append(self.headers.get("Authorization"))
+                    srv.paths.append(self.path)
+                    scripted = srv.plan.pop(0) if srv.plan else None
+                    srv.inflight += 1
+                    srv.max_inflight = max(srv.max_inflight, srv.inflight)
+                try:
+                    if scripted:
+                        return self._send(*scripted)
+                    prompt = body["messages"][-1]["content"]
+                    asked = re.findall(r"Question: Tom has (\d+) and gets (\d+)", prompt)
+                    a, b = map(int, asked[-1])  # the last question; the ones before are the few-shot demos
+                    if a == srv.reject:
+                        return self._send(400, {}, {"error": f"no questions about {a}"})
+                    time.sleep(srv.slow + 0.05 * (a % 4))
+                    text = f"Tom has {a}. He gets {b}. So the answer is {a + b}."
+                    self._send(200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]})
+                finally:
+                    with srv.lock:
+                        srv.inflight -= 1
+
+            def _send(self, code, headers, obj):
+                data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+                self.send_response(code)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None  # a reply to a client that gave up is no test failure
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.bound = threading.Timer(60, self.httpd.shutdown)  # stops by itself even if teardown never runs
+        self.bound.daemon = True
+        self.bound.start()
+
+    def close(self):
+        self.bound.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @pytest.fixture
 def server():
-    state = {"n": 0, "auth": [], "fail_first": 1, "code": 500}
-
-    class H(BaseHTTPRequestHandler):
-        def do_POST(self):
-            state["n"] += 1
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["auth"].append(self.headers.get("Authorization"))
-            if self.headers.get("Authorization") != f"Bearer {SECRET}" or self.path != "/v1/chat/completions":
-                return self._send(401, {"error": "bad key"})
-            if state["fail_first"] > 0:
-                state["fail_first"] -= 1
-                return self._send(state["code"], {"error": "try again"})
-            assert body["messages"][-1]["role"] == "user"
-            self._send(200, {"choices": [{"message": {"role": "assistant", "content": "Pears float. So the answer is no."}}]})
-
-        def _send(self, code, obj):
-            data = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = HTTPServer(("127.0.0.1", 0), H)
-    th = threading.Thread(target=httpd.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    httpd.shutdown()
-    httpd.server_close()
+    srv = ChatServer()
+    yield srv
+    srv.close()
 
 
-YN = [Example("y1", "strategyqa", "yesno", "Would a pear sink in water?", "no", ["yes", "no"], 1),
-      Example("y2", "strategyqa", "yesno", "Do fish swim?", "yes", ["yes", "no"], 0)]
+@pytest.fixture
+def nokey(monkeypatch):
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TEST_TEACHER_KEY"):
+        monkeypatch.delenv(var, raising=False)
 
 
-def test_openai_teacher_retries_caches_and_never_stores_the_key(tcache, server, monkeypatch):
-    url, state = server
+def one_line_error(excinfo) -> str:
+    """The message of a ReproError that is one line, with no chained traceback (e.g. of a JSONDecodeError)."""
+    err = excinfo.value
+    assert type(err) is ReproError and "\n" not in str(err) and err.__cause__ is None
+    assert err.__context__ is None or err.__suppress_context__
+    return str(err)
+
+
+def test_openai_teacher_concurrent_in_order_cached_and_never_stores_the_key(tcache, server, nokey,
+                                                                             monkeypatch):
     monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
-    t = T.get_teacher("openai:tiny-chat", base_url=url, api_key_env="TEST_TEACHER_KEY", backoff=0.01)
-    demos = T.annotate(t, YN, "strategyqa", progress=False)
-    assert state["n"] == 3  # one 500, retried, then one request per example
-    assert set(state["auth"]) == {f"Bearer {SECRET}"}
-    assert [d.answer for d in demos] == ["no", "no"] and [d.correct for d in demos] == [True, False]
-    assert demos[0].rationale == "Pears float."
-    t2 = T.get_teacher("openai:tiny-chat", base_url=url, api_key_env="TEST_TEACHER_KEY", backoff=0.01)
-    assert T.annotate(t2, YN, "strategyqa", progress=False) == demos and state["n"] == 3  # cache hit: no request
+    batches = []
+    append = T._append
+    monkeypatch.setattr(T, "_append", lambda path, recs: (batches.append(len(recs)), append(path, recs)))
+    exs = [numeric(i) for i in range(12)]
+    t = T.get_teacher("openai:tiny-chat", base_url=server.url, api_key_env="TEST_TEACHER_KEY", concurrency=4,
+                      batch_size=8)
+    demos = T.annotate(t, exs, "gsm8k", progress=False)
+    assert 1 < server.max_inflight <= 4 and batches == [8, 4] and len(server.times) == 12
+    assert set(server.paths) == {"/v1/chat/completions"} and set(server.auth) == {f"Bearer {SECRET}"}
+    for d, e in zip(demos, exs):  # in input order although the replies finished out of order
+        a, b = e.question.split()[2], e.question.split()[5].rstrip(".")
+        assert (d.id, d.rationale, d.answer) == (e.id, f"Tom has {a}. He gets {b}.", e.answer) and d.correct
+    t2 = T.get_teacher("openai:tiny-chat", base_url=server.url, api_key_env="TEST_TEACHER_KEY", concurrency=2)
+    n = len(server.times)
+    assert T.annotate(t2, exs, "gsm8k", progress=False) == demos and len(server.times) == n  # cache hit
     files = [p for p in tcache.rglob("*") if p.is_file()]
     assert files and all(SECRET.encode() not in p.read_bytes() for p in files)
     assert SECRET not in repr(vars(t)) + json.dumps(t.config())
 
 
-def test_openai_teacher_errors_are_one_line(tcache, server, monkeypatch):
-    url, state = server
-    monkeypatch.delenv("TEST_TEACHER_KEY", raising=False)
-    t = T.OpenAITeacher(url, "m", api_key_env="TEST_TEACHER_KEY", backoff=0.01, max_retries=2)
-    with pytest.raises(ReproError, match=r"set \$TEST_TEACHER_KEY"):
-        t.answer(YN[:1])
-    monkeypatch.setenv("TEST_TEACHER_KEY", "wrong")
-    with pytest.raises(ReproError, match="HTTP 401"):  # a client error is not retried
-        t.answer(YN[:1])
-    assert state["n"] == 1
-    monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
-    state.update(fail_first=5, code=429)
-    with pytest.raises(ReproError, match=r"after 3 attempts \(last: HTTP 429\)"):
-        t.answer(YN[:1])
-    assert state["n"] == 4
+@pytest.mark.parametrize("code", [429, 503])
+def test_openai_teacher_waits_as_long_as_retry_after_says(server, nokey, code):
+    server.plan = [(code, {"Retry-After": "1"}, {"error": "slow down"})]
+    t = T.OpenAITeacher("m", base_url=server.url, max_retries=2)
+    [d] = t.answer([numeric(3)])
+    assert d.answer == "19" and len(server.times) == 2
+    # the client's own backoff would wait at most 0.5 s: this wait is the header's
+    assert 0.95 <= server.times[1] - server.times[0] < 3
+
+
+@pytest.mark.parametrize("body", [b"<html>Bad gateway</html>", b'{"choices": [{"mess', {"id": "x"},
+                                  {"choices": []}, {"choices": [{"message": None}]}])
+def test_openai_teacher_malformed_reply_is_one_line_error(server, nokey, body):
+    server.plan = [(200, {}, body)]
+    with pytest.raises(ReproError) as ex:
+        T.OpenAITeacher("m", base_url=server.url).answer([numeric(1)])
+    what = r"(that is not JSON|without choices\[0\]\.message\.content)"
+    assert re.match(rf"http://127\.0\.0\.1:\d+/v1 sent a reply {what}: ", one_line_error(ex))
+    assert len(server.times) == 1
+
+
+def test_openai_teacher_client_errors_fail_at_once_and_never_show_the_key(server, nokey, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    t = T.OpenAITeacher("m", base_url=server.url, max_retries=3)
+    server.plan = [(400, {}, {"error": {"message": f"unknown model 'm'\nfor key {SECRET}"}})]
+    with pytest.raises(ReproError) as ex:
+        t.answer([numeric(1)])
+    msg = one_line_error(ex)
+    assert re.search(r"answered HTTP 400 after 1 attempt: .*unknown model 'm' ?.*for key \*\*\*", msg)
+    server.plan = [(401, {}, {"error": f"Incorrect API key provided: {SECRET}"})]
+    with pytest.raises(ReproError) as ex:
+        t.answer([numeric(1)])
+    assert one_line_error(ex).endswith("refused the key (HTTP 401 after 1 attempt); check $OPENAI_API_KEY")
+    assert len(server.times) == 2  # neither was retried
+    # a failure is raised at once, without waiting for the other requests in flight
+    server.reject, server.slow = 6, 5  # numeric(3) (Tom has 6), the last of four, refused; the rest take 5 s
+    start = time.monotonic()
+    with pytest.raises(ReproError, match="HTTP 400 after 1 attempt: .*no questions about 6"):
+        T.OpenAITeacher("m", base_url=server.url, concurrency=4).answer([numeric(i) for i in range(4)])
+    assert time.monotonic() - start < 2
+
+
+def test_openai_teacher_gives_up_after_max_retries(server, nokey):
+    server.plan = [(500, {}, {"error": "boom"})] * 3
+    with pytest.raises(ReproError) as ex:
+        T.OpenAITeacher("m", base_url=server.url, max_retries=1).answer([numeric(1)])
+    assert re.search(r"answered HTTP 500 after 2 attempts: .*boom", one_line_error(ex))
+    assert len(server.times) == 2
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ReproError) as ex:
+        T.OpenAITeacher("m", base_url=f"http://127.0.0.1:{port}", max_retries=1).answer([numeric(1)])
+    assert re.match(rf"could not reach http://127\.0\.0\.1:{port}/v1 after 2 attempts \(ConnectError",
+                    one_line_error(ex))
+
+
+def test_openai_teacher_needs_no_key_for_a_local_server(tcache, server, nokey, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    t = T.get_teacher("openai:local")
+    assert t.base_url == server.url + "/v1" and t.api_root == server.url + "/v1"
+    demos = T.annotate(t, [numeric(1), numeric(2)], "gsm8k", progress=False)
+    assert [d.answer for d in demos] == ["15", "17"]
+    assert len(server.auth) == 2 and all(a and a.startswith("Bearer ") for a in server.auth)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set-later")  # a server run with --api-key: its key is sent
+    assert t.answer([numeric(3)])[0].answer == "19" and server.auth[-1] == "Bearer sk-set-later"
+    for url, local in [("http://localhost:8080", True), ("http://[::1]:8000/v1", True),
+                       ("http://127.0.0.1", True), ("https://api.openai.com", False),
+                       ("http://localhost.example.com/v1", False), ("http://10.0.0.5:8000/v1", False)]:
+        assert T.OpenAITeacher("m", base_url=url).is_local() == local, url
+
+
+def test_openai_teacher_remote_without_key_asks_for_it(nokey):
+    t = T.get_teacher("openai:gpt-4o-mini", base_url="https://api.openai.com", api_key_env="TEST_TEACHER_KEY")
+    with pytest.raises(ReproError) as ex:
+        t.answer([numeric(1)])
+    assert one_line_error(ex).startswith("set $TEST_TEACHER_KEY to use the teacher at https://api.openai.com/v1 ")
+    assert T.get_teacher("openai:gpt-4o-mini").base_url == "https://api.openai.com"  # the default endpoint
 
 
 def test_get_teacher_specs():
