@@ -38,11 +38,14 @@ def _one_line(e: BaseException, limit: int = 400) -> str:
 
 
 def task_resources(cluster_gpus: float, num_cpus: float | None = None, num_gpus: float | None = None) -> dict:
-    """One run per GPU where the cluster has GPUs, else one run per core; either can be overridden
-    (num_gpus=0.5: two small runs share a GPU; num_cpus=4: a CPU run with 4 threads)."""
+    """Ray options of one run: one run per GPU where the cluster has GPUs, else one run per core; either can
+    be overridden (num_gpus=0.5: two small runs share a GPU; num_cpus=4: a CPU run with 4 threads)."""
     if num_gpus is None:
         num_gpus = 1 if cluster_gpus > 0 else 0
-    return {"num_cpus": 1 if num_cpus is None else num_cpus, "num_gpus": num_gpus}
+    # a worker reused for a GPU run would keep the CUDA device it first initialised, whichever GPU Ray gives
+    # the next run, so a GPU run gets a fresh process (max_calls=1); CPU workers are reused (0: no limit)
+    return {"num_cpus": 1 if num_cpus is None else num_cpus, "num_gpus": num_gpus,
+            "max_calls": 1 if num_gpus else 0}
 
 
 def ray_init(num_cpus: int | None = None) -> None:
@@ -55,8 +58,8 @@ def ray_init(num_cpus: int | None = None) -> None:
     path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
     env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
-    # ERROR, not WARNING: every start of a local Ray warns about its default auth token, noise in each notebook;
-    # the workers' own output (their progress bars) stays in Ray's log files
+    # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
+    # notebook); the workers' own output (their progress bars) stays in Ray's log files
     ray.init(address=address, num_cpus=None if address else num_cpus, runtime_env={"env_vars": env},
              include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 
@@ -84,6 +87,8 @@ def run_grid(fn, calls: list[dict], *, runner: str = "local", progress: bool = T
     on Ray the other runs finish first, so their results are cached for the rerun."""
     check_choice("runner", runner, RUNNERS)
     calls = list(calls)
+    if not calls:  # nothing to start Ray for
+        return []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(calls), desc=desc or _name(fn), disable=not progress)
@@ -115,7 +120,7 @@ def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
         ray_init()
     try:
         opts = task_resources(ray.cluster_resources().get("GPU", 0), num_cpus, num_gpus)
-        task = ray.remote(_run_one).options(**opts)
+        task = ray.remote(**opts)(_run_one)  # max_calls is an option of ray.remote, not of .options()
         # a value shared by many calls (a dataset's splits) goes to the object store once, not once per run
         stored: dict[int, ray.ObjectRef] = {}
 

@@ -27,8 +27,9 @@ def calls():
     s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     load_model("tiny-llama")  # built once into the session cache, which fresh_cache shares
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    return [dict(student="tiny-llama", items=items, dev=s["dev"], test=s["test"], key={"test": "runner"}, seed=seed,
-                 epochs=1, lr=lr, batch_size=4, progress=False) for seed in (0, 1) for lr in (3e-3, 1e-2)]
+    return [dict(student="tiny-llama", items=items, dev=s["dev"], test=s["test"], key={"test": "runner"},
+                 seed=seed, epochs=1, lr=lr, batch_size=4, progress=False)
+            for seed in (0, 1) for lr in (3e-3, 1e-2)]
 
 
 @pytest.fixture
@@ -51,17 +52,19 @@ def fresh_cache(calls, tmp_path, monkeypatch):
 
 def _finetune_files(cache) -> dict:
     """Each finetune artefact's inode and mtime: a recomputed run rewrites (atomically replaces) its file."""
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (cache / "artifacts" / "finetune").glob("*.json")}
+    files = (cache / "artifacts" / "finetune").glob("*.json")
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
 
 
 def _numbers(results):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in results]  # wall time differs per computation
+    # wall time differs between two computations of the same run
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in results]
 
 
-def test_ray_gives_the_local_numbers_and_a_local_rerun_after_it_recomputes_nothing(ray_local, calls, fresh_cache):
+def test_ray_gives_the_local_numbers_and_a_local_rerun_recomputes_nothing(ray_local, calls, fresh_cache):
     fresh_cache("local")
     local = run_grid(FN, calls, progress=False)
-    assert len({tuple(r["loss_last"]) for r in local}) == len(calls)  # distinct runs: the order is checked too
+    assert len({tuple(r["loss_last"]) for r in local}) == len(calls)  # distinct runs: checks the order too
 
     ray_cache = fresh_cache("ray")  # computed again from scratch, this time on Ray
     before = Counter(CACHE_STATS)
@@ -117,7 +120,9 @@ def test_a_worker_with_another_checkout_of_lib_refuses_to_run():
 
 
 def test_one_run_per_gpu_where_there_are_gpus_else_one_per_core_and_both_overridable():
-    assert runner.task_resources(0) == {"num_cpus": 1, "num_gpus": 0}
-    assert runner.task_resources(8) == {"num_cpus": 1, "num_gpus": 1}
-    assert runner.task_resources(8, num_cpus=4, num_gpus=0.5) == {"num_cpus": 4, "num_gpus": 0.5}
-    assert runner.task_resources(0, num_cpus=2) == {"num_cpus": 2, "num_gpus": 0}
+    assert runner.task_resources(0) == {"num_cpus": 1, "num_gpus": 0, "max_calls": 0}
+    assert runner.task_resources(8) == {"num_cpus": 1, "num_gpus": 1, "max_calls": 1}
+    assert runner.task_resources(8, num_cpus=4, num_gpus=0.5) == {"num_cpus": 4, "num_gpus": 0.5,
+                                                                   "max_calls": 1}
+    assert runner.task_resources(8, num_gpus=0) == {"num_cpus": 1, "num_gpus": 0, "max_calls": 0}
+    assert runner.task_resources(0, num_cpus=2) == {"num_cpus": 2, "num_gpus": 0, "max_calls": 0}
