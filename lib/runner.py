@@ -1,0 +1,164 @@
+"""A notebook's independent runs (method x dataset x seed x setting) in-process or as Ray tasks.
+
+    results = run_grid(ta_loop.run, calls, runner="ray")   # calls: one dict of keyword arguments per run
+
+Every run already caches its result with `cached_json` under `cache_dir()`, so the runner keeps no state
+of its own: a run whose artefact exists is a cache hit wherever it executes, and a grid that was
+interrupted, or split between runners (some runs done locally, the rest on Ray), computes nothing twice.
+
+runner="ray" starts a local Ray (every core, or `ray_init(num_cpus=...)`) or, when $RAY_ADDRESS is set,
+joins that cluster. There the cache directory and this checkout must be at the same path on every node
+(a shared filesystem): workers import `lib` from the driver's checkout and read/write the driver's cache.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice
+
+RUNNERS = ("local", "ray")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def describe(fn, call: dict) -> str:
+    """fn's name and the call's scalar arguments (the splits and models are the same for many runs):
+    enough to tell a grid's runs apart in one line."""
+    args = ", ".join(f"{k}={v!r}" for k, v in call.items() if isinstance(v, _SCALARS))
+    return f"{_name(fn)}({args})"
+
+
+def _name(fn) -> str:
+    return f"{fn.__module__.removeprefix('lib.')}.{fn.__qualname__}"
+
+
+def _one_line(e: BaseException, limit: int = 400) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:limit] + ' ...' if len(msg) > limit else msg}"
+
+
+def task_resources(cluster_gpus: float, num_cpus: float | None = None, num_gpus: float | None = None) -> dict:
+    """Ray options of one run: one run per GPU where the cluster has GPUs, else one run per core; either can
+    be overridden (num_gpus=0.5: two small runs share a GPU; num_cpus=4: a CPU run with 4 threads)."""
+    if num_gpus is None:
+        num_gpus = 1 if cluster_gpus > 0 else 0
+    # a worker reused for a GPU run would keep the CUDA device it first initialised, whichever GPU Ray gives
+    # the next run, so a GPU run gets a fresh process (max_calls=1); CPU workers are reused (0: no limit)
+    return {"num_cpus": 1 if num_cpus is None else num_cpus, "num_gpus": num_gpus,
+            "max_calls": 1 if num_gpus else 0}
+
+
+def ray_init(num_cpus: int | None = None) -> None:
+    """Start a local Ray with `num_cpus` cores (None: all) or join $RAY_ADDRESS's cluster, with workers that
+    import this checkout's `lib` and use this cache. run_grid calls it (and shuts Ray down after the grid)
+    when Ray is not running; call it yourself to keep Ray and its warm workers across grids."""
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS") or None
+    path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
+    env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
+    # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
+    # notebook); the workers' own output (their progress bars) stays in Ray's log files
+    ray.init(address=address, num_cpus=None if address else num_cpus, runtime_env={"env_vars": env},
+             include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
+def _run_one(fn, cache: str, root: str, /, **call):
+    """Ray task body: fn(**call) in the driver's cache; returns the value and this run's cache counters."""
+    if str(ROOT) != root:  # the worker found another checkout of lib (a Ray started without ray_init)
+        raise ReproError(f"a Ray worker imports lib from {ROOT}, the driver from {root}: start Ray with "
+                         f"lib.runner.ray_init(), with this checkout at the same path on every node")
+    # per run, not per worker: a reused worker may have served a grid with another cache (tests do)
+    os.environ["DISTILL_CACHE"] = cache
+    before = Counter(CACHE_STATS)
+    value = fn(**call)
+    return value, dict(Counter(CACHE_STATS) - before)
+
+
+def run_grid(fn, calls: list[dict], *, runner: str = "local", progress: bool = True, desc: str | None = None,
+             num_cpus: float | None = None, num_gpus: float | None = None) -> list:
+    """fn(**call) for every call; results in the order of `calls`.
+
+    fn: a module-level function (Ray sends it by name); each call's values must pickle (Examples, dicts,
+    lazy objects: pass models by name, not loaded). runner="local": in-process, in order. runner="ray":
+    one Ray task per call with `task_resources(...)`; Ray is started and shut down around the grid unless
+    it is already running. A failed run raises one-line ReproError naming the call (its cause chained);
+    on Ray the other runs finish first, so their results are cached for the rerun."""
+    check_choice("runner", runner, RUNNERS)
+    calls = list(calls)
+    if not calls:  # nothing to start Ray for
+        return []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(calls), desc=desc or _name(fn), disable=not progress)
+    try:
+        if runner == "local":
+            return _local(fn, calls, bar)
+        return _ray(fn, calls, bar, num_cpus, num_gpus)
+    finally:
+        bar.close()
+
+
+def _local(fn, calls, bar) -> list:
+    out = []
+    for call in calls:
+        try:
+            out.append(fn(**call))
+        except Exception as e:
+            raise ReproError(f"{describe(fn, call)} failed: {_one_line(e)}") from e
+        bar.update()
+    return out
+
+
+def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    started = not ray.is_initialized()
+    if started:
+        ray_init()
+    try:
+        opts = task_resources(ray.cluster_resources().get("GPU", 0), num_cpus, num_gpus)
+        task = ray.remote(**opts)(_run_one)  # max_calls is an option of ray.remote, not of .options()
+        # a value shared by many calls (a dataset's splits) goes to the object store once, not once per run
+        stored: dict[int, ray.ObjectRef] = {}
+
+        def ref(v):
+            if isinstance(v, _SCALARS):
+                return v
+            if id(v) not in stored:  # `calls` keeps every value alive, so ids are not reused meanwhile
+                stored[id(v)] = ray.put(v)
+            return stored[id(v)]
+
+        cache, root = str(cache_dir()), str(ROOT)
+        refs = [task.remote(fn, cache, root, **{k: ref(v) for k, v in c.items()}) for c in calls]
+        index = {r: i for i, r in enumerate(refs)}
+        results, errors, pending = [None] * len(calls), {}, refs
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                i = index[done[0]]
+                try:
+                    results[i], stats = ray.get(done[0])
+                    CACHE_STATS.update(stats)  # the workers' hits and misses, as if the runs were local
+                except RayTaskError as e:  # the run raised: keep its own error, not Ray's wrapping of it
+                    errors[i] = e.cause if isinstance(e.cause, BaseException) else e
+                except RayError as e:  # the worker died (out of memory, killed), the task was cancelled
+                    errors[i] = e
+                bar.update()
+        except BaseException:
+            for r in pending:  # interrupted: on a cluster that outlives this driver, stop what is queued
+                ray.cancel(r)
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+    if errors:
+        i = min(errors)
+        more = f" (and {len(errors) - 1} more runs failed)" if len(errors) > 1 else ""
+        err = errors[i]
+        # chained: the run's own exception (short); Ray's errors about dead workers are long and say no more
+        raise ReproError(f"{describe(fn, calls[i])} failed on Ray: {_one_line(err)}{more}") \
+            from (None if isinstance(err, RayError) else err)
+    return results
