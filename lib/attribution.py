@@ -28,10 +28,10 @@ import torch
 from .common import ReproError, cached_json, check_choice
 from .common import LETTERS
 from .data import Example
-from .evaluation import bootstrap_ci
 
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients")
-TARGETS = ("gold", "predicted")
+TARGETS = ("gold", "predicted", "random_wrong")  # which option the teacher's output is attributed to
+MATCH_RULES = ("content_word", "whole_option")
 ANSWER_FORMS = ("text", "letter")
 VERSION = 1  # bump when the attribution code changes: cached attributions are then recomputed
 
@@ -298,15 +298,6 @@ def teacher_option_scores(lm, examples: list[Example], answer_form: str = "text"
     return [[lp / len(lm.encode(o)) for lp, o in zip(lps, k["options"])] for lps, k in zip(per_token, keys)]
 
 
-def strongest_distractors(lm, examples: list[Example], answer_form: str = "text", **kw) -> list[str]:
-    """Per example, the wrong option the teacher scores highest (the control of `ground_truth`)."""
-    out = []
-    for e, s in zip(examples, teacher_option_scores(lm, examples, answer_form, **kw)):
-        wrong = [i for i in range(len(s)) if i != e.label]
-        out.append(e.choices[max(wrong, key=lambda i: s[i])])
-    return out
-
-
 # ---------------------------------------------------------------- the public entry point
 
 def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[dict]:
@@ -329,6 +320,8 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
         raise ReproError(f"k must be positive, got {k}")
     if target == "predicted":
         pred = [int(np.argmax(s)) for s in teacher_option_scores(lm, examples, answer_form, progress=progress)]
+    elif target == "random_wrong":
+        pred = [random_wrong_option(e) for e in examples]
     else:
         pred = [e.label for e in examples]
     jobs = []
@@ -349,7 +342,8 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
         for w, s in zip(words, tokens_to_words(prompt, t["offsets"], t["special"], t["token_scores"], words)):
             w["score"] = s
         rec = {"id": e.id, "dataset": e.dataset, "method": method, "target": target, "answer_form": answer_form,
-               "prompt": prompt, "answer": cont.strip(), "target_is_gold": idx == e.label, "all_words": words,
+               "prompt": prompt, "answer": cont.strip(), "target_is_gold": idx == e.label,
+               "target_option": e.choices[idx] if e.choices and idx is not None else cont.strip(), "all_words": words,
                "tokens": t["tokens"], "offsets": t["offsets"], "token_scores": t["token_scores"], "special": t["special"],
                "signed_sum": t["signed_sum"], "delta": t["delta"], "allow_template": allow_template}
         top = select_words(rec, k, allow_template)
@@ -366,33 +360,48 @@ def answer_words(answer: str) -> set[str]:
     return (ws - STOP_WORDS) or ws
 
 
-def contains_gold(words: list[str], example: Example, answer: str | None = None) -> bool:
-    """Do the extracted words overlap the gold answer's non-stop-words (or `answer`'s, for a control)?"""
-    return bool({norm_word(w) for w in words} & answer_words(example.answer if answer is None else answer))
+def contains_gold(words: list[str], example: Example, answer: str | None = None,
+                  match: str = "content_word") -> bool:
+    """Do the extracted words contain the gold answer (or `answer`, for a control)? `match`: content_word =
+    any of its non-stop-words is among them; whole_option = all of them are."""
+    check_choice("match rule", match, MATCH_RULES)
+    got, need = {norm_word(w) for w in words}, answer_words(example.answer if answer is None else answer)
+    return bool(got & need) if match == "content_word" else need <= got
 
 
-def random_words(rec: dict, k: int, seed: int = 0, allow_template: bool = False) -> list[str]:
-    """k words drawn uniformly from the same candidates the attribution chooses from (seeded per example)."""
-    cand = select_words(rec, k=10**9, allow_template=allow_template)
-    rng = random.Random(f"{seed}:{rec['id']}")
+def random_wrong_option(e: Example) -> int:
+    """A wrong option drawn per example (seeded by its id): the target of the attribution control."""
+    wrong = [i for i in range(len(e.choices or [])) if i != e.label]
+    if not wrong:
+        raise ReproError(f"example {e.id} has no wrong option to attribute")
+    return random.Random(f"wrong:{e.id}").choice(wrong)
+
+
+def random_words(rec: dict, k: int, seed: int = 0, allow_template: bool = False, kind: str | None = None) -> list[str]:
+    """k words drawn uniformly from the candidates the attribution chooses from (seeded per example);
+    `kind="option"` draws from the options' words only."""
+    cand = [w for w in select_words(rec, k=10**9, allow_template=allow_template) if kind is None or w["kind"] == kind]
+    rng = random.Random(f"{seed}:{kind}:{rec['id']}")
     return [w["word"] for w in rng.sample(cand, min(k, len(cand)))]
 
 
-def ground_truth(records: list[dict], examples: list[Example], k: int = 5, allow_template: bool = False,
-                 seed: int = 0, distractors: list[str] | None = None) -> dict:
-    """Share of examples whose top-k words contain the gold answer's words, with a 95 % bootstrap interval;
-    the same share for k random candidate words and, given `distractors`, for the strongest wrong option."""
-    assert [r["id"] for r in records] == [e.id for e in examples]
-    hit = [contains_gold([w["word"] for w in select_words(r, k, allow_template)], e) for r, e in zip(records, examples)]
-    rnd = [contains_gold(random_words(r, k, seed, allow_template), e) for r, e in zip(records, examples)]
-    out = {"n": len(hit), "share": float(np.mean(hit)), "ci": bootstrap_ci(hit, seed=seed),
-           "random_share": float(np.mean(rnd)), "random_ci": bootstrap_ci(rnd, seed=seed),
-           "failing": [r["id"] for r, h in zip(records, hit) if not h]}
-    if distractors is not None:
-        dis = [contains_gold([w["word"] for w in select_words(r, k, allow_template)], e, d)
-               for r, e, d in zip(records, examples, distractors)]
-        out.update(distractor_share=float(np.mean(dis)), distractor_ci=bootstrap_ci(dis, seed=seed))
-    return out
+def ground_truth(records: list[dict], examples: list[Example], *, k: int, match: str = "content_word",
+                 allow_template: bool = False, seed: int = 0) -> dict:
+    """Per example (lists of bools): do the top-k words contain the gold answer (`hit`), the option that was
+    attributed (`hit_target`), and the gold answer among k random candidate words (`random`) or k random
+    words of the options (`random_option`)? `target_is_gold`: the attributed option is the gold one."""
+    if [r["id"] for r in records] != [e.id for e in examples]:
+        raise ReproError("records and examples are not in the same order")
+    top = [[w["word"] for w in select_words(r, k, allow_template)] for r in records]
+    return {
+        "hit": [contains_gold(t, e, match=match) for t, e in zip(top, examples)],
+        "hit_target": [contains_gold(t, e, r["target_option"], match) for t, e, r in zip(top, examples, records)],
+        "random": [contains_gold(random_words(r, k, seed, allow_template), e, match=match)
+                   for r, e in zip(records, examples)],
+        "random_option": [contains_gold(random_words(r, k, seed, allow_template, "option"), e, match=match)
+                          for r, e in zip(records, examples)],
+        "target_is_gold": [bool(r["target_is_gold"]) for r in records],
+    }
 
 
 # ---------------------------------------------------------------- heat-map

@@ -5,6 +5,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
 
   models       which model plays which role
   data         datasets, split caps, evaluation batch size
+  run          where the runs of notebooks 12-13 and 21-25 execute (in-process or on Ray)
   zero_shot    notebook 00
   teachers     notebook 10
   signals      notebook 11 (the student's sampling comes from `a`: the signals it measures are the ones
@@ -31,6 +32,8 @@ from .common import ReproError, check_choice
 DEFAULTS: dict = {
     "models": {"teacher": None, "ta": None, "student": None, "encoder": None},
     "data": {"datasets": [], "caps": {"pool": None, "dev": None, "test": None}, "batch_size": 16},
+    # where a notebook's independent runs execute: local (in the notebook's process) | ray (lib.runner)
+    "run": {"runner": "local"},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "teachers": {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set

@@ -151,6 +151,7 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
         state["model"], state["tok"] = model, tok
         return {"test_acc": acc, "correct": correct, "zero_shot_dev": hist["dev_acc"][0],
                 "best_dev": hist["best_dev_acc"], "best_epoch": hist["best_epoch"], "dev_curve": hist["dev_acc"],
+                "trained": not hist["kept_start"], "steps": hist["steps"],
                 "ce_first": parts["ce"][:3], "ce_last": parts["ce"][-3:], "bce_first": parts["bce"][:3],
                 "bce_last": parts["bce"][-3:], "seconds": hist["seconds"]}
 

@@ -45,6 +45,20 @@ class Rationales:
                   dss_shots=p.dss_shots)
         return cls(p.models.teacher, dataset, **{**kw, **over})
 
+    def __getstate__(self):  # a Ray task receives the settings, never a loaded teacher model
+        return {**self.__dict__, "_lm": None}
+
+    def prepare(self, splits: dict, methods) -> None:
+        """Every teacher output the methods' runs read, computed once before a grid fans out (the runs then
+        find them in the cache): influential words, free-text rationales, hints."""
+        if "tokens" in methods:
+            self.words(splits["pool"], "gold")
+        if "dss" in methods:
+            self.free_text(splits["pool"])
+        if "hint" in methods:
+            for x in (splits["pool"], splits["dev"], splits["test"]):
+                self.words(x, "predicted")
+
     @property
     def lm(self):
         if self._lm is None:

@@ -1,10 +1,10 @@
-"""Paper-style improvement tables from the CSVs the notebooks wrote (never re-runs an experiment), and the
-README's results section generated from them (`make readme`, or notebook 30).
+"""The papers' numbers, the comparison tables and their verdicts, and the generated READMEs.
 
-Every row: ours (mean, interval, seeds) beside the paper's published figure and a one-word verdict
-(lib.evaluation.verdict: 'replicates' / 'direction only' / 'does not'); a missing CSV gives a row that says
-which notebook has not been run, never a number.
+Notebooks call the table functions here (so every comparison gets the same interval, MDE and verdict word,
+lib.stats.verdict); `make readme` and notebook 30 read back only the CSVs the notebooks wrote, never
+re-running an experiment. A missing CSV gives a row that says which notebook has not run, never a number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,10 +13,11 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .common import ROOT, bench_name, results_dir
-from .evaluation import compare_methods
+from . import stats
+from .common import ROOT, results_dir
 
 PAPER_A_AVG = 20.79  # Zhou & Ai 2024: average relative improvement of the two-stage framework over plain FT
 PAPER_B_GT = 68.0  # Ballout et al. 2024: share of extracted tokens containing the ground truth (multiple choice)
@@ -25,139 +26,130 @@ PAPER_DSS_T5_BASE = {
     "standard fine-tuning": {"esnli": 88.38, "anli": 43.58, "commonsense_qa": 62.19, "svamp": 62.63},
     "DSS (PaLM rationales)": {"esnli": 89.51, "anli": 49.58, "commonsense_qa": 63.29, "svamp": 65.50},
 }
-
-
-def verdict(point: float, lo: float, hi: float) -> str:
-    """One word on a claimed gain: 'replicates' when our interval excludes zero on the positive side,
-    'direction only' when the point estimate is positive but the interval includes zero, else 'does not'."""
-    if pd.isna(point):
-        return "undefined"
-    if lo > 0:
-        return "replicates"
-    return "direction only" if point > 0 else "does not"
-
-
-def comparison(runs: pd.DataFrame, baseline: str, paper: dict | None = None) -> pd.DataFrame:
-    """Every method of `runs` against `baseline` (lib.evaluation.compare_methods), with the paper's number
-    where it gives one (`paper`: {(dataset, method): %}) and a verdict on every non-baseline row."""
-    table = compare_methods(runs, baseline=baseline)
-    paper = paper or {}
-    table["paper_%"] = [paper.get((d, m), float("nan")) for d, m in zip(table.dataset, table.method)]
-    table["verdict"] = [verdict(a, lo, hi) if m != baseline else "" for a, lo, hi, m in
-                        zip(table["rel_impr_%"], table.rel_lo, table.rel_hi, table.method)]
-    return table
-
-
-def table_a_main(runs: pd.DataFrame) -> pd.DataFrame:
-    """Notebook 12: every method against plain fine-tuning; the paper's +20.79 % on the two-stage average."""
-    return comparison(runs, "plain", paper={("average", "two_stage"): PAPER_A_AVG})
-
-
-def table_b_main(runs: pd.DataFrame) -> pd.DataFrame:
-    """Notebook 21: every method against fine-tuning, and against Distilling Step-by-Step."""
-    table = comparison(runs, "ft")
-    dss = comparison(runs[runs.method != "ft"], "dss")[["dataset", "method", "rel_impr_%", "rel_lo", "rel_hi",
-                                                          "verdict"]]
-    dss.columns = ["dataset", "method", "vs_dss_%", "vs_dss_lo", "vs_dss_hi", "verdict_vs_dss"]
-    table = table.rename(columns={"verdict": "verdict_vs_ft"}).merge(dss, on=["dataset", "method"], how="left")
-    table.loc[table.method == "ft", "verdict_vs_dss"] = ""
-    return table
-
-
-def _read(preset: str, name: str) -> pd.DataFrame | None:
-    p = results_dir(preset) / name
-    return pd.read_csv(p) if p.exists() else None
-
-
-def _fmt(x, lo=None, hi=None, pct=True) -> str:
-    if x is None or pd.isna(x):
-        return "-"
-    s = f"{x:+.1f} %" if pct else f"{x:.3f}"
-    if lo is not None and not pd.isna(lo):
-        s += f" [{lo:+.1f}, {hi:+.1f}]" if pct else f" [{lo:.3f}, {hi:.3f}]"
-    return s
-
-
-def table_vs(preset: str, csv: str, notebook: str, baseline: str) -> pd.DataFrame:
-    """Every method of a notebook's table against its baseline (paper A's 12, and the beyond-the-paper 24, 25)."""
-    t = _read(preset, csv)
-    if t is None:
-        return pd.DataFrame([{"dataset": "-", "ours": f"notebook {notebook} not run", "verdict": "-"}])
-    base = t[t.method == baseline].set_index("dataset").acc_mean
-    return pd.DataFrame([{"dataset": r.dataset, "method": r.method, "seeds": int(r.seeds),
-                          f"{baseline} acc": _fmt(base.get(r.dataset), pct=False), "method acc": _fmt(r.acc_mean, r.acc_lo, r.acc_hi, pct=False),
-                          f"vs {baseline} (95 % CI)": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi),
-                          "verdict": r.verdict}
-                         for _, r in t[t.method != baseline].iterrows()])
-
-
-def table_a(preset: str) -> pd.DataFrame:
-    t = table_vs(preset, "12_A_main_table.csv", "12", "plain")
-    paper = ([f"+{PAPER_A_AVG} %" if (d == "average" and m == "two_stage") else "-" for d, m in zip(t.dataset, t.method)]
-             if "method" in t else f"+{PAPER_A_AVG} % (average)")
-    t.insert(len(t.columns) - 1, "paper", paper)
-    return t
-
-
-def table_b(preset: str) -> pd.DataFrame:
-    t = _read(preset, "21_B_main_table.csv")
-    if t is None:
-        return pd.DataFrame([{"dataset": "-", "ours": "notebook 21 not run", "paper": "beats FT and DSS", "verdict": "-"}])
-    rows = []
-    for _, r in t[t.method.isin(["tokens", "hint"])].iterrows():
-        rows.append({"dataset": r.dataset, "method": r.method, "seeds": int(r.seeds),
-                     "accuracy": _fmt(r.acc_mean, r.acc_lo, r.acc_hi, pct=False),
-                     "vs FT": _fmt(r["rel_impr_%"], r.rel_lo, r.rel_hi), "verdict vs FT": r.verdict_vs_ft,
-                     "vs DSS": _fmt(r["vs_dss_%"], r.vs_dss_lo, r.vs_dss_hi), "verdict vs DSS": r.verdict_vs_dss})
-    return pd.DataFrame(rows)
-
-
-def table_gt(preset: str) -> pd.DataFrame:
-    t = _read(preset, "23_ground_truth.csv")
-    if t is None:
-        return pd.DataFrame([{"dataset": "-", "ours": "notebook 23 not run", "paper": f"{PAPER_B_GT:.0f} %", "verdict": "-"}])
-    # the paper's setting as we read it: gold target, option text, template words excluded, k = 5
-    sel = (t.target == "gold") & (t.answer_form == "text") & (~t.allow_template.astype(bool)) & (t.k == 5)
-    sel &= t.block == "main"
-    rows = []
-    for _, r in t[sel].iterrows():
-        share, lo, hi = 100 * r["share"], 100 * r["ci_lo"], 100 * r["ci_hi"]
-        rows.append({"dataset": r["dataset"], "n": int(r["n"]), "top-5 words contain the gold answer": f"{share:.0f} % [{lo:.0f}, {hi:.0f}]",
-                     "random 5 words": f"{100 * r['random']:.0f} % [{100 * r['random_lo']:.0f}, {100 * r['random_hi']:.0f}]",
-                     "strongest distractor": f"{100 * r['distractor']:.0f} % [{100 * r['distractor_lo']:.0f}, {100 * r['distractor_hi']:.0f}]",
-                     "paper": f"{PAPER_B_GT:.0f} %",
-                     "verdict": "replicates" if hi >= PAPER_B_GT else "does not",
-                     # the share means something only where it beats the controls with non-overlapping intervals
-                     "above both controls": "yes" if r["ci_lo"] > max(r["random_hi"], r["distractor_hi"]) else "no"})
-    return pd.DataFrame(rows)
-
-
-def table_ablation(preset: str, csv: str, notebook: str) -> pd.DataFrame:
-    """Ablation settings (13, 22): accuracy with its 95 % interval over test questions, and seeds."""
-    t = _read(preset, csv)
-    if t is None:
-        return pd.DataFrame([{"group": "-", "ours": f"notebook {notebook} not run"}])
-    cols = {"group": t.group, "setting": t.setting, "method": t.method, "seeds": t.seeds,
-            "accuracy [95 % CI]": [_fmt(a, lo, hi, pct=False) for a, lo, hi in zip(t.acc_mean, t.acc_lo, t.acc_hi)]}
-    if "w_correct" in t:  # paper A: how the TA weighted right vs wrong teacher demonstrations
-        cols["teacher acc bought"] = t.teacher_acc_bought.round(2)
-        cols["weight right / wrong"] = [f"{a:.2f} / {b:.2f}" if pd.notna(a) and pd.notna(b) else "-" for a, b in zip(t.w_correct, t.w_wrong)]
-    return pd.DataFrame(cols)
-
-
 TITLES = {
-    "A": "Paper A: two-stage TA-in-the-loop vs plain fine-tuning (relative improvement)",
+    "A": "Paper A: one-stage and two-stage TA-in-the-loop vs plain fine-tuning",
     "B": "Paper B: influential-token students vs fine-tuning and Distilling Step-by-Step",
-    "GT": "Paper B: do the top-5 influential words contain the ground truth?",
+    "GT": "Paper B: do the teacher's top-k influential words contain the ground truth?",
     "ENC": "Beyond paper B: encoder student with a tagging head vs the same encoder fine-tuned",
     "WEAK": "Beyond both papers: a weak teacher's tokens weighted / filtered by the TA vs uniform",
 }
 
 
+# ---------------------------------------------------------------- tables the notebooks build from their runs
+
+def save_runs(runs: pd.DataFrame, path: Path) -> None:
+    """A notebook's runs, one row per run, with per-question correctness as a 0/1 string: every table can be
+    recomputed from the CSV alone."""
+    runs.assign(correct=runs.correct.map(stats.encode_correct)).to_csv(path, index=False)
+
+
+def comparison(runs: pd.DataFrame, baseline: str, paper: dict | None = None) -> pd.DataFrame:
+    """Every method of `runs` against `baseline` (lib.stats.compare_table: two-level paired bootstrap, MDE,
+    verdict); `paper`: {(dataset, method): relative %} where the paper gives a number."""
+    return stats.compare_table(runs, baseline, paper=paper)
+
+
+def accuracies(runs: pd.DataFrame, keys=("dataset", "method")) -> pd.DataFrame:
+    """Accuracy of every (keys) cell with its two-level bootstrap interval (seeds, then questions), for the
+    figures and the ablations; acc_std is the spread over seeds."""
+    rows = []
+    for k, g in runs.groupby(list(keys), sort=False):
+        x = np.stack([stats.as_correct(c) for c in g.sort_values("seed").correct])
+        iv = stats.accuracy_bootstrap(x, rng=np.random.default_rng(0))
+        acc = g.test_acc.astype(float)
+        rows.append({**dict(zip(keys, k if isinstance(k, tuple) else (k,))), "seeds": len(g), "n_test": x.shape[1],
+                     "acc_mean": iv.point, "acc_lo": iv.lo, "acc_hi": iv.hi,
+                     "acc_std": acc.std(ddof=1) if len(acc) > 1 else float("nan"), "interval": iv.kind})
+    return pd.DataFrame(rows)
+
+
+def table_a_main(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 12: one-stage and two-stage against plain fine-tuning; the paper's +20.79 % on the two-stage
+    average over datasets."""
+    return comparison(runs, "plain", paper={("average", "two_stage"): PAPER_A_AVG})
+
+
+def table_b_main(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 21: every method against fine-tuning, then the influential-token students against Distilling
+    Step-by-Step (the paper: tokens beat both, with no single number to test)."""
+    return pd.concat([comparison(runs, "ft"), comparison(runs[runs.method != "ft"], "dss")], ignore_index=True)
+
+
+def ground_truth_row(g: dict, *, mask=None) -> dict:
+    """Shares (with Clopper–Pearson intervals) of the lists of lib.attribution.ground_truth, restricted to
+    `mask`, and the verdict against the paper's 68 %: the null is the random-words control's share, the level
+    that words drawn without any attribution reach."""
+    idx = np.ones(len(g["hit"]), bool) if mask is None else np.asarray(mask, bool)
+    out = {"n": int(idx.sum())}
+    for name in ("hit", "hit_target", "random", "random_option"):
+        v = np.asarray(g[name], bool)[idx]
+        lo, hi = stats.clopper_pearson(int(v.sum()), len(v))
+        out.update({f"{name}": v.mean() if len(v) else np.nan, f"{name}_lo": lo, f"{name}_hi": hi})
+    out["mde_pts"] = 100 * stats.mde_proportion(PAPER_B_GT / 100, max(1, out["n"]))
+    out["verdict"] = (stats.verdict(100 * out["hit_lo"], 100 * out["hit_hi"], paper=PAPER_B_GT,
+                                    null=100 * out["random"]) if out["n"] else stats.UNDEFINED)
+    return out
+
+
+def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:
+    """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions only)."""
+    return accuracies(runs, keys)
+
+
+def note(table: pd.DataFrame) -> str:
+    """The line printed under every comparison table: interval kind and minimum detectable effect."""
+    return stats.table_note(table)
+
+
+# ---------------------------------------------------------------- reading the CSVs back
+
+def _read(preset: str, name: str) -> pd.DataFrame | None:
+    p = results_dir(preset) / name
+    return pd.read_csv(p, keep_default_na=True) if p.exists() else None
+
+
+def _pct(x, lo=None, hi=None) -> str:
+    if x is None or pd.isna(x):
+        return "-"
+    s = f"{x:+.1f} %"
+    if lo is not None and not pd.isna(lo):
+        s += f" [{lo:+.1f}, {hi:+.1f}]"
+    return s
+
+
+def _missing(nb: str) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": "-", "ours": f"notebook {nb} not run", "verdict": "-"}])
+
+
+def table_vs(preset: str, csv: str, nb: str) -> pd.DataFrame:
+    """A comparison CSV as a readable table: accuracy, relative change [interval], MDE, verdict."""
+    t = _read(preset, csv)
+    if t is None:
+        return _missing(nb)
+    return pd.DataFrame([{
+        "dataset": r.dataset, "method": r.method, "vs": r.baseline, "seeds": int(r.seeds),
+        "trained seeds": int(r.trained_seeds), "accuracy": f"{r.acc_mean:.3f} vs {r.base_acc:.3f}",
+        "relative [95 % CI]": _pct(r["rel_%"], r.rel_lo, r.rel_hi), "MDE": f"{r['mde_rel_%']:.0f} %",
+        "paper": "-" if pd.isna(r["paper_%"]) else f"+{r['paper_%']:g} %", "verdict": r.verdict}
+        for _, r in t.iterrows()])
+
+
+def table_gt(preset: str) -> pd.DataFrame:
+    t = _read(preset, "23_ground_truth.csv")
+    if t is None:
+        return _missing("23")
+    main = t[t.block == "main"]
+    f = lambda r, c: f"{100 * r[c]:.0f} % [{100 * r[c + '_lo']:.0f}, {100 * r[c + '_hi']:.0f}]"  # noqa: E731
+    return pd.DataFrame([{
+        "dataset": r.dataset, "teacher": r.subset, "n": int(r.n), "top-k contain gold": f(r, "hit"),
+        "k random words": f(r, "random"), "k option words": f(r, "random_option"),
+        "MDE vs 68 %": f"{r.mde_pts:.0f} pts", "verdict vs 68 %": r.verdict} for _, r in main.iterrows()])
+
+
 def tables(preset: str) -> dict[str, pd.DataFrame]:
-    return {"A": table_a(preset), "B": table_b(preset), "GT": table_gt(preset),
-            "ENC": table_vs(preset, "24_B_encoder_table.csv", "24", "encoder_ft"),
-            "WEAK": table_vs(preset, "25_B_weak_teacher_table.csv", "25", "tokens_teacher")}
+    return {"A": table_vs(preset, "12_A_main_table.csv", "12"), "B": table_vs(preset, "21_B_main_table.csv", "21"),
+            "GT": table_gt(preset), "ENC": table_vs(preset, "24_B_encoder_table.csv", "24"),
+            "WEAK": table_vs(preset, "25_B_weak_teacher_table.csv", "25")}
 
 
 def write_markdown(preset: str) -> dict[str, Path]:
@@ -169,6 +161,67 @@ def write_markdown(preset: str) -> dict[str, Path]:
     return out
 
 
+# ---------------------------------------------------------------- the headline: one row per claim
+
+CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
+    ("A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
+     "12_A_main_table.csv", "average", "two_stage", "plain", f"+{PAPER_A_AVG} %"),
+    ("A: one-stage vs plain fine-tuning", "12_A_main_table.csv", "average", "one_stage", "plain", "-"),
+    ("B: influential tokens vs fine-tuning", "21_B_main_table.csv", "average", "tokens", "ft", "better"),
+    ("B: influential tokens vs Distilling Step-by-Step", "21_B_main_table.csv", "average", "tokens", "dss", "better"),
+    ("beyond B: encoder + tagging head vs encoder fine-tuned", "24_B_encoder_table.csv", "average",
+     "encoder_tokens", "encoder_ft", "-"),
+    ("beyond A+B: weak teacher's tokens weighted by the TA vs uniform", "25_B_weak_teacher_table.csv", "average",
+     "tokens_ta_weight", "tokens_teacher", "-"),
+    ("beyond A+B: weak teacher's tokens filtered by the TA vs uniform", "25_B_weak_teacher_table.csv", "average",
+     "tokens_ta_filter", "tokens_teacher", "-"),
+]
+
+
+def _claim_cell(preset: str, csv: str, dataset: str, method: str, baseline: str) -> tuple[str, str, str]:
+    t = _read(preset, csv)
+    if t is None:
+        return "not run", "-", "-"
+    r = t[(t.dataset == dataset) & (t.method == method) & (t.baseline == baseline)]
+    if r.empty:
+        return "not run", "-", "-"
+    r = r.iloc[0]
+    return _pct(r["rel_%"], r.rel_lo, r.rel_hi), f"{r['mde_rel_%']:.0f} %", r.verdict
+
+
+def headline(presets: list[str]) -> pd.DataFrame:
+    """claim | paper | per preset: ours [95 % interval], MDE, verdict. Relative changes in % of the baseline's
+    accuracy; the ground-truth share in % of questions (Clopper–Pearson interval, MDE around 68 %)."""
+    rows = []
+    for claim, csv, d, m, b, paper in CLAIMS:
+        row = {"claim": claim, "paper": paper}
+        for p in presets:
+            ours, mde_, v = _claim_cell(p, csv, d, m, b)
+            row.update({f"ours ({p})": ours, f"MDE ({p})": mde_, f"verdict ({p})": v})
+        rows.append(row)
+    gt = {"claim": "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)",
+          "paper": f"{PAPER_B_GT:.0f} %"}
+    for p in presets:
+        t = _read(p, "23_ground_truth.csv")
+        r = None if t is None else t[(t.block == "main") & (t.dataset == "all") & (t.subset == "all")]
+        if r is None or r.empty:
+            gt.update({f"ours ({p})": "not run", f"MDE ({p})": "-", f"verdict ({p})": "-"})
+            continue
+        r = r.iloc[0]
+        gt.update({f"ours ({p})": f"{100 * r.hit:.0f} % [{100 * r.hit_lo:.0f}, {100 * r.hit_hi:.0f}]",
+                   f"MDE ({p})": f"{r.mde_pts:.0f} pts", f"verdict ({p})": r.verdict})
+    rows.insert(4, gt)
+    return pd.DataFrame(rows)
+
+
+def rendered_presets() -> list[str]:
+    """The presets whose results are committed, the fullest first (the headline reads them in this order)."""
+    order = ["offline_full", "offline"]
+    return [p for p in order if (ROOT / "results" / p / "run_log.csv").exists()] or ["offline"]
+
+
+# ---------------------------------------------------------------- generated READMEs
+
 def run_info(preset: str) -> str:
     log = results_dir(preset) / "run_log.csv"
     where = f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores"
@@ -176,49 +229,58 @@ def run_info(preset: str) -> str:
         return f"machine: {where}"
     from .reproduce import cold_warm
 
-    m = lambda x: "?" if x is None else f"{x / 60:.1f}"
     cw = cold_warm(log)
-    total = lambda i: m(None if any(v[i] is None for v in cw.values()) else sum(v[i] for v in cw.values()))
-    return (f"machine: {where}; notebooks in all, cold / warm: {total(0)} / {total(1)} min; per notebook (min; ? = the cold "
-            "run was not logged by `make reproduce`): " + ", ".join(f"{nb.split('_')[0]} {m(c)} / {m(w)}" for nb, (c, w, _) in cw.items()))
+    cold = [c for c, _, _ in cw.values()]
+    total = "?" if any(c is None for c in cold) else f"{sum(cold) / 60:.1f}"
+    return f"machine: {where}; cold run of every notebook: {total} min (per notebook: `run_log.csv`)"
 
 
-def update_readme(preset: str = "offline", readme: Path = ROOT / "README.md") -> None:
-    """Replace the text between <!-- results:NAME --> and <!-- /results:NAME --> with the current tables."""
+def results_readme(preset: str) -> str:
+    """results/<preset>/README.md: every table of the preset, each with its interval note, and the times."""
+    parts = [f"# Results at the `{preset}` preset", "",
+             f"Generated by `make readme PRESET={preset}` from the CSVs in this folder; {run_info(preset)}.", ""]
+    for name, t in tables(preset).items():
+        parts += [f"## {TITLES[name]}", "", t.to_markdown(index=False), ""]
+        csv = {"A": "12_A_main_table.csv", "B": "21_B_main_table.csv", "ENC": "24_B_encoder_table.csv",
+               "WEAK": "25_B_weak_teacher_table.csv"}.get(name)
+        raw = _read(preset, csv) if csv else None
+        if raw is not None and "interval" in raw:
+            parts += [note(raw), ""]
+    if (results_dir(preset) / "run_log.csv").exists():
+        from .reproduce import cold_warm
+
+        rows = [{"notebook": nb, "cold (min)": "?" if c is None else f"{c / 60:.1f}",
+                 "warm (min)": "?" if w is None else f"{w / 60:.1f}"} for nb, (c, w, _) in cold_warm(
+                     results_dir(preset) / "run_log.csv").items()]
+        parts += ["## Time per notebook (`run_log.csv`)", "", pd.DataFrame(rows).to_markdown(index=False), ""]
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path = ROOT / "README.md") -> None:
+    """Replace the text between <!-- results:HEADLINE --> and <!-- /results:HEADLINE --> with the headline."""
+    presets = rendered_presets()
+    body = ("Generated by `make readme` from " + ", ".join(f"`results/{p}/`" for p in presets) +
+            "; intervals: 95 %, two-level paired bootstrap over seeds and test questions (Clopper–Pearson for "
+            "the share); MDE: the effect 80 % power would detect at two-sided 5 %.\n\n" +
+            headline(presets).to_markdown(index=False))
     text = readme.read_text()
-    cmd = f"`PRESET={preset} make reproduce` (then `make readme`)"
-    blocks = {name: f"Produced by {cmd}; {run_info(preset)}.\n\n" + t.to_markdown(index=False)
-              for name, t in tables(preset).items()}
-    z = _read(preset, "00_zero_shot.csv")
-    if z is not None:
-        blocks["00"] = (f"Produced by {cmd}; accuracy on the dev split, 95 % bootstrap interval.\n\n" +
-                        z.assign(acc=lambda d: [f"{a:.1%} [{l:.1%}, {h:.1%}]" for a, l, h in zip(d.acc, d.ci_lo, d.ci_hi)],
-                                 chance=lambda d: d.chance.map("{:.1%}".format), majority=lambda d: d.majority.map(lambda x: "-" if pd.isna(x) else f"{x:.1%}"))
-                        [["model", "dataset", "method", "n", "acc", "chance", "majority"]].to_markdown(index=False))
-    bench = ROOT / "results" / f"{bench_name(preset)}.md"
-    if bench.exists():  # written by `make bench`; its first line is a title
-        blocks["BENCH"] = "Produced by `make bench` (`results/bench.md`, `results/bench.csv`).\n\n" + \
-            bench.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
-    for name, csv, nb in (("ABL_A", "13_A_ablations.csv", "13"), ("ABL_B", "22_B_ablations.csv", "22")):
-        blocks[name] = f"Produced by {cmd}; {run_info(preset)}.\n\n" + table_ablation(preset, csv, nb).to_markdown(index=False)
-    for name, body in blocks.items():
-        # tolerant of an empty block: the markers may sit on consecutive lines
-        pat = re.compile(rf"(<!-- results:{name} -->)\n(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
-        text = pat.sub(lambda m: m.group(1) + "\n" + body + "\n" + m.group(2), text)
-    readme.write_text(text)
+    pat = re.compile(r"(<!-- results:HEADLINE -->)\n(?:.*?\n)?(<!-- /results:HEADLINE -->)", re.S)
+    readme.write_text(pat.sub(lambda m: m.group(1) + "\n" + body + "\n" + m.group(2), text))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="write the improvement tables and the README results section")
+    ap = argparse.ArgumentParser(description="write the tables of a preset and the generated READMEs")
     ap.add_argument("--preset", default="offline")
     ap.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
-                    help="update the README results section (default: only for the offline preset)")
+                    help="update the README headline (default: for the presets the headline reads)")
     args = ap.parse_args(argv)
-    for name, p in write_markdown(args.preset).items():
+    for p in write_markdown(args.preset).values():
         print(f"wrote {p}")
-    if args.readme or (args.readme is None and args.preset == "offline"):
-        update_readme(args.preset)
-        print("updated README.md results section")
+    (results_dir(args.preset) / "README.md").write_text(results_readme(args.preset) + "\n")
+    print(f"wrote {results_dir(args.preset) / 'README.md'}")
+    if args.readme or (args.readme is None and args.preset in rendered_presets()):
+        update_readme()
+        print("updated the README headline")
     return 0
 
 

@@ -107,6 +107,7 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, prese
         # the pretrained student's dev accuracy is the same in every run: computed once (cached), not per run
         zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
         start, pretrained = zero_dev, True  # pretrained: lm still holds the pretrained weights
+        steps = 0  # optimizer steps before the final stage (two-stage's warm-up)
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
@@ -120,7 +121,7 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, prese
             d1 = annotate(T, stage1, dataset, progress=progress)
             h1 = train(lm, _items(stage1, d1, cfg), start_dev_acc=zero_dev, **train_kw)
             diag["warm"] = start = h1["best_dev_acc"]  # train() returns its dev-selected model: stage 2 starts there
-            pretrained = h1["kept_start"]
+            pretrained, steps = h1["kept_start"], h1["steps"]
             n = need(student_signals(lm, ta_lm, rest, cfg, seed, warmed=True), cfg.signals) if uses_student else None
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
@@ -140,11 +141,22 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, prese
                                   batch_size=cfg.eval_batch_size)
         kept = [d.answer is not None and (weights is None or w > 0)
                 for d, w in zip(demos, weights or [1.0] * len(demos))]
+        # trained: the returned student is not the pretrained one (some stage's dev selection kept a trained epoch)
+        trained = not (pretrained and hist["kept_start"])
         return {"test_acc": acc, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
-                "best_epoch": hist["best_epoch"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
+                "best_epoch": hist["best_epoch"], "trained": trained, "steps": steps + hist["steps"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
                 "n_bought": len(demos), "n_trained": int(sum(kept)), "seconds": time.time() - t0, **diag}
 
     return cached_json("ta_run", key, compute, version=VERSION)
+
+
+def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
+    """The teacher's demonstrations for the whole pool, once per dataset before a grid fans out: every run then
+    reads them from the teacher's cache instead of asking it in parallel. Only for teachers that cost nothing
+    per question (simulated, local LM): an API teacher is asked per run, for the questions that run buys."""
+    T = get_teacher(cfg.teacher, preset=preset)
+    if not cfg.teacher.startswith("openai:"):
+        annotate(T, splits["pool"], dataset)
 
 
 def ablation_grid(budget: int) -> list[tuple[str, str, str, dict]]:

@@ -311,7 +311,7 @@ def finetune_and_test(student: str, items: list[TrainItem], dev: list[Example], 
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
         acc_test, correct = score_test(lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints)
         return {"test_acc": acc_test, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
-                "best_epoch": hist["best_epoch"], "dev_curve": hist["dev_acc"], "loss_first": hist["loss"][:3],
+                "best_epoch": hist["best_epoch"], "trained": not hist["kept_start"], "steps": hist["steps"], "dev_curve": hist["dev_acc"], "loss_first": hist["loss"][:3],
                 "loss_last": hist["loss"][-3:], "seconds": hist["seconds"], "n_items": len(items)}
 
     return cached_json("finetune", full_key, compute)

@@ -56,7 +56,7 @@ def test_target_is_the_project_score(tiny_lm):
     assert got == pytest.approx(want, abs=1e-5)
 
 
-def test_option_scores_are_the_project_scores(tiny_lm, tmp_path, monkeypatch):
+def test_teacher_option_scores_are_the_project_scores(tiny_lm, tmp_path, monkeypatch):
     """Mean token log-prob of each option under the attribution prompt, as lm.score gives it (the causal
     path shares the prompt's KV cache between options, so this checks that trick)."""
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
@@ -66,9 +66,6 @@ def test_option_scores_are_the_project_scores(tiny_lm, tmp_path, monkeypatch):
             opts = [A.continuation(e, i, form) for i in range(len(e.choices))]
             want = [float(s.mean()) for s in tiny_lm.score([A.build_prompt(e, form)[0]] * len(opts), opts)]
             assert g == pytest.approx(want, abs=1e-5)
-    d = A.strongest_distractors(tiny_lm, EX)
-    for e, dist, sc in zip(EX, d, A.teacher_option_scores(tiny_lm, EX)):
-        assert dist != e.answer and sc[e.choices.index(dist)] == max(s for i, s in enumerate(sc) if i != e.label)
 
 
 @pytest.mark.parametrize("method", A.METHODS)
@@ -194,6 +191,23 @@ def test_contains_gold_and_controls():
     assert A.random_words(rec, 2, seed=3) == list(draws[3]) and len(set(draws)) > 3  # seeded, and random
 
 
+def test_match_rules_controls_and_the_ground_truth_lists_by_hand():
+    e = Example("x", "t", "mc", "Where is fruit kept?", "fruit basket", ["fruit basket", "fruit market", "car"], 0)
+    assert A.contains_gold(["Basket"], e) and not A.contains_gold(["Basket"], e, match="whole_option")
+    assert A.contains_gold(["fruit", "basket,"], e, match="whole_option")
+    assert all(A.random_wrong_option(e) != 0 for _ in range(3)) and A.random_wrong_option(e) in (1, 2)
+    words = [("Where", "question", 0.1), ("fruit", "question", 0.9), ("kept", "question", 0.8),
+             ("fruit", "option", 0.2), ("basket", "option", 0.7), ("car", "option", 0.3)]
+    rec = {"id": "x", "target_is_gold": False, "target_option": "car",
+           "all_words": [{"word": w, "norm": w.lower(), "kind": k, "stop": False, "score": s} for w, k, s in words]}
+    g = A.ground_truth([rec], [e], k=2)  # top-2 by score: fruit (0.9), kept (0.8)
+    assert g["hit"] == [True] and g["hit_target"] == [False] and g["target_is_gold"] == [False]
+    assert A.ground_truth([rec], [e], k=2, match="whole_option")["hit"] == [False]
+    assert A.ground_truth([rec], [e], k=3, match="whole_option")["hit"] == [True]  # + basket (0.7)
+    option_draws = {w for s in range(30) for w in A.random_words(rec, 2, seed=s, kind="option")}
+    assert option_draws == {"fruit", "basket", "car"}  # option words only
+
+
 def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     recs = A.influential_words(tiny_lm, EX, k=3, progress=False)
@@ -210,8 +224,11 @@ def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch)
     assert [w["score"] for w in again[1]["all_words"]] == [w["score"] for w in recs[1]["all_words"]]
     pred = A.influential_words(tiny_lm, EX, target="predicted", answer_form="letter", progress=False)
     assert all(r["answer"] in "ABCD" for r in pred)
-    gt = A.ground_truth(recs, EX, k=3, distractors=A.strongest_distractors(tiny_lm, EX))
-    assert gt["n"] == 3 and 0 <= gt["share"] <= 1 and len(gt["failing"]) == round(3 * (1 - gt["share"]))
+    gt = A.ground_truth(recs, EX, k=3)
+    assert all(len(v) == 3 for v in gt.values()) and gt["target_is_gold"] == [True] * 3
+    wrong = A.influential_words(tiny_lm, EX, target="random_wrong", progress=False)
+    assert not any(r["target_is_gold"] for r in wrong)
+    assert [r["target_option"] for r in wrong] == [e.choices[A.random_wrong_option(e)] for e in EX]
 
 
 def test_shared_teacher_reads_no_weights_when_every_step_is_cached(tmp_path, monkeypatch):

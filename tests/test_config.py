@@ -1,0 +1,34 @@
+"""Every default once: the presets, the parameter helper and the run dataclasses."""
+import pytest
+
+from lib import config
+from lib.common import ReproError
+
+
+def test_every_preset_fills_every_notebook_section():
+    for name in config.PRESETS:
+        for sections in (("data", "zero_shot"), ("teachers",), ("a", "signals"), ("b", "attribution"),
+                         ("b", "encoder"), ("run",)):
+            assert config.params(name, *sections).preset == name
+        config.ta_run(config.params(name, "a"))
+        config.b_train(config.params(name, "b"))
+        config.encoder_run(config.params(name, "b", "encoder"))
+
+
+def test_params_fill_nones_parse_papermill_strings_and_reject_unknown_names():
+    p = config.params("smoke", "a", K=None, seeds="3,4", budget=7)
+    assert p.K == config.PRESETS["smoke"]["a"]["K"] and p.seeds == [3, 4] and p.budget == 7
+    assert config.ta_run(p).budget == 7 and config.ta_run(p, K=9).K == 9
+    with pytest.raises(ReproError, match="unknown parameter 'bugdet'"):
+        config.params("smoke", "a", bugdet=3)
+    with pytest.raises(ReproError, match="parameter budget must be positive"):
+        config.params("smoke", "a", budget=-1)
+    with pytest.raises(ReproError, match="unknown TARun field"):
+        config.ta_run(p, bugdet=3)
+
+
+def test_one_k_and_one_K():
+    """The signals notebook and the paper-A runs read one K; every paper-B notebook one k."""
+    for name in config.PRESETS:
+        assert config.params(name, "a", "signals").K == config.ta_run(config.params(name, "a")).K
+        assert "K" not in config.PRESETS[name]["signals"] and "k" not in config.PRESETS[name]["attribution"]
