@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
 import re
 import sys
@@ -428,6 +429,9 @@ def main(argv=None) -> int:
           (f"estimates: each notebook's last cold run in {_rel(log)} (less when the caches are warm)" if est
            else f"no time estimates ({_rel(log)} has no run yet)"), flush=True)
     _engine()
+    # papermill parses the parameters cell only to warn about unknown parameters, and reports every line whose
+    # comment holds an "=" (the notebooks document parameters that way) as unparseable
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
     # the fingerprint covers this checkout's lib/: the kernel imports it, wherever the venv's .pth points
     path = [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
     kernel_env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
