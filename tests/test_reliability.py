@@ -118,39 +118,158 @@ def test_run_log_counts_computed_artifacts_and_migrates_an_old_log(tmp_path, mon
     assert lines[1].endswith(",100,") and lines[2].endswith(",90,0") and lines[3].endswith(",80,3")
 
 
+class FakeRepo:
+    """Tiny notebooks in tmp dirs run by lib.reproduce through the real kernel, with their own cache."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        from lib import reproduce
+
+        self.nbdir, self.out, self.reproduce = tmp_path / "notebooks", tmp_path / "results", reproduce
+        self.nbdir.mkdir(), self.out.mkdir()
+        self.use_cache(tmp_path / "cache", monkeypatch)
+        monkeypatch.setattr(reproduce, "notebooks", lambda only=None: sorted(self.nbdir.glob("*.ipynb")))
+        monkeypatch.setattr(reproduce, "results_dir", lambda preset: self.out)
+
+    @staticmethod
+    def use_cache(path, monkeypatch):
+        monkeypatch.setenv("DISTILL_CACHE", str(path))  # the kernel inherits it too
+
+    def write(self, name, code):
+        import nbformat
+
+        meta = {"kernelspec": {"name": "distill-repro", "language": "python", "display_name": "x"},
+                "language_info": {"name": "python"}}
+        nb = nbformat.v4.new_notebook(metadata=meta)
+        nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"', metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, str(self.nbdir / name))
+
+    def ran(self, *flags, rc=0):
+        """Notebooks that ran (rows added to the run log) in one `reproduce.main`."""
+        log = self.out / "run_log.csv"
+        n = len(log.read_text().splitlines()) if log.exists() else 1
+        assert self.reproduce.main(["--preset", "smoke", *flags]) == rc
+        return [r.split(",")[2] for r in log.read_text().splitlines()[n:]] if log.exists() else []
+
+
 def test_reproduce_skips_up_to_date_notebooks_and_reruns_from_the_first_changed_one(tmp_path, monkeypatch):
-    import nbformat
-    from lib import reproduce
-
-    nbdir, out = tmp_path / "notebooks", tmp_path / "results"
-    nbdir.mkdir(), out.mkdir()
-
-    def write(name, code):
-        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "distill-repro", "language": "python", "display_name": "x"},
-                                                "language_info": {"name": "python"}})
-        nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"', metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(code)]
-        nbformat.write(nb, str(nbdir / name))
-
-    write("10_a.ipynb", "x = 1")
-    write("20_b.ipynb", "y = 2")
-    monkeypatch.setattr(reproduce, "notebooks", lambda only=None: sorted(nbdir.glob("*.ipynb")))
-    monkeypatch.setattr(reproduce, "results_dir", lambda preset: out)
-
-    def ran(*flags):
-        n = len((out / "run_log.csv").read_text().splitlines()) if (out / "run_log.csv").exists() else 1
-        assert reproduce.main(["--preset", "smoke", *flags]) == 0
-        return [r.split(",")[2] for r in (out / "run_log.csv").read_text().splitlines()[n:]]
-
+    repo = FakeRepo(tmp_path, monkeypatch)
+    repo.write("10_a.ipynb", "x = 1")
+    repo.write("20_b.ipynb", "y = 2")
+    ran, out, nbdir = repo.ran, repo.out, repo.nbdir
     assert ran() == ["10_a.ipynb", "20_b.ipynb"]
     assert ran() == []  # both executed copies are up to date: nothing runs
-    write("20_b.ipynb", "y = 3")
+    repo.write("20_b.ipynb", "y = 3")
     assert ran() == ["20_b.ipynb"]  # only the changed notebook (nothing before it changed)
-    write("10_a.ipynb", "x = 2")
+    repo.write("10_a.ipynb", "x = 2")
     assert ran() == ["10_a.ipynb", "20_b.ipynb"]  # a changed notebook reruns everything after it
     assert ran("--force") == ["10_a.ipynb", "20_b.ipynb"]
     (out / "10_a.ipynb").write_text("{")  # a copy left half-written by a kill is not trusted
     assert ran() == ["10_a.ipynb", "20_b.ipynb"]
-    assert reproduce.fingerprint(nbdir / "10_a.ipynb", "smoke") != reproduce.fingerprint(nbdir / "10_a.ipynb", "offline")
+    fp = lambda preset: repo.reproduce.fingerprint(nbdir / "10_a.ipynb", preset)
+    assert fp("smoke") != fp("offline")
+
+
+def test_a_committed_executed_copy_is_up_to_date_only_once_this_machine_computed_it(tmp_path, monkeypatch):
+    import nbformat
+
+    repo = FakeRepo(tmp_path, monkeypatch)
+    repo.write("10_a.ipynb", "x = 1")
+    repo.write("20_b.ipynb", "y = 2")
+    assert repo.ran() == ["10_a.ipynb", "20_b.ipynb"]
+    assert repo.ran() == []
+    copy = repo.out / "10_a.ipynb"
+    meta = nbformat.read(str(copy), as_version=4).metadata["distill_repro"]
+    assert meta["fingerprint"] == repo.reproduce.fingerprint(repo.nbdir / "10_a.ipynb", "smoke")
+
+    FakeRepo.use_cache(tmp_path / "fresh_clone_cache", monkeypatch)  # a fresh clone: same copies, no record
+    assert repo.ran() == ["10_a.ipynb", "20_b.ipynb"]  # right fingerprints, computed elsewhere: computed here
+    assert repo.ran() == []  # now this machine has computed them
+    nb = nbformat.read(str(copy), as_version=4)
+    nb.metadata["distill_repro"]["run"] = "another-machine"  # a copy pulled from elsewhere, same inputs
+    nbformat.write(nb, str(copy))
+    assert repo.ran() == ["10_a.ipynb", "20_b.ipynb"]
+    del nb.metadata["distill_repro"]["run"]  # a copy that carries a fingerprint and no run id
+    nbformat.write(nb, str(copy))
+    assert repo.ran() == ["10_a.ipynb", "20_b.ipynb"]
+
+
+def test_each_notebook_logs_its_output_and_progress_and_run_times_are_written(tmp_path, monkeypatch, capsys):
+    from lib.common import ROOT
+
+    repo = FakeRepo(tmp_path, monkeypatch)
+    repo.write("10_a.ipynb", "import lib, sys, time\nfrom tqdm.auto import tqdm\n"
+                             "print('lib at', lib.__file__)\n"
+                             "for i in tqdm(range(40), desc='steps', leave=False): time.sleep(0.01)\n"
+                             "for i in range(200): print(f'\\rcounting {i}', end='', file=sys.stderr)\n"
+                             "print('the end', end='')")
+    repo.write("20_b.ipynb", "raise ValueError('boom')")
+    assert repo.ran(rc=1) == ["10_a.ipynb"]
+    shown = capsys.readouterr().out
+    log = (repo.out / "logs" / "10_a.log").read_text()
+    for text in (shown, log):  # on the terminal and in the log: what the notebook printed, its progress bar
+        assert f"lib at {ROOT / 'lib' / '__init__.py'}" in text  # the kernel runs this checkout's lib
+        assert "steps: 100%|####################| 40/40" in text
+        assert "counting 199" in text and "the end" in text
+    assert "\r" not in log and "counting 198" not in log and log.count("steps:") == 1  # no redraws
+    assert log.splitlines()[-1].startswith("# finished in")
+    failed = (repo.out / "logs" / "20_b.log").read_text()
+    assert "ValueError: boom" in failed and failed.splitlines()[-1] == "# failed in cell 3: ValueError: boom"
+    assert "[1/2] 10_a  (est. unknown; time left unknown)" in shown
+    times = (repo.out / "run_times.md").read_text()
+    assert "| 10_a.ipynb |" in times and "20_b" not in times  # a notebook that failed has no time
+
+
+def test_start_line_estimates_time_from_the_last_cold_run_in_the_run_log(tmp_path):
+    from lib import reproduce
+
+    log = tmp_path / "run_log.csv"
+    log.write_text("timestamp,preset,notebook,seconds,peak_rss_MB,artifacts_computed\n"
+                   "t,smoke,00_a.ipynb,600,1,5\nt,smoke,10_b.ipynb,1620,1,9\nt,smoke,00_a.ipynb,6,1,0\n"
+                   "t,smoke,10_b.ipynb,2400,1,3\nt,smoke,30_c.ipynb,60,1,0\n")
+    nbs = [Path(f"notebooks/{n}.ipynb") for n in ("00_a", "10_b", "20_new", "30_c")]
+    est = reproduce.estimates(log)
+    assert est == {"00_a.ipynb": 600, "10_b.ipynb": 2400, "30_c.ipynb": 60}  # the last cold run, not a warm
+    line = lambda i: reproduce.start_line(i, nbs, est)
+    assert line(1) == "[1/4] 00_a  (est. 10 min; ~51 min left + 1 notebook(s) never timed)"
+    assert line(2) == "[2/4] 10_b  (est. 40 min; ~41 min left + 1 notebook(s) never timed)"
+    assert line(3) == "[3/4] 20_new  (est. unknown; ~60 s left + 1 notebook(s) never timed)"
+    assert line(4) == "[4/4] 30_c  (est. 60 s; ~60 s left)"
+    assert reproduce.estimates(tmp_path / "none.csv") == {}
+    assert reproduce.start_line(1, nbs, {}) == "[1/4] 00_a  (est. unknown; time left unknown)"
+    md = reproduce.run_times(log, "smoke")
+    assert "| 00_a.ipynb | 600 | 6 | 1 |" in md and "| 10_b.ipynb | 2400 | not yet | 1 |" in md
+
+
+def test_console_rebuilds_a_widget_progress_bar_and_keeps_only_final_lines(tmp_path):
+    """What the kernel sends for tqdm.auto (ipywidgets) and for a text bar redrawn with carriage returns."""
+    import io
+    from lib.reproduce import Console
+
+    term = io.StringIO()
+    c = Console(tmp_path / "x.log", "x", term=term)
+    c.code_cells = [0, 2]
+    msg = lambda kind, **content: c.message({"msg_type": kind, "content": content}, 2)
+    msg("execute_input")
+    opened = lambda cid, **state: msg("comm_open", comm_id=cid, data={"state": state})
+    opened("l", _model_name="HTMLModel", value="train")
+    opened("p", _model_name="FloatProgressModel", value=0, max=4)
+    opened("r", _model_name="HTMLModel", value="")
+    opened("box", _model_name="HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"])
+    for i in range(1, 5):
+        msg("comm_msg", comm_id="p", data={"method": "update", "state": {"value": i}})
+        msg("comm_msg", comm_id="l", data={"method": "update", "state": {"value": f"train:\u2007{25 * i}%"}})
+        right = f"\u2007{i}/4 [00:0{i}&lt;00:00]"  # html-escaped, padded with figure spaces
+        msg("comm_msg", comm_id="r", data={"method": "update", "state": {"value": right}})
+    assert c.live == "train: 100%|####################| 4/4 [00:04<00:00]" and c.cell == "cell 2/2"
+    msg("comm_close", comm_id="box")
+    msg("stream", name="stdout", text="a\rb\rc\nno newline")
+    msg("status", execution_state="idle")
+    c.close("finished")
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    bar = "train: 100%|####################| 4/4 [00:04<00:00]"
+    assert lines[1:] == [bar, "c", "no newline", "# finished"]
+    assert term.getvalue() == "".join(f"  {x}\n" for x in lines[1:-1])  # not a tty: whole lines only
 
 
 def test_readme_run_info_sums_cold_and_warm_notebook_times(tmp_path, monkeypatch):
