@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-requirements
 # the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
-.PHONY: help setup assets reproduce readme test lab bench clean clean-cache
+.PHONY: help setup assets reproduce readme test lint lab bench clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
@@ -30,10 +30,14 @@ reproduce: setup  ## compute every notebook at PRESET (default offline) into res
 	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force)
 	$(PY) -m lib.report --preset $(PRESET)
 
-test: setup  ## unit tests + every notebook at the smoke preset under nbmake
+test: setup lint  ## lint, unit tests + every notebook at the smoke preset under nbmake
 	DISTILL_PRESET=smoke $(PY) -m pytest -q tests notebooks --nbmake --nbmake-kernel=$(KERNEL) -p no:cacheprovider
 
-readme: $(STAMP)  ## regenerate the README results section from results/$(PRESET)/*.csv
+lint: $(STAMP)  ## ruff: formatting (line length 110) and checks over lib/ and tests/
+	$(VENV)/bin/ruff format --check lib tests
+	$(VENV)/bin/ruff check lib tests
+
+readme: $(STAMP)  ## regenerate results/$(PRESET)/README.md and the README headline from the CSVs
 	$(PY) -m lib.report --preset $(PRESET)
 
 lab: setup  ## Jupyter Lab on the project's kernel

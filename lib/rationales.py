@@ -11,6 +11,7 @@
 
 All four share lib.training (same student, same budget, same dev selection, same seeds).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,11 +29,23 @@ METHODS = ("ft", "dss", "tokens", "hint")
 def methods_for(examples) -> tuple[str, ...]:
     """`hint` needs answer options (see run); every other method fits every dataset."""
     return METHODS if examples and examples[0].choices else METHODS[:3]
+
+
 class Rationales:
     """Lazily computed, cached rationales of every kind for one dataset's train/test examples."""
 
-    def __init__(self, teacher_model: str, dataset: str, *, k: int, method: str, batch_size: int,
-                 dss_max_new_tokens: int, dss_shots: int, progress: bool = True):
+    def __init__(
+        self,
+        teacher_model: str,
+        dataset: str,
+        *,
+        k: int,
+        method: str,
+        batch_size: int,
+        dss_max_new_tokens: int,
+        dss_shots: int,
+        progress: bool = True,
+    ):
         self.teacher_model, self.dataset, self.k, self.method = teacher_model, dataset, k, method
         self.batch_size, self.progress = batch_size, progress
         self.dss = {"answer_by": "generate", "max_new_tokens": dss_max_new_tokens, "n_shots": dss_shots}
@@ -41,8 +54,13 @@ class Rationales:
     @classmethod
     def of(cls, p, dataset: str, **over) -> "Rationales":
         """The Rationales of notebook parameters `p` (config.params(preset, "b")), with `over` replaced."""
-        kw = dict(k=p.k, method=p.attr_method, batch_size=p.attr_batch_size, dss_max_new_tokens=p.dss_max_new_tokens,
-                  dss_shots=p.dss_shots)
+        kw = dict(
+            k=p.k,
+            method=p.attr_method,
+            batch_size=p.attr_batch_size,
+            dss_max_new_tokens=p.dss_max_new_tokens,
+            dss_shots=p.dss_shots,
+        )
         return cls(p.models.teacher, dataset, **{**kw, **over})
 
     def __getstate__(self):  # a Ray task receives the settings, never a loaded teacher model
@@ -62,12 +80,20 @@ class Rationales:
     @property
     def lm(self):
         if self._lm is None:
-            self._lm = load_shared(self.teacher_model)  # read-only: shared by every Rationales of the notebook
+            # read-only: shared by every Rationales of the notebook
+            self._lm = load_shared(self.teacher_model)
         return self._lm
 
     def words(self, examples, target: str) -> list[str]:
-        recs = influential_words(self.lm, examples, method=self.method, k=self.k, target=target,
-                                 batch_size=self.batch_size, progress=self.progress)
+        recs = influential_words(
+            self.lm,
+            examples,
+            method=self.method,
+            k=self.k,
+            target=target,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
         return [" ".join(r["words"]) for r in recs]
 
     def free_text(self, examples) -> list[str | None]:
@@ -80,13 +106,26 @@ class Rationales:
         return [e.rationale or (demos[e.id].rationale or None) for e in examples]
 
 
-def run(method: str, dataset: str, splits: dict, R: Rationales, *, student: str, seed: int, preset: str,
-        train: BTrain, alpha: float, n_train: int | None = None) -> dict:
+def run(
+    method: str,
+    dataset: str,
+    splits: dict,
+    R: Rationales,
+    *,
+    student: str,
+    seed: int,
+    preset: str,
+    train: BTrain,
+    alpha: float,
+    n_train: int | None = None,
+) -> dict:
     """One (method, dataset, seed) run of a paper-B student; cached via finetune_and_test."""
     check_choice("method", method, METHODS)
     if method == "hint" and not splits["test"][0].choices:
-        raise ReproError(f"method 'hint' needs answer options (the teacher attributes its own predicted option at "
-                         f"test time); {dataset} has none")
+        raise ReproError(
+            f"method 'hint' needs answer options (the teacher attributes its own predicted option at "
+            f"test time); {dataset} has none"
+        )
     pool = splits["pool"][:n_train] if n_train else splits["pool"]
     longest = max(len(e.question.split()) + sum(len(c.split()) for c in e.choices or []) for e in pool)
     if R.k > longest:
@@ -103,11 +142,33 @@ def run(method: str, dataset: str, splits: dict, R: Rationales, *, student: str,
     else:
         hints, dev_hints, test_hints = (R.words(x, "predicted") for x in (pool, dev, test))
         items = make_items(pool, answers, [None] * len(pool), fmt="answer_only", hints=hints)
-    key = {"paper": "B", "method": method, "dataset": dataset, "seed": seed, "preset": preset, "alpha": alpha,
-           "teacher": R.teacher_model, "k": R.k, "attr_method": R.method}
+    key = {
+        "paper": "B",
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "preset": preset,
+        "alpha": alpha,
+        "teacher": R.teacher_model,
+        "k": R.k,
+        "attr_method": R.method,
+    }
     fmt = "answer_only" if method in ("ft", "hint") else "multitask"
-    r = finetune_and_test(student, items, dev, test, key=key, fmt=fmt, test_hints=test_hints, dev_hints=dev_hints,
-                          seed=seed, train_cfg=train)
+    r = finetune_and_test(
+        student,
+        items,
+        dev,
+        test,
+        key=key,
+        fmt=fmt,
+        test_hints=test_hints,
+        dev_hints=dev_hints,
+        seed=seed,
+        train_cfg=train,
+    )
     if method == "hint":
-        r = {**r, "hint_leak": float(np.mean([contains_gold(h.split(), e) for h, e in zip(test_hints, test)]))}
+        r = {
+            **r,
+            "hint_leak": float(np.mean([contains_gold(h.split(), e) for h, e in zip(test_hints, test)])),
+        }
     return r

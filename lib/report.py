@@ -20,7 +20,9 @@ from . import stats
 from .common import ROOT, results_dir
 
 PAPER_A_AVG = 20.79  # Zhou & Ai 2024: average relative improvement of the two-stage framework over plain FT
-PAPER_B_GT = 68.0  # Ballout et al. 2024: share of extracted tokens containing the ground truth (multiple choice)
+PAPER_B_GT = (
+    68.0  # Ballout et al. 2024: share of extracted tokens containing the ground truth (multiple choice)
+)
 # Hsieh et al. 2023, T5-Base, accuracy %: printed beside paper B's table for scale only
 PAPER_DSS_T5_BASE = {
     "standard fine-tuning": {"esnli": 88.38, "anli": 43.58, "commonsense_qa": 62.19, "svamp": 62.63},
@@ -36,6 +38,7 @@ TITLES = {
 
 
 # ---------------------------------------------------------------- tables the notebooks build from their runs
+
 
 def save_runs(runs: pd.DataFrame, path: Path) -> None:
     """A notebook's runs, one row per run, with per-question correctness as a 0/1 string: every table can be
@@ -57,9 +60,18 @@ def accuracies(runs: pd.DataFrame, keys=("dataset", "method")) -> pd.DataFrame:
         x = np.stack([stats.as_correct(c) for c in g.sort_values("seed").correct])
         iv = stats.accuracy_bootstrap(x, rng=np.random.default_rng(0))
         acc = g.test_acc.astype(float)
-        rows.append({**dict(zip(keys, k if isinstance(k, tuple) else (k,))), "seeds": len(g), "n_test": x.shape[1],
-                     "acc_mean": iv.point, "acc_lo": iv.lo, "acc_hi": iv.hi,
-                     "acc_std": acc.std(ddof=1) if len(acc) > 1 else float("nan"), "interval": iv.kind})
+        rows.append(
+            {
+                **dict(zip(keys, k if isinstance(k, tuple) else (k,))),
+                "seeds": len(g),
+                "n_test": x.shape[1],
+                "acc_mean": iv.point,
+                "acc_lo": iv.lo,
+                "acc_hi": iv.hi,
+                "acc_std": acc.std(ddof=1) if len(acc) > 1 else float("nan"),
+                "interval": iv.kind,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,7 +84,9 @@ def table_a_main(runs: pd.DataFrame) -> pd.DataFrame:
 def table_b_main(runs: pd.DataFrame) -> pd.DataFrame:
     """Notebook 21: every method against fine-tuning, then the influential-token students against Distilling
     Step-by-Step (the paper: tokens beat both, with no single number to test)."""
-    return pd.concat([comparison(runs, "ft"), comparison(runs[runs.method != "ft"], "dss")], ignore_index=True)
+    return pd.concat(
+        [comparison(runs, "ft"), comparison(runs[runs.method != "ft"], "dss")], ignore_index=True
+    )
 
 
 def ground_truth_row(g: dict, *, mask=None) -> dict:
@@ -86,13 +100,17 @@ def ground_truth_row(g: dict, *, mask=None) -> dict:
         lo, hi = stats.clopper_pearson(int(v.sum()), len(v))
         out.update({f"{name}": v.mean() if len(v) else np.nan, f"{name}_lo": lo, f"{name}_hi": hi})
     out["mde_pts"] = 100 * stats.mde_proportion(PAPER_B_GT / 100, max(1, out["n"]))
-    out["verdict"] = (stats.verdict(100 * out["hit_lo"], 100 * out["hit_hi"], paper=PAPER_B_GT,
-                                    null=100 * out["random"]) if out["n"] else stats.UNDEFINED)
+    out["verdict"] = (
+        stats.verdict(100 * out["hit_lo"], 100 * out["hit_hi"], paper=PAPER_B_GT, null=100 * out["random"])
+        if out["n"]
+        else stats.UNDEFINED
+    )
     return out
 
 
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:
-    """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions only)."""
+    """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions
+    only)."""
     return accuracies(runs, keys)
 
 
@@ -102,6 +120,7 @@ def note(table: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------- reading the CSVs back
+
 
 def _read(preset: str, name: str) -> pd.DataFrame | None:
     p = results_dir(preset) / name
@@ -126,12 +145,23 @@ def table_vs(preset: str, csv: str, nb: str) -> pd.DataFrame:
     t = _read(preset, csv)
     if t is None:
         return _missing(nb)
-    return pd.DataFrame([{
-        "dataset": r.dataset, "method": r.method, "vs": r.baseline, "seeds": int(r.seeds),
-        "trained seeds": int(r.trained_seeds), "accuracy": f"{r.acc_mean:.3f} vs {r.base_acc:.3f}",
-        "relative [95 % CI]": _pct(r["rel_%"], r.rel_lo, r.rel_hi), "MDE": f"{r['mde_rel_%']:.0f} %",
-        "paper": "-" if pd.isna(r["paper_%"]) else f"+{r['paper_%']:g} %", "verdict": r.verdict}
-        for _, r in t.iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "dataset": r.dataset,
+                "method": r.method,
+                "vs": r.baseline,
+                "seeds": int(r.seeds),
+                "trained seeds": int(r.trained_seeds),
+                "accuracy": f"{r.acc_mean:.3f} vs {r.base_acc:.3f}",
+                "relative [95 % CI]": _pct(r["rel_%"], r.rel_lo, r.rel_hi),
+                "MDE": f"{r['mde_rel_%']:.0f} %",
+                "paper": "-" if pd.isna(r["paper_%"]) else f"+{r['paper_%']:g} %",
+                "verdict": r.verdict,
+            }
+            for _, r in t.iterrows()
+        ]
+    )
 
 
 def table_gt(preset: str) -> pd.DataFrame:
@@ -140,16 +170,31 @@ def table_gt(preset: str) -> pd.DataFrame:
         return _missing("23")
     main = t[t.block == "main"]
     f = lambda r, c: f"{100 * r[c]:.0f} % [{100 * r[c + '_lo']:.0f}, {100 * r[c + '_hi']:.0f}]"  # noqa: E731
-    return pd.DataFrame([{
-        "dataset": r.dataset, "teacher": r.subset, "n": int(r.n), "top-k contain gold": f(r, "hit"),
-        "k random words": f(r, "random"), "k option words": f(r, "random_option"),
-        "MDE vs 68 %": f"{r.mde_pts:.0f} pts", "verdict vs 68 %": r.verdict} for _, r in main.iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "dataset": r.dataset,
+                "teacher": r.subset,
+                "n": int(r.n),
+                "top-k contain gold": f(r, "hit"),
+                "k random words": f(r, "random"),
+                "k option words": f(r, "random_option"),
+                "MDE vs 68 %": f"{r.mde_pts:.0f} pts",
+                "verdict vs 68 %": r.verdict,
+            }
+            for _, r in main.iterrows()
+        ]
+    )
 
 
 def tables(preset: str) -> dict[str, pd.DataFrame]:
-    return {"A": table_vs(preset, "12_A_main_table.csv", "12"), "B": table_vs(preset, "21_B_main_table.csv", "21"),
-            "GT": table_gt(preset), "ENC": table_vs(preset, "24_B_encoder_table.csv", "24"),
-            "WEAK": table_vs(preset, "25_B_weak_teacher_table.csv", "25")}
+    return {
+        "A": table_vs(preset, "12_A_main_table.csv", "12"),
+        "B": table_vs(preset, "21_B_main_table.csv", "21"),
+        "GT": table_gt(preset),
+        "ENC": table_vs(preset, "24_B_encoder_table.csv", "24"),
+        "WEAK": table_vs(preset, "25_B_weak_teacher_table.csv", "25"),
+    }
 
 
 def write_markdown(preset: str) -> dict[str, Path]:
@@ -164,17 +209,48 @@ def write_markdown(preset: str) -> dict[str, Path]:
 # ---------------------------------------------------------------- the headline: one row per claim
 
 CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
-    ("A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
-     "12_A_main_table.csv", "average", "two_stage", "plain", f"+{PAPER_A_AVG} %"),
+    (
+        "A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
+        "12_A_main_table.csv",
+        "average",
+        "two_stage",
+        "plain",
+        f"+{PAPER_A_AVG} %",
+    ),
     ("A: one-stage vs plain fine-tuning", "12_A_main_table.csv", "average", "one_stage", "plain", "-"),
     ("B: influential tokens vs fine-tuning", "21_B_main_table.csv", "average", "tokens", "ft", "better"),
-    ("B: influential tokens vs Distilling Step-by-Step", "21_B_main_table.csv", "average", "tokens", "dss", "better"),
-    ("beyond B: encoder + tagging head vs encoder fine-tuned", "24_B_encoder_table.csv", "average",
-     "encoder_tokens", "encoder_ft", "-"),
-    ("beyond A+B: weak teacher's tokens weighted by the TA vs uniform", "25_B_weak_teacher_table.csv", "average",
-     "tokens_ta_weight", "tokens_teacher", "-"),
-    ("beyond A+B: weak teacher's tokens filtered by the TA vs uniform", "25_B_weak_teacher_table.csv", "average",
-     "tokens_ta_filter", "tokens_teacher", "-"),
+    (
+        "B: influential tokens vs Distilling Step-by-Step",
+        "21_B_main_table.csv",
+        "average",
+        "tokens",
+        "dss",
+        "better",
+    ),
+    (
+        "beyond B: encoder + tagging head vs encoder fine-tuned",
+        "24_B_encoder_table.csv",
+        "average",
+        "encoder_tokens",
+        "encoder_ft",
+        "-",
+    ),
+    (
+        "beyond A+B: weak teacher's tokens weighted by the TA vs uniform",
+        "25_B_weak_teacher_table.csv",
+        "average",
+        "tokens_ta_weight",
+        "tokens_teacher",
+        "-",
+    ),
+    (
+        "beyond A+B: weak teacher's tokens filtered by the TA vs uniform",
+        "25_B_weak_teacher_table.csv",
+        "average",
+        "tokens_ta_filter",
+        "tokens_teacher",
+        "-",
+    ),
 ]
 
 
@@ -199,8 +275,10 @@ def headline(presets: list[str]) -> pd.DataFrame:
             ours, mde_, v = _claim_cell(p, csv, d, m, b)
             row.update({f"ours ({p})": ours, f"MDE ({p})": mde_, f"verdict ({p})": v})
         rows.append(row)
-    gt = {"claim": "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)",
-          "paper": f"{PAPER_B_GT:.0f} %"}
+    gt = {
+        "claim": "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)",
+        "paper": f"{PAPER_B_GT:.0f} %",
+    }
     for p in presets:
         t = _read(p, "23_ground_truth.csv")
         r = None if t is None else t[(t.block == "main") & (t.dataset == "all") & (t.subset == "all")]
@@ -208,8 +286,13 @@ def headline(presets: list[str]) -> pd.DataFrame:
             gt.update({f"ours ({p})": "not run", f"MDE ({p})": "-", f"verdict ({p})": "-"})
             continue
         r = r.iloc[0]
-        gt.update({f"ours ({p})": f"{100 * r.hit:.0f} % [{100 * r.hit_lo:.0f}, {100 * r.hit_hi:.0f}]",
-                   f"MDE ({p})": f"{r.mde_pts:.0f} pts", f"verdict ({p})": r.verdict})
+        gt.update(
+            {
+                f"ours ({p})": f"{100 * r.hit:.0f} % [{100 * r.hit_lo:.0f}, {100 * r.hit_hi:.0f}]",
+                f"MDE ({p})": f"{r.mde_pts:.0f} pts",
+                f"verdict ({p})": r.verdict,
+            }
+        )
     rows.insert(4, gt)
     return pd.DataFrame(rows)
 
@@ -221,6 +304,7 @@ def rendered_presets() -> list[str]:
 
 
 # ---------------------------------------------------------------- generated READMEs
+
 
 def run_info(preset: str) -> str:
     log = results_dir(preset) / "run_log.csv"
@@ -237,32 +321,53 @@ def run_info(preset: str) -> str:
 
 def results_readme(preset: str) -> str:
     """results/<preset>/README.md: every table of the preset, each with its interval note, and the times."""
-    parts = [f"# Results at the `{preset}` preset", "",
-             f"Generated by `make readme PRESET={preset}` from the CSVs in this folder; {run_info(preset)}.", ""]
+    parts = [
+        f"# Results at the `{preset}` preset",
+        "",
+        f"Generated by `make readme PRESET={preset}` from the CSVs in this folder; {run_info(preset)}.",
+        "",
+    ]
     for name, t in tables(preset).items():
         parts += [f"## {TITLES[name]}", "", t.to_markdown(index=False), ""]
-        csv = {"A": "12_A_main_table.csv", "B": "21_B_main_table.csv", "ENC": "24_B_encoder_table.csv",
-               "WEAK": "25_B_weak_teacher_table.csv"}.get(name)
+        csv = {
+            "A": "12_A_main_table.csv",
+            "B": "21_B_main_table.csv",
+            "ENC": "24_B_encoder_table.csv",
+            "WEAK": "25_B_weak_teacher_table.csv",
+        }.get(name)
         raw = _read(preset, csv) if csv else None
         if raw is not None and "interval" in raw:
             parts += [note(raw), ""]
     if (results_dir(preset) / "run_log.csv").exists():
         from .reproduce import cold_warm
 
-        rows = [{"notebook": nb, "cold (min)": "?" if c is None else f"{c / 60:.1f}",
-                 "warm (min)": "?" if w is None else f"{w / 60:.1f}"} for nb, (c, w, _) in cold_warm(
-                     results_dir(preset) / "run_log.csv").items()]
-        parts += ["## Time per notebook (`run_log.csv`)", "", pd.DataFrame(rows).to_markdown(index=False), ""]
+        rows = [
+            {
+                "notebook": nb,
+                "cold (min)": "?" if c is None else f"{c / 60:.1f}",
+                "warm (min)": "?" if w is None else f"{w / 60:.1f}",
+            }
+            for nb, (c, w, _) in cold_warm(results_dir(preset) / "run_log.csv").items()
+        ]
+        parts += [
+            "## Time per notebook (`run_log.csv`)",
+            "",
+            pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+            "",
+        ]
     return "\n".join(parts)
 
 
 def update_readme(readme: Path = ROOT / "README.md") -> None:
     """Replace the text between <!-- results:HEADLINE --> and <!-- /results:HEADLINE --> with the headline."""
     presets = rendered_presets()
-    body = ("Generated by `make readme` from " + ", ".join(f"`results/{p}/`" for p in presets) +
-            "; intervals: 95 %, two-level paired bootstrap over seeds and test questions (Clopper–Pearson for "
-            "the share); MDE: the effect 80 % power would detect at two-sided 5 %.\n\n" +
-            headline(presets).to_markdown(index=False))
+    body = (
+        "Generated by `make readme` from "
+        + ", ".join(f"`results/{p}/`" for p in presets)
+        + "; intervals: 95 %, two-level paired bootstrap over seeds and test questions (Clopper–Pearson for "
+        "the share); MDE: the effect 80 % power would detect at two-sided 5 %.\n\n"
+        + headline(presets).to_markdown(index=False)
+    )
     text = readme.read_text()
     pat = re.compile(r"(<!-- results:HEADLINE -->)\n(?:.*?\n)?(<!-- /results:HEADLINE -->)", re.S)
     readme.write_text(pat.sub(lambda m: m.group(1) + "\n" + body + "\n" + m.group(2), text))
@@ -271,8 +376,12 @@ def update_readme(readme: Path = ROOT / "README.md") -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="write the tables of a preset and the generated READMEs")
     ap.add_argument("--preset", default="offline")
-    ap.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
-                    help="update the README headline (default: for the presets the headline reads)")
+    ap.add_argument(
+        "--readme",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="update the README headline (default: for the presets the headline reads)",
+    )
     args = ap.parse_args(argv)
     for p in write_markdown(args.preset).values():
         print(f"wrote {p}")

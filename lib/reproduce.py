@@ -16,6 +16,7 @@ computes every notebook. Everything after the first notebook that does run is ru
 notebook's CSVs. `--force` (`FORCE=1 make reproduce`) runs every notebook. The expensive steps come from the
 caches, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,11 @@ def up_to_date(dest: Path, fp: str, html: bool, record: Path) -> bool:
         rec = read_json(record)
     except Exception:  # unreadable copy (killed mid-write), or no record: run it again
         return False
-    return (meta.get("fingerprint") == fp == rec.get("fingerprint")
-            and meta.get("run") is not None and rec.get("run") == meta.get("run"))
+    return (
+        meta.get("fingerprint") == fp == rec.get("fingerprint")
+        and meta.get("run") is not None
+        and rec.get("run") == meta.get("run")
+    )
 
 
 def mark_done(dest: Path, fp: str, run: str) -> None:
@@ -245,7 +249,7 @@ class Console:
             import shutil
 
             text = "  " + " | ".join(x for x in (self.cell, self.live) if x)
-            text = text[:shutil.get_terminal_size().columns - 1]
+            text = text[: shutil.get_terminal_size().columns - 1]
             if text != self.shown:
                 self.term.write("\r\x1b[K" + text)
                 self.shown = text
@@ -285,12 +289,14 @@ def _engine() -> None:
 
     class Engine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, console=None, kernel_env=None,
-                                     start_timeout=60, **_):
+        def execute_managed_notebook(
+            cls, nb_man, kernel_name, console=None, kernel_env=None, start_timeout=60, **_
+        ):
             from papermill.log import logger
 
-            client = Client(nb_man, console, kernel_name=kernel_name, log=logger,
-                            startup_timeout=start_timeout)
+            client = Client(
+                nb_man, console, kernel_name=kernel_name, log=logger, startup_timeout=start_timeout
+            )
             # the kernel process's own output (start-up warnings, a crash) goes to the notebook's log too
             return client.execute(env=kernel_env, stdout=console.log, stderr=console.log)
 
@@ -359,10 +365,13 @@ def minutes(s: float) -> str:
 def start_line(i: int, nbs: list[Path], est: dict[str, float | None]) -> str:
     """`[3/12] 12_A_main_table  (est. 27 min; ~80 min left)`: notebook i (from 1) of nbs starts, and every
     notebook from it on will run."""
-    this, rest = est.get(nbs[i - 1].name), [est.get(nb.name) for nb in nbs[i - 1:]]
+    this, rest = est.get(nbs[i - 1].name), [est.get(nb.name) for nb in nbs[i - 1 :]]
     known, untimed = sum(x for x in rest if x is not None), sum(x is None for x in rest)
-    left = ("time left unknown" if untimed == len(rest) else
-            f"~{minutes(known)} left" + (f" + {untimed} notebook(s) never timed" if untimed else ""))
+    left = (
+        "time left unknown"
+        if untimed == len(rest)
+        else f"~{minutes(known)} left" + (f" + {untimed} notebook(s) never timed" if untimed else "")
+    )
     est_this = "unknown" if this is None else minutes(this)
     return f"[{i}/{len(nbs)}] {nbs[i - 1].stem}  (est. {est_this}; {left})"
 
@@ -373,16 +382,22 @@ def _rel(p: Path) -> Path:
 
 def run_times(log: Path, preset: str) -> str:
     """run_times.md: cold / warm wall time and peak memory of each notebook, from the run log."""
-    md = [f"# make reproduce: wall time and memory per notebook ({preset} preset)", "",
-          f"Written by `lib.reproduce` from `{_rel(log)}`, which it appends to after every notebook with the "
-          "number of cache entries the run computed. Cold = the last run that computed anything (runs logged "
-          "before that count existed are taken as cold); warm = the last run that computed nothing (every "
-          "expensive step a cache hit). `make reproduce` shows the cold times as its estimates.", "",
-          "| notebook | cold s | warm s | peak RSS MB |", "|---|---|---|---|"]
+    md = [
+        f"# make reproduce: wall time and memory per notebook ({preset} preset)",
+        "",
+        f"Written by `lib.reproduce` from `{_rel(log)}`, which it appends to after every notebook with the "
+        "number of cache entries the run computed. Cold = the last run that computed anything (runs logged "
+        "before that count existed are taken as cold); warm = the last run that computed nothing (every "
+        "expensive step a cache hit). `make reproduce` shows the cold times as its estimates.",
+        "",
+        "| notebook | cold s | warm s | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
     fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
     cw = cold_warm(log)
-    md += [f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |"
-           for nb, (c, w, m) in cw.items()]
+    md += [
+        f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cw.items()
+    ]
     if cw and all(c is not None for c, _, _ in cw.values()):
         md += ["", f"All {len(cw)} notebooks, cold: {sum(c for c, _, _ in cw.values()) / 60:.1f} min."]
     return "\n".join(md) + "\n"
@@ -399,6 +414,7 @@ def write_run_times(out: Path, preset: str) -> Path | None:
 
 # ---------------------------------------------------------------- main
 
+
 def main(argv=None) -> int:
     import papermill as pm
 
@@ -406,11 +422,14 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default=os.environ.get("PRESET", "offline"))
     ap.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 10")
     ap.add_argument("--html", action="store_true", help="also write an HTML copy of each executed notebook")
-    ap.add_argument("--force", action="store_true",
-                    help="run every notebook, also those whose executed copy is up to date")
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="run every notebook, also those whose executed copy is up to date",
+    )
     args = ap.parse_args(argv)
-    from .config import get_preset
     from .common import ReproError
+    from .config import get_preset
 
     try:
         get_preset(args.preset)
@@ -425,9 +444,15 @@ def main(argv=None) -> int:
     t_all = time.time()
     log = out / "run_log.csv"
     est = estimates(log)
-    print(f"make reproduce: {len(nbs)} notebooks at preset {args.preset}; " +
-          (f"estimates: each notebook's last cold run in {_rel(log)} (less when the caches are warm)" if est
-           else f"no time estimates ({_rel(log)} has no run yet)"), flush=True)
+    print(
+        f"make reproduce: {len(nbs)} notebooks at preset {args.preset}; "
+        + (
+            f"estimates: each notebook's last cold run in {_rel(log)} (less when the caches are warm)"
+            if est
+            else f"no time estimates ({_rel(log)} has no run yet)"
+        ),
+        flush=True,
+    )
     _engine()
     # papermill parses the parameters cell only to warn about unknown parameters, and reports every line whose
     # comment holds an "=" (the notebooks document parameters that way) as unparseable
@@ -440,8 +465,11 @@ def main(argv=None) -> int:
         dest = out / nb.name
         fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
         if not args.force and not ran and up_to_date(dest, fp, args.html, record):
-            print(f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code and "
-                  "preset; FORCE=1 runs it), skipped", flush=True)
+            print(
+                f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code and "
+                "preset; FORCE=1 runs it), skipped",
+                flush=True,
+            )
             skipped += 1
             continue
         ran += 1
@@ -451,15 +479,25 @@ def main(argv=None) -> int:
         t0 = time.time()
         try:
             with PeakRSS() as mem:
-                pm.execute_notebook(str(nb), str(dest), parameters={"preset": args.preset},
-                                    kernel_name=KERNEL, cwd=str(ROOT / "notebooks"), progress_bar=False,
-                                    engine_name=ENGINE, console=console, kernel_env=kernel_env)
+                pm.execute_notebook(
+                    str(nb),
+                    str(dest),
+                    parameters={"preset": args.preset},
+                    kernel_name=KERNEL,
+                    cwd=str(ROOT / "notebooks"),
+                    progress_bar=False,
+                    engine_name=ENGINE,
+                    console=console,
+                    kernel_env=kernel_env,
+                )
             console.close(f"finished in {time.time() - t0:.0f} s")
         except pm.PapermillExecutionError as e:
             console.close(f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
             print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
-            print(f"the executed copy with the error is at {dest}, the kernel's output at {nb_log}",
-                  file=sys.stderr)
+            print(
+                f"the executed copy with the error is at {dest}, the kernel's output at {nb_log}",
+                file=sys.stderr,
+            )
             return 1
         finally:
             console.close(f"stopped after {time.time() - t0:.0f} s")  # interrupted (no-op once closed)
@@ -469,16 +507,39 @@ def main(argv=None) -> int:
         if args.html:
             export_html(dest)
         # last: a kill before this point leaves no record, and the notebook runs again
-        write_json(record, {"notebook": nb.name, "preset": args.preset, "fingerprint": fp, "run": run,
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(dt, 1)})
+        write_json(
+            record,
+            {
+                "notebook": nb.name,
+                "preset": args.preset,
+                "fingerprint": fp,
+                "run": run,
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": round(dt, 1),
+            },
+        )
         computed = artifacts_written_since(t0)
-        append_log(log, [time.strftime("%Y-%m-%d %H:%M:%S"), args.preset, nb.name, round(dt, 1),
-                         round(mem.peak / 2**20), computed])
+        append_log(
+            log,
+            [
+                time.strftime("%Y-%m-%d %H:%M:%S"),
+                args.preset,
+                nb.name,
+                round(dt, 1),
+                round(mem.peak / 2**20),
+                computed,
+            ],
+        )
         write_run_times(out, args.preset)
-        print(f"[{i}/{len(nbs)}] {nb.stem} done in {minutes(dt)} (peak memory {mem.peak / 2**30:.1f} GiB, "
-              f"{computed} cached artefacts computed{'' if computed else ': fully warm'})", flush=True)
-    print(f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in "
-          f"{(time.time() - t_all) / 60:.1f} min; results in {_rel(out)}")
+        print(
+            f"[{i}/{len(nbs)}] {nb.stem} done in {minutes(dt)} (peak memory {mem.peak / 2**30:.1f} GiB, "
+            f"{computed} cached artefacts computed{'' if computed else ': fully warm'})",
+            flush=True,
+        )
+    print(
+        f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in "
+        f"{(time.time() - t_all) / 60:.1f} min; results in {_rel(out)}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ runner="ray" starts a local Ray (every core, or `ray_init(num_cpus=...)`) or, wh
 joins that cluster. There the cache directory and this checkout must be at the same path on every node
 (a shared filesystem): workers import `lib` from the driver's checkout and read/write the driver's cache.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,11 @@ def task_resources(cluster_gpus: float, num_cpus: float | None = None, num_gpus:
         num_gpus = 1 if cluster_gpus > 0 else 0
     # a worker reused for a GPU run would keep the CUDA device it first initialised, whichever GPU Ray gives
     # the next run, so a GPU run gets a fresh process (max_calls=1); CPU workers are reused (0: no limit)
-    return {"num_cpus": 1 if num_cpus is None else num_cpus, "num_gpus": num_gpus,
-            "max_calls": 1 if num_gpus else 0}
+    return {
+        "num_cpus": 1 if num_cpus is None else num_cpus,
+        "num_gpus": num_gpus,
+        "max_calls": 1 if num_gpus else 0,
+    }
 
 
 def ray_init(num_cpus: int | None = None) -> None:
@@ -60,15 +64,23 @@ def ray_init(num_cpus: int | None = None) -> None:
     env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
     # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
     # notebook); the workers' own output (their progress bars) stays in Ray's log files
-    ray.init(address=address, num_cpus=None if address else num_cpus, runtime_env={"env_vars": env},
-             include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(
+        address=address,
+        num_cpus=None if address else num_cpus,
+        runtime_env={"env_vars": env},
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
 
 
 def _run_one(fn, cache: str, root: str, /, **call):
     """Ray task body: fn(**call) in the driver's cache; returns the value and this run's cache counters."""
     if str(ROOT) != root:  # the worker found another checkout of lib (a Ray started without ray_init)
-        raise ReproError(f"a Ray worker imports lib from {ROOT}, the driver from {root}: start Ray with "
-                         f"lib.runner.ray_init(), with this checkout at the same path on every node")
+        raise ReproError(
+            f"a Ray worker imports lib from {ROOT}, the driver from {root}: start Ray with "
+            f"lib.runner.ray_init(), with this checkout at the same path on every node"
+        )
     # per run, not per worker: a reused worker may have served a grid with another cache (tests do)
     os.environ["DISTILL_CACHE"] = cache
     before = Counter(CACHE_STATS)
@@ -76,8 +88,16 @@ def _run_one(fn, cache: str, root: str, /, **call):
     return value, dict(Counter(CACHE_STATS) - before)
 
 
-def run_grid(fn, calls: list[dict], *, runner: str = "local", progress: bool = True, desc: str | None = None,
-             num_cpus: float | None = None, num_gpus: float | None = None) -> list:
+def run_grid(
+    fn,
+    calls: list[dict],
+    *,
+    runner: str = "local",
+    progress: bool = True,
+    desc: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+) -> list:
     """fn(**call) for every call; results in the order of `calls`.
 
     fn: a module-level function (Ray sends it by name); each call's values must pickle (Examples, dicts,
@@ -159,6 +179,7 @@ def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
         more = f" (and {len(errors) - 1} more runs failed)" if len(errors) > 1 else ""
         err = errors[i]
         # chained: the run's own exception (short); Ray's errors about dead workers are long and say no more
-        raise ReproError(f"{describe(fn, calls[i])} failed on Ray: {_one_line(err)}{more}") \
-            from (None if isinstance(err, RayError) else err)
+        raise ReproError(f"{describe(fn, calls[i])} failed on Ray: {_one_line(err)}{more}") from (
+            None if isinstance(err, RayError) else err
+        )
     return results

@@ -11,7 +11,8 @@
 - ta_confidence: exp(mean token log-prob) of an output text under the TA model, given the question prompt
   (teacher-forced, one batched pass through LM.score, pad-masked). Same function for student and teacher
   outputs. An empty output gets 0 (no evidence of confidence).
-- need_score = mean(1 - self_consistency, 1 - ta_confidence(student)): which questions to buy from the teacher.
+- need_score = mean(1 - self_consistency, 1 - ta_confidence(student)): which questions to buy from the
+  teacher.
 - demo_weights: ta_confidence(teacher) normalised to mean 1 ("weight"), or a 0/1 filter dropping those
   below tau ("filter").
 
@@ -19,6 +20,7 @@ Both model-based signals are cached through lib.common.cached_json, keyed by a f
 weights (a fine-tuned student keeps its name but not its weights), the exact prompts and outputs, and every
 sampling parameter.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,6 +35,7 @@ from .prompts import cot_prompt, parse_answer
 
 VERSION = 1  # bump when a signal's definition changes: cached values are then recomputed
 
+
 def model_fingerprint(lm) -> str:
     """Cheap hash of a model's weights: per tensor its float64 sum and a strided sample of its values."""
     import torch
@@ -41,7 +44,12 @@ def model_fingerprint(lm) -> str:
     with torch.no_grad():
         for n, p in lm.model.named_parameters():
             flat = p.detach().reshape(-1)
-            parts += [n, list(p.shape), float(flat.sum(dtype=torch.float64)), flat[:: max(1, flat.numel() // 16)].tolist()]
+            parts += [
+                n,
+                list(p.shape),
+                float(flat.sum(dtype=torch.float64)),
+                flat[:: max(1, flat.numel() // 16)].tolist(),
+            ]
     return stable_hash(parts, 20)
 
 
@@ -57,10 +65,22 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, float]:
     return maj, top / len(answers)
 
 
-def self_consistency(lm, examples: list[Example], *, K: int, temperature: float, max_new_tokens: int, seed: int,
-                     n_shots: int, prompt_fn: Callable[[Example], str] | None = None, batch_size: int = 16,
-                     cache: bool = True, progress: bool = False) -> dict:
-    """{"sc": [share], "majority": [answer|None], "answers": [[K parsed]], "samples": [[K texts]], "output": [text]}.
+def self_consistency(
+    lm,
+    examples: list[Example],
+    *,
+    K: int,
+    temperature: float,
+    max_new_tokens: int,
+    seed: int,
+    n_shots: int,
+    prompt_fn: Callable[[Example], str] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+    progress: bool = False,
+) -> dict:
+    """{"sc": [share], "majority": [answer|None], "answers": [[K parsed]], "samples": [[K texts]],
+    "output": [text]}.
 
     prompt_fn defaults to the few-shot chain-of-thought prompt (n_shots exemplars), which an un-warmed
     student needs to write "So the answer is X"; pass the student's training prompt for a fine-tuned one."""
@@ -69,8 +89,16 @@ def self_consistency(lm, examples: list[Example], *, K: int, temperature: float,
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
 
     def compute():
-        gens = lm.generate(prompts, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                           num_return_sequences=K, batch_size=batch_size, seed=seed, progress=progress)
+        gens = lm.generate(
+            prompts,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            temperature=temperature,
+            num_return_sequences=K,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
         gens = [g if isinstance(g, list) else [g] for g in gens]  # K=1 returns plain strings
         res = {"sc": [], "majority": [], "answers": [], "samples": gens, "output": []}
         for e, samples in zip(examples, gens):
@@ -79,20 +107,37 @@ def self_consistency(lm, examples: list[Example], *, K: int, temperature: float,
             res["sc"].append(share)
             res["majority"].append(maj)
             res["answers"].append(answers)
-            res["output"].append(next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0]))
+            res["output"].append(
+                next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0])
+            )
         return res
 
     if not cache:
         return compute()
-    key = {"model": model_fingerprint(lm), "prompts": stable_hash(prompts, 20),
-           "examples": stable_hash([e.to_dict() for e in examples], 20), "K": K, "temperature": temperature,
-           "max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed}  # batching changes the RNG draws
+    key = {
+        "model": model_fingerprint(lm),
+        "prompts": stable_hash(prompts, 20),
+        "examples": stable_hash([e.to_dict() for e in examples], 20),
+        "K": K,
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "seed": seed,
+    }  # batching changes the RNG draws
     return cached_json("signal_self_consistency", key, compute, version=VERSION)
 
 
-def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], *, n_shots: int, batch_size: int = 16,
-                  prompt_fn: Callable[[Example], str] | None = None, cache: bool = True,
-                  progress: bool = False) -> list[float]:
+def ta_confidence(
+    ta_lm,
+    examples: list[Example],
+    outputs: list[str],
+    *,
+    n_shots: int,
+    batch_size: int = 16,
+    prompt_fn: Callable[[Example], str] | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> list[float]:
     """exp(mean log p_TA(output tokens | question prompt)) per example; the prompt is the question with its
     options (cot_prompt with n_shots exemplars) and the output follows after one space."""
     if len(outputs) != len(examples):
@@ -106,7 +151,11 @@ def ta_confidence(ta_lm, examples: list[Example], outputs: list[str], *, n_shots
 
     if not cache:
         return compute()
-    key = {"model": model_fingerprint(ta_lm), "prompts": stable_hash(prompts, 20), "outputs": stable_hash(conts, 20)}
+    key = {
+        "model": model_fingerprint(ta_lm),
+        "prompts": stable_hash(prompts, 20),
+        "outputs": stable_hash(conts, 20),
+    }
     return cached_json("signal_ta_confidence", key, compute, version=VERSION)
 
 
@@ -119,7 +168,9 @@ def need_score(sc=None, ta_student=None) -> np.ndarray | None:
     return np.mean(parts, 0) if parts else None
 
 
-def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None, filter_q: float | None = None) -> np.ndarray:
+def demo_weights(
+    ta_teacher, mode: str = "weight", tau: float | None = None, filter_q: float | None = None
+) -> np.ndarray:
     """Per-demonstration training weights from ta_confidence(teacher): "weight" = normalised to mean 1
     (uniform if all are 0); "filter" = 1 where confidence >= tau, else 0 (dropped). Instead of tau, `filter_q`
     drops that share of the least-trusted demonstrations (tau = its quantile): an absolute tau would mean
@@ -137,7 +188,8 @@ def demo_weights(ta_teacher, mode: str = "weight", tau: float | None = None, fil
 
 
 def auroc(scores, correct) -> float:
-    """How well a signal separates right (1) from wrong (0) outputs: ROC AUC, nan when only one class occurs."""
+    """How well a signal separates right (1) from wrong (0) outputs: ROC AUC, nan when only one class
+    occurs."""
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(correct, int)

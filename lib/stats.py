@@ -16,6 +16,7 @@ share their seeds, so seeds and questions are *crossed* factors and method and b
 Units: accuracies are fractions in [0, 1]; differences are percentage points (100 x the difference of
 accuracies, "pts"); relative changes are percent of the baseline accuracy ("rel %").
 """
+
 from __future__ import annotations
 
 import json
@@ -50,6 +51,7 @@ STATS = ("rel", "diff", "acc", "base")
 
 
 # ---------------------------------------------------------------- data
+
 
 def as_correct(x) -> np.ndarray:
     """One run's per-question correctness as a float vector of 0/1: a list / array of numbers or bools, a
@@ -106,9 +108,11 @@ def _statistic(m, b, stat: str):
 
 # ---------------------------------------------------------------- bootstrap
 
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate on the full data, its percentile interval, and the bootstrap replicates behind it."""
+
     point: float
     lo: float
     hi: float
@@ -149,8 +153,9 @@ def _kind(n_seeds: int, n_boot: int, level: float, paired: bool) -> str:
     what = "paired bootstrap" if paired else "bootstrap"
     if n_seeds > 1:
         return f"{100 * level:g} % two-level {what} (seeds, then questions), {n_boot} resamples"
-    return (f"{100 * level:g} % {what} over questions (one seed: seed variance not estimated), "
-            f"{n_boot} resamples")
+    return (
+        f"{100 * level:g} % {what} over questions (one seed: seed variance not estimated), {n_boot} resamples"
+    )
 
 
 def resample_means(arrays: Sequence, n_boot: int = 2000, rng=None) -> np.ndarray:
@@ -175,8 +180,9 @@ def resample_means(arrays: Sequence, n_boot: int = 2000, rng=None) -> np.ndarray
     return (np.matmul(cs.astype(float), x) * cq).sum(-1) / (n_s * n_q)
 
 
-def paired_bootstrap(method, base, stat: str = "rel", *, n_boot: int = 2000, level: float = 0.95,
-                     rng=None) -> Interval:
+def paired_bootstrap(
+    method, base, stat: str = "rel", *, n_boot: int = 2000, level: float = 0.95, rng=None
+) -> Interval:
     """Paired two-level bootstrap of a method against its baseline on the same seeds and questions
     (`method`, `base`: seeds x questions 0/1, or 1-d for one seed; resampling as in `resample_means`).
     `stat`: 'rel' = relative_change(mean(method), mean(base)) in %, 'diff' = 100 * (mean(method) -
@@ -190,8 +196,14 @@ def paired_bootstrap(method, base, stat: str = "rel", *, n_boot: int = 2000, lev
     reps = resample_means([m, b], n_boot, rng)
     samples = np.asarray(_statistic(reps[0], reps[1], stat), float)
     lo, hi = percentile_interval(samples, level)
-    return Interval(float(_statistic(m.mean(), b.mean(), stat)), lo, hi, samples,
-                    _kind(m.shape[0], n_boot, level, paired=True), level)
+    return Interval(
+        float(_statistic(m.mean(), b.mean(), stat)),
+        lo,
+        hi,
+        samples,
+        _kind(m.shape[0], n_boot, level, paired=True),
+        level,
+    )
 
 
 def accuracy_bootstrap(correct, *, n_boot: int = 2000, level: float = 0.95, rng=None) -> Interval:
@@ -217,11 +229,12 @@ def average_intervals(intervals: Sequence[Interval]) -> Interval:
     samples = np.mean(np.stack([i.samples for i in intervals]), axis=0)
     lo, hi = percentile_interval(samples, level)
     kinds = list(dict.fromkeys(i.kind for i in intervals))
-    kind = (f"mean over {len(intervals)} datasets, each resampled independently, of: " + "; ".join(kinds))
+    kind = f"mean over {len(intervals)} datasets, each resampled independently, of: " + "; ".join(kinds)
     return Interval(float(np.mean([i.point for i in intervals])), lo, hi, samples, kind, level)
 
 
 # ---------------------------------------------------------------- single proportions
+
 
 def clopper_pearson(k, n, level: float = 0.95):
     """Exact (Clopper-Pearson) interval of a proportion k/n: the alpha/2 quantile of Beta(k, n-k+1) and the
@@ -255,6 +268,7 @@ def wilson(k, n, level: float = 0.95):
 
 # ---------------------------------------------------------------- minimum detectable effects
 
+
 def mde(se, alpha: float = ALPHA, power: float = POWER):
     """Minimum detectable effect: (z_{1-alpha/2} + z_{power}) * se, the true effect a two-sided level-alpha
     test detects with probability `power` when its estimate is normal with standard error `se`
@@ -283,14 +297,24 @@ def variance_components(method, base=None) -> dict:
     if n_q < 2:
         raise ValueError("variance components need at least 2 questions")
     if n_s == 1:
-        return {"seed": 0.0, "question": float(np.var(d[0], ddof=1)), "resid": 0.0, "n_seeds": 1,
-                "n_questions": n_q}
+        return {
+            "seed": 0.0,
+            "question": float(np.var(d[0], ddof=1)),
+            "resid": 0.0,
+            "n_seeds": 1,
+            "n_questions": n_q,
+        }
     rows, cols, grand = d.mean(1, keepdims=True), d.mean(0, keepdims=True), d.mean()
     ms_seed = n_q * float(np.sum((rows - grand) ** 2)) / (n_s - 1)
     ms_q = n_s * float(np.sum((cols - grand) ** 2)) / (n_q - 1)
     ms_e = float(np.sum((d - rows - cols + grand) ** 2)) / ((n_s - 1) * (n_q - 1))
-    return {"seed": max(0.0, (ms_seed - ms_e) / n_q), "question": max(0.0, (ms_q - ms_e) / n_s),
-            "resid": ms_e, "n_seeds": n_s, "n_questions": n_q}
+    return {
+        "seed": max(0.0, (ms_seed - ms_e) / n_q),
+        "question": max(0.0, (ms_q - ms_e) / n_s),
+        "resid": ms_e,
+        "n_seeds": n_s,
+        "n_questions": n_q,
+    }
 
 
 def two_level_se(method, base=None, n_seeds: int | None = None, n_questions: int | None = None) -> float:
@@ -304,6 +328,7 @@ def two_level_se(method, base=None, n_seeds: int | None = None, n_questions: int
 
 
 # ---------------------------------------------------------------- verdicts
+
 
 def _missing(x) -> bool:
     return x is None or (isinstance(x, (float, np.floating)) and np.isnan(x))
@@ -349,6 +374,7 @@ def verdict(lo: float, hi: float, paper: float | None = None, trained: bool = Tr
 
 # ---------------------------------------------------------------- comparison table
 
+
 def _row_rng(seed: int, dataset: str, method: str) -> np.random.Generator:
     """One generator per (dataset, method): a row's numbers do not depend on the table's other rows."""
     return np.random.default_rng([seed, zlib.crc32(str(dataset).encode()), zlib.crc32(str(method).encode())])
@@ -364,8 +390,16 @@ def _runs_of(g: pd.DataFrame, dataset, method) -> tuple[list, np.ndarray, np.nda
     return list(g.seed), np.stack(vecs), g.trained.astype(bool).to_numpy()
 
 
-def compare_table(runs: pd.DataFrame, baseline: str, *, paper: dict | None = None, n_boot: int = 2000,
-                  level: float = 0.95, seed: int = 0, trained_rule: str = "majority") -> pd.DataFrame:
+def compare_table(
+    runs: pd.DataFrame,
+    baseline: str,
+    *,
+    paper: dict | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    trained_rule: str = "majority",
+) -> pd.DataFrame:
     """Every method against `baseline`, per dataset and averaged over datasets.
 
     `runs`: one row per run with columns dataset, method, seed, correct (0/1 per test question, or its
@@ -411,37 +445,73 @@ def compare_table(runs: pd.DataFrame, baseline: str, *, paper: dict | None = Non
         for m, gm in g[g.method != baseline].groupby("method", sort=False):
             m_seeds, x, m_tr = _runs_of(gm, d, m)
             if m_seeds != b_seeds or x.shape != b.shape:
-                raise ValueError(f"{d}/{m}: seeds {m_seeds} x {x.shape[1]} questions do not pair with the "
-                                 f"baseline's {b_seeds} x {b.shape[1]}")
+                raise ValueError(
+                    f"{d}/{m}: seeds {m_seeds} x {x.shape[1]} questions do not pair with the "
+                    f"baseline's {b_seeds} x {b.shape[1]}"
+                )
             means = resample_means([x, b], n_boot, _row_rng(seed, d, m))
             kind = _kind(len(m_seeds), n_boot, level, paired=True)
             iv = {}
             for s in ("acc", "rel", "diff"):
                 smp = np.asarray(_statistic(means[0], means[1], s), float)
-                iv[s] = Interval(float(_statistic(x.mean(), b.mean(), s)), *percentile_interval(smp, level),
-                                 smp, kind, level)
+                iv[s] = Interval(
+                    float(_statistic(x.mean(), b.mean(), s)),
+                    *percentile_interval(smp, level),
+                    smp,
+                    kind,
+                    level,
+                )
             both = int((m_tr & b_tr).sum())
             tested = both * 2 > len(m_seeds) if trained_rule == "majority" else both == len(m_seeds)
             reps.setdefault(m, []).append((iv, tested))
-            rows.append(_row(d, m, baseline, len(m_seeds), both, x.shape[1], iv, float(b.mean()), tested,
-                             paper))
+            rows.append(
+                _row(d, m, baseline, len(m_seeds), both, x.shape[1], iv, float(b.mean()), tested, paper)
+            )
     for m, per in reps.items():
         iv = {s: average_intervals([p[0][s] for p in per]) for s in ("acc", "rel", "diff")}
         t = [r for r in rows if r["method"] == m]
-        rows.append(_row("average", m, baseline, min(r["seeds"] for r in t),
-                         sum(r["trained_seeds"] for r in t), sum(r["n_test"] for r in t), iv,
-                         float(np.mean([r["base_acc"] for r in t])), all(p[1] for p in per), paper))
+        rows.append(
+            _row(
+                "average",
+                m,
+                baseline,
+                min(r["seeds"] for r in t),
+                sum(r["trained_seeds"] for r in t),
+                sum(r["n_test"] for r in t),
+                iv,
+                float(np.mean([r["base_acc"] for r in t])),
+                all(p[1] for p in per),
+                paper,
+            )
+        )
     return pd.DataFrame(rows)
 
 
 def _row(d, m, baseline, seeds, trained_seeds, n_test, iv, base_acc, tested, paper) -> dict:
     p = paper.get((d, m), float("nan"))
-    return {"dataset": d, "method": m, "baseline": baseline, "seeds": seeds, "trained_seeds": trained_seeds,
-            "n_test": n_test, "acc_mean": iv["acc"].point, "acc_lo": iv["acc"].lo, "acc_hi": iv["acc"].hi,
-            "base_acc": base_acc, "rel_%": iv["rel"].point, "rel_lo": iv["rel"].lo, "rel_hi": iv["rel"].hi,
-            "diff_pts": iv["diff"].point, "diff_lo": iv["diff"].lo, "diff_hi": iv["diff"].hi,
-            "mde_pts": float(mde(iv["diff"].se)), "mde_rel_%": float(mde(iv["rel"].se)), "paper_%": p,
-            "interval": iv["rel"].kind, "verdict": verdict(iv["rel"].lo, iv["rel"].hi, p, trained=tested)}
+    return {
+        "dataset": d,
+        "method": m,
+        "baseline": baseline,
+        "seeds": seeds,
+        "trained_seeds": trained_seeds,
+        "n_test": n_test,
+        "acc_mean": iv["acc"].point,
+        "acc_lo": iv["acc"].lo,
+        "acc_hi": iv["acc"].hi,
+        "base_acc": base_acc,
+        "rel_%": iv["rel"].point,
+        "rel_lo": iv["rel"].lo,
+        "rel_hi": iv["rel"].hi,
+        "diff_pts": iv["diff"].point,
+        "diff_lo": iv["diff"].lo,
+        "diff_hi": iv["diff"].hi,
+        "mde_pts": float(mde(iv["diff"].se)),
+        "mde_rel_%": float(mde(iv["rel"].se)),
+        "paper_%": p,
+        "interval": iv["rel"].kind,
+        "verdict": verdict(iv["rel"].lo, iv["rel"].hi, p, trained=tested),
+    }
 
 
 def table_note(table: pd.DataFrame) -> str:
@@ -451,13 +521,16 @@ def table_note(table: pd.DataFrame) -> str:
         return "no comparisons"
     kinds = "; ".join(dict.fromkeys(table.loc[table.dataset != "average", "interval"]))
     pts, rel = table["mde_pts"].dropna(), table["mde_rel_%"].dropna()
+
     def span(s, f):
         if s.empty:
             return "-"
         return f"{s.min():{f}}" if s.min() == s.max() else f"{s.min():{f}}-{s.max():{f}}"
 
-    return (f"Intervals: {kinds}; 'average': mean over datasets of per-dataset replicates. "
-            f"MDE ({100 * POWER:g} % power, two-sided {100 * ALPHA:g} %) = {Z_MDE:.2f} x bootstrap SE: "
-            f"{span(pts, '.1f')} accuracy points, {span(rel, '.0f')} % relative. "
-            "Verdicts on the relative interval; 'not tested': the students did not train "
-            "(trained_seeds).")
+    return (
+        f"Intervals: {kinds}; 'average': mean over datasets of per-dataset replicates. "
+        f"MDE ({100 * POWER:g} % power, two-sided {100 * ALPHA:g} %) = {Z_MDE:.2f} x bootstrap SE: "
+        f"{span(pts, '.1f')} accuracy points, {span(rel, '.0f')} % relative. "
+        "Verdicts on the relative interval; 'not tested': the students did not train "
+        "(trained_seeds)."
+    )

@@ -13,25 +13,25 @@
 are random, with no teacher signal the weights are uniform. Every run's result (not the weights) is
 cached under a key of all its inputs: a rerun or resumed run recomputes nothing.
 """
+
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
-
-from dataclasses import asdict
 
 from .common import ReproError, cached_json, check_choice, stable_hash
 from .config import TARun
 from .data import Example
-from .models import load_model
+from .models import load_model, load_shared
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
 from .training import make_items, predict_prompt, score_test, start_dev_accuracy, train
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 4  # bump when a run's definition changes: cached runs are then recomputed
+VERSION = 5  # bump when a run's definition changes: cached runs are then recomputed
 
 
 def _check(method: str, run: TARun) -> None:
@@ -51,23 +51,36 @@ def _check(method: str, run: TARun) -> None:
 def _items(examples, demos, run: TARun, weights=None):
     keep = [i for i, d in enumerate(demos) if d.answer is not None]  # an unparseable demo teaches nothing
     w = None if weights is None else [weights[i] for i in keep]
-    return make_items([examples[i] for i in keep], [demos[i].answer for i in keep],
-                      [demos[i].rationale for i in keep], fmt=run.fmt, alpha=run.alpha, weights=w)
+    return make_items(
+        [examples[i] for i in keep],
+        [demos[i].answer for i in keep],
+        [demos[i].rationale for i in keep],
+        fmt=run.fmt,
+        alpha=run.alpha,
+        weights=w,
+    )
 
 
 def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) -> dict:
     """Self-consistency and the TA's confidence in the student's output, per candidate question.
 
     A warmed student answers in its training format; an un-warmed one gets the question with its options and
-    `cot_shots` chain-of-thought exemplars (the K samples share one prefill of the prompt). The un-warmed
-    student is the same pretrained model in every run, so its samples use one fixed seed and are cached once
-    per pool (their cost would otherwise repeat in every seed and ablation)."""
+    `cot_shots` chain-of-thought exemplars (the K samples share one prefill of the prompt). Every seed draws
+    its own samples: the seed is what makes repeated runs of one method differ, so seeds that shared one
+    draw would make the spread over seeds look smaller than it is."""
     numeric = bool(examples) and examples[0].kind == "numeric"
     cot_len = run.cot_max_new_tokens_numeric if numeric else run.cot_max_new_tokens
-    sc = self_consistency(student, examples, K=run.K, temperature=run.temperature, seed=seed if warmed else 0,
-                          max_new_tokens=run.sc_max_new_tokens if warmed else cot_len,
-                          prompt_fn=predict_prompt if warmed else None, n_shots=run.cot_shots,
-                          batch_size=run.eval_batch_size)
+    sc = self_consistency(
+        student,
+        examples,
+        K=run.K,
+        temperature=run.temperature,
+        seed=seed,
+        max_new_tokens=run.sc_max_new_tokens if warmed else cot_len,
+        prompt_fn=predict_prompt if warmed else None,
+        n_shots=run.cot_shots,
+        batch_size=run.eval_batch_size,
+    )
     conf = ta_confidence(ta, examples, sc["output"], n_shots=run.ta_shots, batch_size=run.eval_batch_size)
     return {"sc": np.asarray(sc["sc"], float), "ta_student": np.asarray(conf, float)}
 
@@ -83,25 +96,43 @@ def _choose(candidates: list[Example], need_, n: int, rng) -> list[int]:
     return [int(i) for i in sorted(order, key=lambda i: -need_[i])[:n]]
 
 
-def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, preset: str,
-        progress: bool = True) -> dict:
+def run(
+    method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, preset: str, progress: bool = True
+) -> dict:
     """One (method, dataset, seed) run; returns test accuracy, per-example correctness and diagnostics."""
     _check(method, cfg)
     pool, dev, test = splits["pool"], splits["dev"], splits["test"]
     B = min(cfg.budget, len(pool))
     T = get_teacher(cfg.teacher, preset=preset)
-    key = {"method": method, "dataset": dataset, "seed": seed, "preset": preset, "cfg": asdict(cfg),
-           "teacher_config": T.config(),
-           "pool": stable_hash([e.id for e in pool]), "dev": stable_hash([e.id for e in dev]),
-           "test": stable_hash([e.id for e in test])}
+    key = {
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "preset": preset,
+        "cfg": asdict(cfg),
+        "teacher_config": T.config(),
+        "pool": stable_hash([e.id for e in pool]),
+        "dev": stable_hash([e.id for e in dev]),
+        "test": stable_hash([e.id for e in test]),
+    }
 
     def compute():
         t0 = time.time()
         rng = np.random.default_rng(seed)
         lm = load_model(cfg.student)
-        ta_lm = load_model(cfg.ta) if cfg.ta != cfg.student else lm
-        train_kw = dict(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=seed, dev=dev, fmt=cfg.fmt,
-                        eval_batch_size=cfg.eval_batch_size, progress=progress)
+        # the TA is read-only and never the student object, also when it is the same pretrained model: the
+        # student trains in place, and a TA that trained with it would judge outputs with the student's eyes
+        ta_lm = load_shared(cfg.ta)
+        train_kw = dict(
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            seed=seed,
+            dev=dev,
+            fmt=cfg.fmt,
+            eval_batch_size=cfg.eval_batch_size,
+            progress=progress,
+        )
         diag = {}
         uses_student = "sc" in cfg.signals or "ta_student" in cfg.signals
         # the pretrained student's dev accuracy is the same in every run: computed once (cached), not per run
@@ -111,7 +142,11 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, prese
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
-            n = need(student_signals(lm, ta_lm, pool, cfg, seed, warmed=False), cfg.signals) if uses_student else None
+            n = (
+                need(student_signals(lm, ta_lm, pool, cfg, seed, warmed=False), cfg.signals)
+                if uses_student
+                else None
+            )
             chosen = [pool[i] for i in _choose(pool, n, B, rng)]
         else:
             n1 = max(1, round(cfg.rho * B))
@@ -120,50 +155,81 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, prese
             rest = [pool[i] for i in perm[n1:]]
             d1 = annotate(T, stage1, dataset, progress=progress)
             h1 = train(lm, _items(stage1, d1, cfg), start_dev_acc=zero_dev, **train_kw)
-            diag["warm"] = start = h1["best_dev_acc"]  # train() returns its dev-selected model: stage 2 starts there
+            diag["warm"] = start = h1[
+                "best_dev_acc"
+            ]  # train() returns its dev-selected model: stage 2 starts there
             pretrained, steps = h1["kept_start"], h1["steps"]
-            n = need(student_signals(lm, ta_lm, rest, cfg, seed, warmed=True), cfg.signals) if uses_student else None
+            n = (
+                need(student_signals(lm, ta_lm, rest, cfg, seed, warmed=True), cfg.signals)
+                if uses_student
+                else None
+            )
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
                 lm, start, pretrained = load_model(cfg.student), zero_dev, True
         demos = annotate(T, chosen, dataset, progress=progress)
         weights = None
         if method != "plain" and "ta_teacher" in cfg.signals:
-            conf = ta_confidence(ta_lm, chosen, [d.text() for d in demos], n_shots=cfg.ta_shots,
-                                 batch_size=cfg.eval_batch_size)
+            conf = ta_confidence(
+                ta_lm, chosen, [d.text() for d in demos], n_shots=cfg.ta_shots, batch_size=cfg.eval_batch_size
+            )
             weights = demo_weights(conf, cfg.use, filter_q=cfg.filter_q).tolist()
             right = [w for w, d in zip(weights, demos) if d.correct]
             wrong = [w for w, d in zip(weights, demos) if not d.correct]
             diag["weight_teacher_correct"] = float(np.mean(right)) if right else float("nan")
             diag["weight_teacher_wrong"] = float(np.mean(wrong)) if wrong else float("nan")
         hist = train(lm, _items(chosen, demos, cfg, weights), start_dev_acc=start, **train_kw)
-        acc, correct = score_test(lm, cfg.student, test, pretrained=pretrained and hist["kept_start"], fmt=cfg.fmt,
-                                  batch_size=cfg.eval_batch_size)
-        kept = [d.answer is not None and (weights is None or w > 0)
-                for d, w in zip(demos, weights or [1.0] * len(demos))]
-        # trained: the returned student is not the pretrained one (some stage's dev selection kept a trained epoch)
+        acc, correct = score_test(
+            lm,
+            cfg.student,
+            test,
+            pretrained=pretrained and hist["kept_start"],
+            fmt=cfg.fmt,
+            batch_size=cfg.eval_batch_size,
+        )
+        kept = [
+            d.answer is not None and (weights is None or w > 0)
+            for d, w in zip(demos, weights or [1.0] * len(demos))
+        ]
+        # trained: the returned student is not the pretrained one (a dev selection kept trained weights)
         trained = not (pretrained and hist["kept_start"])
-        return {"test_acc": acc, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
-                "best_epoch": hist["best_epoch"], "trained": trained, "steps": steps + hist["steps"], "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
-                "n_bought": len(demos), "n_trained": int(sum(kept)), "seconds": time.time() - t0, **diag}
+        return {
+            "test_acc": acc,
+            "correct": correct,
+            "zero_shot_dev": zero_dev,
+            "best_dev": hist["best_dev_acc"],
+            "best_epoch": hist["best_epoch"],
+            "trained": trained,
+            "steps": steps + hist["steps"],
+            "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
+            "n_bought": len(demos),
+            "n_trained": int(sum(kept)),
+            "seconds": time.time() - t0,
+            **diag,
+        }
 
     return cached_json("ta_run", key, compute, version=VERSION)
 
 
 def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
-    """The teacher's demonstrations for the whole pool, once per dataset before a grid fans out: every run then
-    reads them from the teacher's cache instead of asking it in parallel. Only for teachers that cost nothing
-    per question (simulated, local LM): an API teacher is asked per run, for the questions that run buys."""
+    """The teacher's demonstrations for the whole pool, once per dataset before a grid fans out: every run
+    then reads them from the teacher's cache instead of asking it in parallel. Only for teachers that cost
+    nothing per question (simulated, local LM): an API teacher is asked per run, for the questions it buys."""
     T = get_teacher(cfg.teacher, preset=preset)
     if not cfg.teacher.startswith("openai:"):
         annotate(T, splits["pool"], dataset)
 
 
 def ablation_grid(budget: int) -> list[tuple[str, str, str, dict]]:
-    """(group, label, method, TARun overrides) for notebook 13: signals, weighting vs filtering, ρ, K, B, ε."""
+    """(group, label, method, TARun overrides) for notebook 13: signals, weighting vs filtering, ρ, K, B,
+    ε."""
     from itertools import combinations
 
-    grid = [("signals", "+".join(c), "two_stage", {"signals": tuple(c)}) for r in (1, 2, 3) for c in combinations(SIGNALS, r)]
+    grid = [
+        ("signals", "+".join(c), "two_stage", {"signals": tuple(c)})
+        for r in (1, 2, 3)
+        for c in combinations(SIGNALS, r)
+    ]
     grid += [("use", u, "two_stage", {"use": u}) for u in ("weight", "filter")]
     grid += [("rho", str(r), "two_stage", {"rho": r}) for r in (0.1, 0.2, 0.4)]
     grid += [("K", str(k), "two_stage", {"K": k}) for k in (2, 4, 8)]

@@ -4,10 +4,11 @@ Three kinds (`get_teacher("kind:arg")`):
   lm:NAME         a local LM with a few-shot chain-of-thought prompt (lib.prompts.cot_prompt), batched greedy
                   generation; the final answer is parsed from the text (unparseable = wrong, counted in
                   `Demo.unparsed`). `answer_by="options"` (mc / yes-no only) keeps the generated rationale but
-                  takes the answer from option log-likelihood given the question alone (lib.evaluation.option_scores,
-                  the zero-shot method of notebook 00): small teachers rarely end their chains in a parseable or
-                  right answer (Gemma-3-270M: 0/16 CommonsenseQA answers right when the options were scored after its
-                  own rationale, against about 40 % zero-shot), so the answer can disagree with the rationale.
+                  takes the answer from option log-likelihood given the question alone
+                  (lib.evaluation.option_scores, the zero-shot method of notebook 00): small teachers rarely
+                  end their chains in a parseable or right answer (Gemma-3-270M: 0/16 CommonsenseQA answers
+                  right when the options are scored after its own rationale, against about 40 % zero-shot),
+                  so the answer can disagree with the rationale.
   simulated:EPS   the gold rationale / answer, made wrong for a known share EPS of examples (controlled
                   experiments: the true quality of every demonstration is known, `Demo.true_correct`).
   openai:MODEL    an OpenAI-compatible /v1/chat/completions endpoint through the `openai` package,
@@ -30,6 +31,7 @@ same id with other content, e.g. smoke vs offline data, never collides). Each li
 write() and flushed; a line that does not parse (the tail of a killed run) is ignored and its example is
 asked again. A rerun asks the teacher nothing it already answered.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -49,6 +51,7 @@ from .prompts import cot_prompt, demonstration, is_correct, parse_answer
 
 CACHE_VERSION = 3  # bump when a teacher's output for the same prompt and config changes meaning
 
+
 @dataclass
 class Demo:
     id: str
@@ -57,7 +60,9 @@ class Demo:
     raw: str  # the teacher's text as produced
     correct: bool  # answer == gold
     true_correct: bool | None = None  # simulated teacher: the demonstration was not corrupted
-    unparsed: bool = False  # the generated text had no parseable final answer (answer_by="options" still answers)
+    unparsed: bool = (
+        False  # the generated text had no parseable final answer (answer_by="options" still answers)
+    )
 
     def text(self) -> str:
         """The target a student learns from (rationale, then the answer in the parseable form)."""
@@ -96,12 +101,19 @@ class Teacher:
 
 # ---------------------------------------------------------------- local LM teacher
 
+
 class LMTeacher(Teacher):
-    def __init__(self, model_name: str, *, answer_by: str, max_new_tokens: int, n_shots: int, batch_size: int,
-                 lm=None):
+    def __init__(
+        self, model_name: str, *, answer_by: str, max_new_tokens: int, n_shots: int, batch_size: int, lm=None
+    ):
         if answer_by not in ("generate", "options"):
             raise ReproError(f"unknown answer_by {answer_by!r}; valid: generate, options")
-        self.model_name, self.answer_by, self.max_new_tokens, self.n_shots = model_name, answer_by, max_new_tokens, n_shots
+        self.model_name, self.answer_by, self.max_new_tokens, self.n_shots = (
+            model_name,
+            answer_by,
+            max_new_tokens,
+            n_shots,
+        )
         self.batch_size, self._lm = batch_size, lm  # loaded lazily: a full cache hit never loads the model
         self.name = f"lm-{model_name.replace('/', '--')}"
 
@@ -112,6 +124,7 @@ class LMTeacher(Teacher):
     def lm(self):
         if self._lm is None:
             from .models import load_model
+
             self._lm = load_model(self.model_name)
         return self._lm
 
@@ -119,8 +132,9 @@ class LMTeacher(Teacher):
         return cot_prompt(e, self.n_shots)
 
     def answer(self, examples: list[Example]) -> list[Demo]:
-        gens = self.lm.generate([self.prompt(e) for e in examples], max_new_tokens=self.max_new_tokens,
-                                batch_size=self.batch_size)
+        gens = self.lm.generate(
+            [self.prompt(e) for e in examples], max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+        )
         parsed = [parse_answer(g, e) for g, e in zip(gens, examples)]
         rats = [split_rationale(g) for g in gens]
         answers = list(parsed)
@@ -129,7 +143,10 @@ class LMTeacher(Teacher):
             scores = option_scores(self.lm, [examples[i] for i in idx], batch_size=self.batch_size)
             for i, sc in zip(idx, scores):
                 answers[i] = examples[i].choices[int(sc.argmax())]
-        return [_demo(e, r, a, g, unparsed=p is None) for e, r, a, g, p in zip(examples, rats, answers, gens, parsed)]
+        return [
+            _demo(e, r, a, g, unparsed=p is None)
+            for e, r, a, g, p in zip(examples, rats, answers, gens, parsed)
+        ]
 
 
 # ---------------------------------------------------------------- simulated teacher
@@ -138,9 +155,11 @@ CORRUPT = ("answer", "step", "both")
 
 
 def _template_rationale(e: Example, answer: str) -> str:
-    """Stand-in rationale where the dataset has none (CommonsenseQA, ARC): it names the options and the answer,
-    so it carries no reasoning beyond the answer itself (documented in the notebooks)."""
-    return f"The answer must fit the question. Of the options {', '.join(e.choices or [])}, {answer} fits best."
+    """Stand-in rationale where the dataset has none (CommonsenseQA, ARC): it names the options and the
+    answer, so it carries no reasoning beyond the answer itself (documented in the notebooks)."""
+    return (
+        f"The answer must fit the question. Of the options {', '.join(e.choices or [])}, {answer} fits best."
+    )
 
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
@@ -154,7 +173,7 @@ def _corrupt_step(rationale: str, rng: random.Random) -> str | None:
     m = rng.choice(hits)
     v = float(m.group())
     new = format_number(v + rng.choice([-1, 1]) * rng.randint(1, max(2, int(abs(v) * 0.5) or 2)))
-    return rationale[:m.start()] + new + rationale[m.end():]
+    return rationale[: m.start()] + new + rationale[m.end() :]
 
 
 def _wrong_answer(e: Example, rng: random.Random) -> str:
@@ -162,18 +181,19 @@ def _wrong_answer(e: Example, rng: random.Random) -> str:
         return rng.choice([c for c in e.choices if c.lower() != e.answer.lower()])
     v = float(e.answer)
     off = rng.randint(1, max(3, int(abs(v) * 0.5)))
-    return format_number(v - off if rng.random() < 0.5 and v - off >= 0 else v + off)  # keep counts non-negative
+    # keep counts non-negative
+    return format_number(v - off if rng.random() < 0.5 and v - off >= 0 else v + off)
 
 
 class SimulatedTeacher(Teacher):
     """Gold demonstrations with a controlled error rate.
 
-    Example i is made wrong iff u_i < error_rate, u_i uniform from a hash of (seed, dataset, id): deterministic,
-    independent of order and batch, and nested across rates (the wrong set at 0.2 lies inside the one at 0.4).
-    corrupt="answer": another option / gold ± a random offset (numbers; the gold result in the rationale is
-    replaced too, so the chain ends in the wrong number); "step": one number in the rationale changed, answer
-    kept (correct vs gold, but true_correct False; falls back to "answer" when the rationale has no number);
-    "both": wrong answer and a corrupted step."""
+    Example i is made wrong iff u_i < error_rate, u_i uniform from a hash of (seed, dataset, id):
+    deterministic, independent of order and batch, and nested across rates (the wrong set at 0.2 lies inside
+    the one at 0.4). corrupt="answer": another option / gold ± a random offset (numbers; the gold result in
+    the rationale is replaced too, so the chain ends in the wrong number); "step": one number in the rationale
+    changed, answer kept (correct vs gold, but true_correct False; falls back to "answer" when the rationale
+    has no number); "both": wrong answer and a corrupted step."""
 
     batch_size, slow = 10_000, False
 
@@ -195,7 +215,7 @@ class SimulatedTeacher(Teacher):
         return [self._one(e) for e in examples]
 
     def _one(self, e: Example) -> Demo:
-        u = int(stable_hash(["u", self.seed, e.dataset, e.id], 12), 16) / 16 ** 12
+        u = int(stable_hash(["u", self.seed, e.dataset, e.id], 12), 16) / 16**12
         rng = random.Random(stable_hash(["c", self.seed, e.dataset, e.id]))
         wrong = u < self.error_rate
         answer = e.answer
@@ -214,7 +234,7 @@ class SimulatedTeacher(Teacher):
             elif e.kind == "numeric":  # the chain now ends in the wrong result: its last gold number replaced
                 hits = list(re.finditer(rf"(?<![\w.]){re.escape(e.answer)}(?![\w]|\.\d)", rationale))
                 if hits:
-                    rationale = rationale[:hits[-1].start()] + answer + rationale[hits[-1].end():]
+                    rationale = rationale[: hits[-1].start()] + answer + rationale[hits[-1].end() :]
             if mode == "both":
                 rationale = _corrupt_step(rationale, rng) or rationale
         return _demo(e, rationale, answer, demonstration(rationale, answer), true_correct=not wrong)
@@ -222,8 +242,10 @@ class SimulatedTeacher(Teacher):
 
 # ---------------------------------------------------------------- OpenAI-compatible chat endpoint
 
-SYSTEM = ("You are a careful teacher. Reason step by step in a few sentences, then end with "
-          "'So the answer is X.' where X is the final answer (for multiple choice, the option text).")
+SYSTEM = (
+    "You are a careful teacher. Reason step by step in a few sentences, then end with "
+    "'So the answer is X.' where X is the final answer (for multiple choice, the option text)."
+)
 
 
 class OpenAITeacher(Teacher):
@@ -244,9 +266,19 @@ class OpenAITeacher(Teacher):
     doubling from 0.5 s to 8 s. Other 4xx fail at once. Every failure is a one-line ReproError.
     timeout: seconds per request; generous because a local CPU server queues requests behind its slots."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 n_shots: int = 4, max_tokens: int = 256, temperature: float = 0.0, concurrency: int = 8,
-                 batch_size: int | None = None, max_retries: int = 5, timeout: float = 300.0):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        n_shots: int = 4,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+        max_retries: int = 5,
+        timeout: float = 300.0,
+    ):
         if concurrency < 1:
             raise ReproError(f"concurrency must be >= 1, got {concurrency!r}")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com"
@@ -257,8 +289,13 @@ class OpenAITeacher(Teacher):
         self.name = f"openai-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}"
 
     def config(self) -> dict:  # no key here: config goes into cache keys
-        return {"base_url": self.base_url, "model": self.model, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "system": SYSTEM}
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "system": SYSTEM,
+        }
 
     def prompt(self, e: Example) -> str:
         return cot_prompt(e, self.n_shots)
@@ -280,15 +317,18 @@ class OpenAITeacher(Teacher):
             return key
         if self.is_local():
             return "no-key-for-a-local-server"  # the client insists on some key; a local server ignores it
-        raise ReproError(f"set ${self.api_key_env} to use the teacher at {self.api_root} "
-                         "(a local server, e.g. OPENAI_BASE_URL=http://127.0.0.1:8080/v1, needs no key)")
+        raise ReproError(
+            f"set ${self.api_key_env} to use the teacher at {self.api_root} "
+            "(a local server, e.g. OPENAI_BASE_URL=http://127.0.0.1:8080/v1, needs no key)"
+        )
 
     def answer(self, examples: list[Example]) -> list[Demo]:
         import openai  # imported here: ~1 s that notebooks using other teachers do not pay
 
         key = self._api_key()
-        with openai.OpenAI(api_key=key, base_url=self.api_root, max_retries=self.max_retries,
-                           timeout=self.timeout) as client:
+        with openai.OpenAI(
+            api_key=key, base_url=self.api_root, max_retries=self.max_retries, timeout=self.timeout
+        ) as client:
             pool = ThreadPoolExecutor(max(1, min(self.concurrency, len(examples))))
             try:
                 futures = [pool.submit(self._ask, client, e) for e in examples]
@@ -307,16 +347,20 @@ class OpenAITeacher(Teacher):
 
     def _ask(self, client, e: Example) -> str:
         raw = client.chat.completions.with_raw_response.create(
-            model=self.model, temperature=self.temperature, max_tokens=self.max_tokens,
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": self.prompt(e)}])
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": self.prompt(e)}],
+        )
         body = raw.http_response.text  # parsed here, not by the client: any malformed reply is a ReproError
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
         except json.JSONDecodeError:
             raise ReproError(f"{self.api_root} sent a reply that is not JSON: {body[:200]!r}") from None
         except (KeyError, IndexError, TypeError):
-            raise ReproError(f"{self.api_root} sent a reply without choices[0].message.content: "
-                             f"{body[:200]!r}") from None
+            raise ReproError(
+                f"{self.api_root} sent a reply without choices[0].message.content: {body[:200]!r}"
+            ) from None
         if content is not None and not isinstance(content, str):
             raise ReproError(f"{self.api_root} sent a message content that is not text: {body[:200]!r}")
         return content or ""
@@ -360,7 +404,9 @@ def get_teacher(spec: str, *, preset: str | None = None, **kwargs) -> Teacher:
         try:
             eps = float(arg)
         except ValueError:
-            raise ReproError(f"simulated teacher needs an error rate, e.g. simulated:0.2, got {spec!r}") from None
+            raise ReproError(
+                f"simulated teacher needs an error rate, e.g. simulated:0.2, got {spec!r}"
+            ) from None
         return SimulatedTeacher(eps, **kwargs)
     if kind == "lm":
         if preset is not None:  # the preset's LM teacher settings (notebook 10's), unless overridden
@@ -368,8 +414,13 @@ def get_teacher(spec: str, *, preset: str | None = None, **kwargs) -> Teacher:
 
             cfg = get_preset(preset)
             t = cfg["teachers"]
-            kwargs = {"answer_by": t["lm_answer_by"], "max_new_tokens": t["lm_max_new_tokens"],
-                      "n_shots": t["lm_shots"], "batch_size": cfg["data"]["batch_size"], **kwargs}
+            kwargs = {
+                "answer_by": t["lm_answer_by"],
+                "max_new_tokens": t["lm_max_new_tokens"],
+                "n_shots": t["lm_shots"],
+                "batch_size": cfg["data"]["batch_size"],
+                **kwargs,
+            }
         return LMTeacher(arg, **kwargs)
     return OpenAITeacher(model=arg, **kwargs)
 
@@ -419,10 +470,15 @@ def annotate(teacher: Teacher, examples: list[Example], dataset: str, progress: 
     todo = [(e, k) for e, k in zip(examples, keys) if k not in done]
     todo = list({k: (e, k) for e, k in todo}.values())  # a repeated example is asked once
     bs = max(1, teacher.batch_size)
-    with tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not (progress and todo and teacher.slow),
-              desc=f"{teacher.name} {dataset}", leave=False) as bar:
+    with tqdm(
+        total=len(examples),
+        initial=len(examples) - len(todo),
+        disable=not (progress and todo and teacher.slow),
+        desc=f"{teacher.name} {dataset}",
+        leave=False,
+    ) as bar:
         for s in range(0, len(todo), bs):
-            chunk = todo[s:s + bs]
+            chunk = todo[s : s + bs]
             demos = teacher.answer([e for e, _ in chunk])
             _append(path, [{"id": k[0], "key": k[1], "demo": asdict(d)} for (_, k), d in zip(chunk, demos)])
             done.update({k: d for (_, k), d in zip(chunk, demos)})

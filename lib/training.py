@@ -11,6 +11,7 @@ Training is device-agnostic (CUDA + bf16 autocast when present) and goes through
 code runs under `accelerate launch` on several GPUs; on CPU it is seeded and deterministic. The model is
 selected on the dev split after every epoch (never on test); only the selected model is scored on test.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,6 +40,7 @@ class Part:
 @dataclass
 class TrainItem:
     """One training example; its parts (e.g. predict + explain) always share a batch."""
+
     id: str
     parts: list[Part] = field(default_factory=list)
 
@@ -56,8 +58,16 @@ def cot_student_prompt(e: Example) -> str:
     return f"Question: {e.question}\nAnswer:"
 
 
-def make_items(examples: list[Example], answers: list[str], rationales: list[str | None], *, fmt: str = "multitask",
-               alpha: float = 0.5, weights: list[float] | None = None, hints: list[str] | None = None) -> list[TrainItem]:
+def make_items(
+    examples: list[Example],
+    answers: list[str],
+    rationales: list[str | None],
+    *,
+    fmt: str = "multitask",
+    alpha: float = 0.5,
+    weights: list[float] | None = None,
+    hints: list[str] | None = None,
+) -> list[TrainItem]:
     """Training items from (possibly teacher-written) answers and rationales.
 
     multitask: weight 2α on predict and 2(1−α) on explain, so that the batch mean of w·nll equals
@@ -73,37 +83,59 @@ def make_items(examples: list[Example], answers: list[str], rationales: list[str
         if fmt == "cot":
             parts = [Part(cot_student_prompt(e), " " + demonstration(r, a), w)]
         elif fmt == "answer_only" or not r:
-            parts = [Part(predict_prompt(e, hint), " " + a, w * (2 * alpha if fmt == "multitask" and r else 1.0))]
+            parts = [
+                Part(predict_prompt(e, hint), " " + a, w * (2 * alpha if fmt == "multitask" and r else 1.0))
+            ]
         else:
-            parts = [Part(predict_prompt(e, hint), " " + a, 2 * alpha * w),
-                     Part(explain_prompt(e), " " + r.strip(), 2 * (1 - alpha) * w)]
+            parts = [
+                Part(predict_prompt(e, hint), " " + a, 2 * alpha * w),
+                Part(explain_prompt(e), " " + r.strip(), 2 * (1 - alpha) * w),
+            ]
         items.append(TrainItem(e.id, parts))
     return items
 
 
 # ---------------------------------------------------------------- evaluation of a trained student
 
+
 @torch.no_grad()
-def predict(lm, examples: list[Example], fmt: str = "multitask", hints: list[str] | None = None, batch_size: int = 16,
-            max_new_tokens: int = 16) -> list[str | None]:
+def predict(
+    lm,
+    examples: list[Example],
+    fmt: str = "multitask",
+    hints: list[str] | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 16,
+) -> list[str | None]:
     """The student's answers: options by mean token log-likelihood after the predict prompt; numbers by
     greedy decoding (chain-of-thought generation for the `cot` format)."""
     was_training = lm.model.training
     lm.model.eval()
     preds: list[str | None] = [None] * len(examples)
-    prompt = (lambda e, i: cot_student_prompt(e)) if fmt == "cot" else (lambda e, i: predict_prompt(e, hints[i] if hints else None))
+    prompt = (
+        (lambda e, i: cot_student_prompt(e))
+        if fmt == "cot"
+        else (lambda e, i: predict_prompt(e, hints[i] if hints else None))
+    )
     opt_idx = [i for i, e in enumerate(examples) if e.choices]
     if opt_idx:
         # for cot the option is scored as the final answer right after the prompt
-        conts = [[" " + (demonstration("", c) if fmt == "cot" else c) for c in examples[i].choices] for i in opt_idx]
+        conts = [
+            [" " + (demonstration("", c) if fmt == "cot" else c) for c in examples[i].choices]
+            for i in opt_idx
+        ]
         lps = lm.score_options([prompt(examples[i], i) for i in opt_idx], conts, batch_size=batch_size * 4)
         for i, cs, per in zip(opt_idx, conts, lps):
-            c = cs[int(np.argmax([float(lp.mean()) for lp in per]))]  # first maximum, as before
+            c = cs[int(np.argmax([float(lp.mean()) for lp in per]))]  # ties: the first option
             preds[i] = parse_answer(c, examples[i]) if fmt == "cot" else c.strip()
     gen_idx = [i for i, e in enumerate(examples) if not e.choices]
     if gen_idx:
-        outs = lm.generate([prompt(examples[i], i) for i in gen_idx], batch_size=batch_size,
-                           max_new_tokens=128 if fmt == "cot" else max_new_tokens, stop=("\n",))
+        outs = lm.generate(
+            [prompt(examples[i], i) for i in gen_idx],
+            batch_size=batch_size,
+            max_new_tokens=128 if fmt == "cot" else max_new_tokens,
+            stop=("\n",),
+        )
         for i, o in zip(gen_idx, outs):
             preds[i] = parse_answer(o, examples[i])
     lm.model.train(was_training)
@@ -117,6 +149,7 @@ def accuracy(lm, examples: list[Example], **kw) -> tuple[float, list[bool]]:
 
 
 # ---------------------------------------------------------------- the training loop
+
 
 def length_groups(lm, parts: list[Part]) -> list[list[int]]:
     """Indices of `parts` in at most two groups of similar token length: the split (or none) that minimises
@@ -146,10 +179,24 @@ def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
     return 1.0
 
 
-def fit(model: torch.nn.Module, n_items: int, batch_loss, dev_score=None, *, epochs: float, lr: float,
-        batch_size: int, seed: int, start_score: float | None = None, schedule: str = "linear",
-        warmup_frac: float = 0.1, weight_decay: float = 0.0, on_prepared=None, progress: bool = True,
-        desc: str = "train") -> dict:
+def fit(
+    model: torch.nn.Module,
+    n_items: int,
+    batch_loss,
+    dev_score=None,
+    *,
+    epochs: float,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    start_score: float | None = None,
+    schedule: str = "linear",
+    warmup_frac: float = 0.1,
+    weight_decay: float = 0.0,
+    on_prepared=None,
+    progress: bool = True,
+    desc: str = "train",
+) -> dict:
     """The one training loop with dev selection (LM and encoder students alike).
 
     Trains `model` in place on batches of item indices: `batch_loss(idx)` returns the loss of one batch
@@ -173,8 +220,9 @@ def fit(model: torch.nn.Module, n_items: int, batch_loss, dev_score=None, *, epo
     # fused AdamW: one kernel over all parameters (several times faster per step than the loop version)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(list(range(n_items)), batch_size=batch_size, shuffle=True, generator=g,
-                                         collate_fn=lambda idx: idx)
+    loader = torch.utils.data.DataLoader(
+        list(range(n_items)), batch_size=batch_size, shuffle=True, generator=g, collate_fn=lambda idx: idx
+    )
     model, opt, loader = acc.prepare(model, opt, loader)
     if on_prepared:
         on_prepared(model)
@@ -225,14 +273,30 @@ def fit(model: torch.nn.Module, n_items: int, batch_loss, dev_score=None, *, epo
         model.load_state_dict(best_state)
     model.eval()
     # kept_start: dev selection returned the weights the model came in with (never without dev)
-    hist.update(best_epoch=best_epoch, best_dev_acc=best, kept_start=dev_score is not None and best_epoch == 0,
-                seconds=time.time() - t0)
+    hist.update(
+        best_epoch=best_epoch,
+        best_dev_acc=best,
+        kept_start=dev_score is not None and best_epoch == 0,
+        seconds=time.time() - t0,
+    )
     return hist
 
 
-def train(lm, items: list[TrainItem], *, epochs: float, lr: float, batch_size: int, seed: int,
-          dev: list[Example] | None = None, fmt: str = "multitask", eval_batch_size: int = 16,
-          dev_hints: list[str] | None = None, start_dev_acc: float | None = None, progress: bool = True) -> dict:
+def train(
+    lm,
+    items: list[TrainItem],
+    *,
+    epochs: float,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    dev: list[Example] | None = None,
+    fmt: str = "multitask",
+    eval_batch_size: int = 16,
+    dev_hints: list[str] | None = None,
+    start_dev_acc: float | None = None,
+    progress: bool = True,
+) -> dict:
     """Fine-tune `lm` in place on `items` with dev selection (see `fit`).
 
     `start_dev_acc`: the dev accuracy of `lm` as passed in, when the caller already knows it (the pretrained
@@ -255,63 +319,149 @@ def train(lm, items: list[TrainItem], *, epochs: float, lr: float, batch_size: i
         for group in groups:
             g = [parts[j] for j in group]
             w = torch.tensor([p.weight for p in g])
-            loss = loss + lm.loss([p.prompt for p in g], [p.target for p in g], weights=w) * (len(g) / len(parts))
+            loss = loss + lm.loss([p.prompt for p in g], [p.target for p in g], weights=w) * (
+                len(g) / len(parts)
+            )
         return loss
 
     dev_score = None
     if dev:
+
         def dev_score():
             return accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
 
-    return fit(lm.model, len(items), batch_loss, dev_score, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-               start_score=start_dev_acc, on_prepared=on_prepared, progress=progress, desc=f"train {lm.name}")
+    return fit(
+        lm.model,
+        len(items),
+        batch_loss,
+        dev_score,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        start_score=start_dev_acc,
+        on_prepared=on_prepared,
+        progress=progress,
+        desc=f"train {lm.name}",
+    )
 
 
-def start_dev_accuracy(lm, student: str, dev: list[Example], *, fmt: str = "multitask", hints: list[str] | None = None,
-                       batch_size: int = 16) -> float:
+def start_dev_accuracy(
+    lm,
+    student: str,
+    dev: list[Example],
+    *,
+    fmt: str = "multitask",
+    hints: list[str] | None = None,
+    batch_size: int = 16,
+) -> float:
     """Dev accuracy of the freshly loaded pretrained `student` (`lm`, not yet trained): identical in every run
     on the same dev split, so computed once and cached instead of at the start of every training run."""
     key = {"student": student, "fmt": fmt, "dev": [e.id for e in dev], "hints": hints}
-    return cached_json("start_dev", key, lambda: accuracy(lm, dev, fmt=fmt, batch_size=batch_size, hints=hints)[0])
+    return cached_json(
+        "start_dev", key, lambda: accuracy(lm, dev, fmt=fmt, batch_size=batch_size, hints=hints)[0]
+    )
 
 
-def score_test(lm, student: str, test: list[Example], *, pretrained: bool, fmt: str = "multitask",
-               hints: list[str] | None = None, batch_size: int = 16) -> tuple[float, list[bool]]:
+def score_test(
+    lm,
+    student: str,
+    test: list[Example],
+    *,
+    pretrained: bool,
+    fmt: str = "multitask",
+    hints: list[str] | None = None,
+    batch_size: int = 16,
+) -> tuple[float, list[bool]]:
     """Test accuracy and per-question correctness of `lm`. When `lm` holds the pretrained `student`'s weights
     (`pretrained`: dev selection kept them, about a third of the short offline runs) the score is the same in
     every run, so it is computed once per (student, test split, format, hints) and cached."""
     if not pretrained:
         return accuracy(lm, test, fmt=fmt, hints=hints, batch_size=batch_size)
-    key = {"student": student, "fmt": fmt, "test": [e.id for e in test], "hints": hints, "batch_size": batch_size}
-    r = cached_json("start_test", key, lambda: dict(zip(("acc", "correct"), accuracy(lm, test, fmt=fmt, hints=hints,
-                                                                                      batch_size=batch_size))))
+    key = {
+        "student": student,
+        "fmt": fmt,
+        "test": [e.id for e in test],
+        "hints": hints,
+        "batch_size": batch_size,
+    }
+    r = cached_json(
+        "start_test",
+        key,
+        lambda: dict(
+            zip(("acc", "correct"), accuracy(lm, test, fmt=fmt, hints=hints, batch_size=batch_size))
+        ),
+    )
     return r["acc"], r["correct"]
 
 
-def finetune_and_test(student: str, items: list[TrainItem], dev: list[Example], test: list[Example], *, key: dict,
-                      seed: int, train_cfg: BTrain, fmt: str = "multitask", test_hints: list[str] | None = None,
-                      dev_hints: list[str] | None = None, progress: bool = True) -> dict:
+def finetune_and_test(
+    student: str,
+    items: list[TrainItem],
+    dev: list[Example],
+    test: list[Example],
+    *,
+    key: dict,
+    seed: int,
+    train_cfg: BTrain,
+    fmt: str = "multitask",
+    test_hints: list[str] | None = None,
+    dev_hints: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Fresh student -> train with dev selection -> test accuracy; the result (not the weights) is cached
     under `key` (+ the training parameters), so a rerun or a resumed run recomputes nothing."""
     from .models import load_model
 
-    full_key = {**key, "student": student, "fmt": fmt, "seed": seed, "train": asdict(train_cfg),
-                "items": [[i.id, [(p.prompt, p.target, round(p.weight, 6)) for p in i.parts]] for i in items],
-                "dev": [e.id for e in dev], "test": [e.id for e in test], "test_hints": test_hints,
-                "dev_hints": dev_hints}
+    full_key = {
+        **key,
+        "student": student,
+        "fmt": fmt,
+        "seed": seed,
+        "train": asdict(train_cfg),
+        "items": [[i.id, [(p.prompt, p.target, round(p.weight, 6)) for p in i.parts]] for i in items],
+        "dev": [e.id for e in dev],
+        "test": [e.id for e in test],
+        "test_hints": test_hints,
+        "dev_hints": dev_hints,
+    }
 
     def compute():
         lm = load_model(student)
         lm.name = student
         bs = train_cfg.eval_batch_size
         start = start_dev_accuracy(lm, student, dev, fmt=fmt, hints=dev_hints, batch_size=bs) if dev else None
-        hist = train(lm, items, epochs=train_cfg.epochs, lr=train_cfg.lr, batch_size=train_cfg.batch_size,
-                     seed=seed, dev=dev, fmt=fmt, eval_batch_size=bs, dev_hints=dev_hints, start_dev_acc=start,
-                     progress=progress)
+        hist = train(
+            lm,
+            items,
+            epochs=train_cfg.epochs,
+            lr=train_cfg.lr,
+            batch_size=train_cfg.batch_size,
+            seed=seed,
+            dev=dev,
+            fmt=fmt,
+            eval_batch_size=bs,
+            dev_hints=dev_hints,
+            start_dev_acc=start,
+            progress=progress,
+        )
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
-        acc_test, correct = score_test(lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints)
-        return {"test_acc": acc_test, "correct": correct, "zero_shot_dev": zero_dev, "best_dev": hist["best_dev_acc"],
-                "best_epoch": hist["best_epoch"], "trained": not hist["kept_start"], "steps": hist["steps"], "dev_curve": hist["dev_acc"], "loss_first": hist["loss"][:3],
-                "loss_last": hist["loss"][-3:], "seconds": hist["seconds"], "n_items": len(items)}
+        acc_test, correct = score_test(
+            lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints
+        )
+        return {
+            "test_acc": acc_test,
+            "correct": correct,
+            "zero_shot_dev": zero_dev,
+            "best_dev": hist["best_dev_acc"],
+            "best_epoch": hist["best_epoch"],
+            "trained": not hist["kept_start"],
+            "steps": hist["steps"],
+            "dev_curve": hist["dev_acc"],
+            "loss_first": hist["loss"][:3],
+            "loss_last": hist["loss"][-3:],
+            "seconds": hist["seconds"],
+            "n_items": len(items),
+        }
 
     return cached_json("finetune", full_key, compute)

@@ -32,12 +32,28 @@ def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int) ->
     pred = [int(np.argmax(s)) for s in teacher_option_scores(R.lm, examples, progress=R.progress)]
     answers = [e.choices[i] for e, i in zip(examples, pred)]
     conf = ta_confidence(load_shared(ta_model), examples, answers, n_shots=ta_shots)
-    return {"answers": answers, "words": R.words(examples, "predicted"),
-            "correct": [i == e.label for e, i in zip(examples, pred)], "ta_conf": conf}
+    return {
+        "answers": answers,
+        "words": R.words(examples, "predicted"),
+        "correct": [i == e.label for e, i in zip(examples, pred)],
+        "ta_conf": conf,
+    }
 
 
-def run(variant: str, dataset: str, splits: dict, R: Rationales, sig: dict, *, student: str, seed: int,
-        preset: str, train: BTrain, alpha: float, filter_q: float) -> dict:
+def run(
+    variant: str,
+    dataset: str,
+    splits: dict,
+    R: Rationales,
+    sig: dict,
+    *,
+    student: str,
+    seed: int,
+    preset: str,
+    train: BTrain,
+    alpha: float,
+    filter_q: float,
+) -> dict:
     """A student taught only by the weak teacher; `sig` = teacher_signals(...) on splits["pool"]."""
     check_choice("variant", variant, VARIANTS)
     pool, dev, test = splits["pool"], splits["dev"], splits["test"]
@@ -51,8 +67,18 @@ def run(variant: str, dataset: str, splits: dict, R: Rationales, sig: dict, *, s
         items = make_items(pool, sig["answers"], [None] * len(pool), fmt="answer_only")
     else:
         items = make_items(pool, sig["answers"], sig["words"], alpha=alpha, weights=weights)
-    key = {"paper": "B-weak", "variant": variant, "dataset": dataset, "seed": seed, "preset": preset,
-           "alpha": alpha, "teacher": R.teacher_model, "k": R.k, "attr_method": R.method, "filter_q": filter_q}
+    key = {
+        "paper": "B-weak",
+        "variant": variant,
+        "dataset": dataset,
+        "seed": seed,
+        "preset": preset,
+        "alpha": alpha,
+        "teacher": R.teacher_model,
+        "k": R.k,
+        "attr_method": R.method,
+        "filter_q": filter_q,
+    }
     fmt = "answer_only" if variant == "ft_teacher" else "multitask"
     r = finetune_and_test(student, items, dev, test, key=key, fmt=fmt, seed=seed, train_cfg=train)
     kept = [w > 0 for w in weights] if weights else [True] * len(pool)

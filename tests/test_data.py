@@ -27,7 +27,9 @@ def test_loaders_read_package_formats(synth, name):
     if name == "gsm8k":
         assert "<<" not in exs[0].rationale and exs[0].answer.lstrip("-").isdigit()
     if name == "strategyqa":
-        assert {e.answer for e in exs} <= {"yes", "no"} and not exs[0].rationale.lower().startswith(("yes", "no"))
+        assert {e.answer for e in exs} <= {"yes", "no"} and not exs[0].rationale.lower().startswith(
+            ("yes", "no")
+        )
 
 
 def test_arc_challenge_dedups_request_file(synth):
@@ -61,8 +63,15 @@ def test_numeric_test_cap_applies_to_generated_answers_only(synth, monkeypatch):
     csqa = data.load_splits("commonsense_qa", "offline", caps=caps)
     assert [e.id for e in gsm["test"]] == [e.id for e in data.load_splits("gsm8k", "offline")["test"][:3]]
     assert len(csqa["test"]) == 6 and len(gsm["pool"]) == len(csqa["pool"]) == 5
-    assert len(gsm["dev"]) == 2 and len(csqa["dev"]) == len(data.load_splits("commonsense_qa", "offline")["dev"])
-    assert caps == {"pool": 5, "test": 6, "test_numeric": 3, "dev_numeric": 2}  # the preset's dict is not consumed
+    assert len(gsm["dev"]) == 2 and len(csqa["dev"]) == len(
+        data.load_splits("commonsense_qa", "offline")["dev"]
+    )
+    assert caps == {
+        "pool": 5,
+        "test": 6,
+        "test_numeric": 3,
+        "dev_numeric": 2,
+    }  # the preset's dict is not consumed
     with pytest.raises(ReproError, match="unknown split cap 'tset'"):
         data.load_splits("gsm8k", "offline", caps={"tset": 3})
 
@@ -87,7 +96,11 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
 
 def test_malformed_record_names_file_and_record(synth, tmp_path):
     p = tmp_path / "task.json"
-    p.write_text(json.dumps({"examples": [{"input": "q?", "target_scores": {"Yes": 1, "No": 0}}, {"input": "no scores"}]}))
+    p.write_text(
+        json.dumps(
+            {"examples": [{"input": "q?", "target_scores": {"Yes": 1, "No": 0}}, {"input": "no scores"}]}
+        )
+    )
     with pytest.raises(ReproError, match="record 2"):
         data._mapped(data.read_bigbench(p), lambda r, n: data.map_bigbench_yesno(r, n), p)
 
@@ -95,12 +108,36 @@ def test_malformed_record_names_file_and_record(synth, tmp_path):
 def test_hub_format_goes_through_the_same_mappers(tmp_path):
     """The paper preset's loaders, on small local files in the hub datasets' format."""
     rows = {
-        "commonsense_qa": {"id": "q1", "question": "Where?", "question_concept": "x",
-                           "choices": {"label": list("ABCDE"), "text": ["a", "b", "c", "d", "e"]}, "answerKey": "C"},
+        "commonsense_qa": {
+            "id": "q1",
+            "question": "Where?",
+            "question_concept": "x",
+            "choices": {"label": list("ABCDE"), "text": ["a", "b", "c", "d", "e"]},
+            "answerKey": "C",
+        },
         "gsm8k": {"question": "1+1?", "answer": "1 + 1 = <<1+1=2>>2\n#### 2"},
-        "strategyqa": {"qid": "s1", "term": "t", "description": "d", "question": "Is it?", "answer": False, "facts": ["A.", "B."]},
-        "svamp": {"ID": "v1", "Body": "Tom has 3.", "Question": "How many?", "Equation": "( 1.0 + 2.0 )", "Answer": 3.0, "Type": "Addition"},
-        "esnli": {"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": 2, "explanation_1": "Sleeping is not awake."},
+        "strategyqa": {
+            "qid": "s1",
+            "term": "t",
+            "description": "d",
+            "question": "Is it?",
+            "answer": False,
+            "facts": ["A.", "B."],
+        },
+        "svamp": {
+            "ID": "v1",
+            "Body": "Tom has 3.",
+            "Question": "How many?",
+            "Equation": "( 1.0 + 2.0 )",
+            "Answer": 3.0,
+            "Type": "Addition",
+        },
+        "esnli": {
+            "premise": "A man sleeps.",
+            "hypothesis": "A man is awake.",
+            "label": 2,
+            "explanation_1": "Sleeping is not awake.",
+        },
     }
     expect = {"commonsense_qa": "c", "gsm8k": "2", "strategyqa": "no", "svamp": "3", "esnli": "contradiction"}
     for name, row in rows.items():

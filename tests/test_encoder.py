@@ -8,12 +8,21 @@ from lib.data import Example
 
 
 def ex(i, q, choices, label):
-    return Example(id=f"t{i}", dataset="t", kind="mc", question=q, choices=choices, label=label, answer=choices[label])
+    return Example(
+        id=f"t{i}", dataset="t", kind="mc", question=q, choices=choices, label=label, answer=choices[label]
+    )
 
 
-EXS = [ex(0, "Where do you keep milk cold?", ["fridge", "oven", "car"], 0),
-       ex(1, "What do bees make from nectar, usually?", ["honey", "wax paper", "steel"], 0),
-       ex(2, "A long question with many words about the colour of the clear daytime sky above us", ["green", "blue", "red"], 1)]
+EXS = [
+    ex(0, "Where do you keep milk cold?", ["fridge", "oven", "car"], 0),
+    ex(1, "What do bees make from nectar, usually?", ["honey", "wax paper", "steel"], 0),
+    ex(
+        2,
+        "A long question with many words about the colour of the clear daytime sky above us",
+        ["green", "blue", "red"],
+        1,
+    ),
+]
 WORDS = [["cold", "fridge"], ["nectar,", "Honey"], ["sky", "blue"]]
 RUN = EncoderRun(epochs=1, lr=5e-5, batch_size=2, max_len=64)
 
@@ -37,7 +46,9 @@ def test_tags_mark_the_teacher_words_in_question_and_option_and_ignore_specials(
     # example 1, option "honey": word-level tags after normalisation ("nectar," and "Honey" match)
     row = 3
     n = int(attn[row].sum())
-    tagged = tok.decode([int(t) for t, y in zip(ids[row][:n], tags[row][:n]) if y == 1]).replace(" ", "").lower()
+    tagged = (
+        tok.decode([int(t) for t, y in zip(ids[row][:n], tags[row][:n]) if y == 1]).replace(" ", "").lower()
+    )
     assert "nectar" in tagged and "honey" in tagged and "bees" not in tagged
     assert (tags[attn == 0] == -100).all()  # padding is never a target
 
@@ -63,7 +74,9 @@ def test_a_training_step_lowers_both_losses(tiny):
     ce0, bce0 = E.losses(model, batch, [e.label for e in EXS])
     for _ in range(5):
         ce, bce = E.losses(model, batch, [e.label for e in EXS])
-        opt.zero_grad(); (ce + bce).backward(); opt.step()
+        opt.zero_grad()
+        (ce + bce).backward()
+        opt.step()
     model.eval()
     ce1, bce1 = E.losses(model, batch, [e.label for e in EXS])
     assert ce1 < ce0 and bce1 < bce0
@@ -93,6 +106,10 @@ def test_selected_tag_probs_equal_the_selected_models_and_a_rerun_does_not_retra
     _, model, tok = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, return_model=True, progress=False, **kw)
     want = E.tag_probs(model, tok, EXS[2], max_len=RUN.max_len)
     got = E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw)
-    assert [w for w, _ in got] == [w for w, _ in want] and [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-6)
-    monkeypatch.setattr(E, "train_and_test", lambda *a, **k: pytest.fail("a cached figure retrained the encoder"))
+    assert [w for w, _ in got] == [w for w, _ in want] and [p for _, p in got] == pytest.approx(
+        [p for _, p in want], abs=1e-6
+    )
+    monkeypatch.setattr(
+        E, "train_and_test", lambda *a, **k: pytest.fail("a cached figure retrained the encoder")
+    )
     assert E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw) == got

@@ -1,4 +1,5 @@
 """env/register.py, the step that makes a conda env (or the Makefile's venv) run the notebooks."""
+
 import importlib.util
 import json
 import os
@@ -19,8 +20,14 @@ def test_register_script_in_a_fresh_environment(tmp_path):
     env = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     py = env / "bin" / "python"
-    site = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     assert site.is_relative_to(env)
     # the packages it needs (ipykernel), from this interpreter, but none of its .pth files
     (site / "packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -28,19 +35,37 @@ def test_register_script_in_a_fresh_environment(tmp_path):
     run = subprocess.run([py, script], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (site / "distill_repro.pth").read_text() == f"{ROOT}\n"
-    where = subprocess.run([py, "-c", "import lib; print(lib.__file__)"], cwd=tmp_path, capture_output=True,
-                           text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [py, "-c", "import lib; print(lib.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where) == ROOT / "lib" / "__init__.py"
     spec = json.loads((env / "share" / "jupyter" / "kernels" / "distill-repro" / "kernel.json").read_text())
     assert spec["display_name"] == "Python (distill-repro)"
-    assert spec["argv"][0] == str(py) and spec["argv"][-4:] == ["-m", "ipykernel_launcher", "-f",
-                                                                "{connection_file}"]
+    assert spec["argv"][0] == str(py) and spec["argv"][-4:] == [
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
     # Jupyter's own lookup finds it by name (one of that name in the user's data dir would win: none there)
     jupyter_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
-    found = subprocess.run([py, "-c", "from jupyter_client.kernelspec import KernelSpecManager as K; "
-                            "print(K().get_kernel_spec('distill-repro').argv[0])"], cwd=tmp_path, check=True,
-                           env={**jupyter_env, "JUPYTER_DATA_DIR": str(tmp_path / "user")},
-                           capture_output=True, text=True).stdout.strip()
+    found = subprocess.run(
+        [
+            py,
+            "-c",
+            "from jupyter_client.kernelspec import KernelSpecManager as K; "
+            "print(K().get_kernel_spec('distill-repro').argv[0])",
+        ],
+        cwd=tmp_path,
+        check=True,
+        env={**jupyter_env, "JUPYTER_DATA_DIR": str(tmp_path / "user")},
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert found == str(py)
     # rerun (e.g. after moving the repo): same files, no error
     assert subprocess.run([py, script], cwd=tmp_path, capture_output=True).returncode == 0

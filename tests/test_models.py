@@ -6,7 +6,11 @@ from lib.common import ReproError
 
 from .conftest import needs_assets
 
-PROMPTS = ["Question: Is 3 larger than 2?\nAnswer:", "Question: Which of these is a color? It is a long question indeed.\nAnswer:", "Q:"]
+PROMPTS = [
+    "Question: Is 3 larger than 2?\nAnswer:",
+    "Question: Which of these is a color? It is a long question indeed.\nAnswer:",
+    "Q:",
+]
 CONTS = [" yes", " red and blue", " no no no no"]
 
 
@@ -118,7 +122,9 @@ def test_gguf_cache_round_trips_to_identical_logits():
 
     spec = M.REGISTRY["smollm2-135m-instruct"]
     gguf = M.cache_dir() / "assets" / spec.where[0] / spec.where[1]
-    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    direct = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
     cached = M.load_model("smollm2-135m-instruct")
     ids = cached.tok(["Question: Where do fish live?\nAnswer: in water"], return_tensors="pt")
     with torch.no_grad():

@@ -10,17 +10,20 @@ YN = Example("2", "strategyqa", "yesno", "q", "no", ["yes", "no"], 1)
 MC = Example("3", "commonsense_qa", "mc", "q", "grocery cart", ["mouth", "grocery cart", "cart"], 1)
 
 
-@pytest.mark.parametrize("text,ex,want", [
-    ("He has 3 + 4 = 7. So the answer is 1,200.", NUM, "1200"),
-    ("So the answer is $12.50.", NUM, "12.5"),
-    ("5 apples then 7", NUM, "7"),
-    ("no numbers here", NUM, None),
-    ("Pears float. So the answer is no.", YN, "no"),
-    ("Yes, because no one knows", YN, "no"),  # no "answer is": the last yes/no counts
-    ("So the answer is grocery cart.", MC, "grocery cart"),
-    ("So the answer is (b)", MC, "grocery cart"),
-    ("So the answer is a shelf.", MC, None),
-])
+@pytest.mark.parametrize(
+    "text,ex,want",
+    [
+        ("He has 3 + 4 = 7. So the answer is 1,200.", NUM, "1200"),
+        ("So the answer is $12.50.", NUM, "12.5"),
+        ("5 apples then 7", NUM, "7"),
+        ("no numbers here", NUM, None),
+        ("Pears float. So the answer is no.", YN, "no"),
+        ("Yes, because no one knows", YN, "no"),  # no "answer is": the last yes/no counts
+        ("So the answer is grocery cart.", MC, "grocery cart"),
+        ("So the answer is (b)", MC, "grocery cart"),
+        ("So the answer is a shelf.", MC, None),
+    ],
+)
 def test_parse_answer(text, ex, want):
     assert parse_answer(text, ex) == want
 
@@ -32,7 +35,10 @@ def test_unparseable_is_wrong_not_a_crash():
 
 def test_cot_prompt_lists_options_for_mc():
     p = cot_prompt(MC)
-    assert p.endswith("Question: q Options: mouth, grocery cart, cart\nAnswer:") and p.count("So the answer is") == 4
+    assert (
+        p.endswith("Question: q Options: mouth, grocery cart, cart\nAnswer:")
+        and p.count("So the answer is") == 4
+    )
 
 
 def test_unknown_preset_and_bad_parameters_are_one_line():

@@ -1,4 +1,5 @@
 """The tables the notebooks build, and the generated READMEs, on constructed runs."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,15 +9,20 @@ from lib import report, stats
 
 def _runs(spec):
     """spec: {(dataset, method, seed): list of 0/1} -> the DataFrame the notebooks build."""
-    return pd.DataFrame([{"dataset": d, "method": m, "seed": s, "test_acc": float(np.mean(c)), "correct": c}
-                         for (d, m, s), c in spec.items()])
+    return pd.DataFrame(
+        [
+            {"dataset": d, "method": m, "seed": s, "test_acc": float(np.mean(c)), "correct": c}
+            for (d, m, s), c in spec.items()
+        ]
+    )
 
 
 def test_relative_improvement_per_dataset_and_average_as_the_paper_states_it():
     a0, a1 = [1, 0, 0, 0] * 5, [1, 1, 0, 0] * 5  # dataset a: 0.25 -> 0.50 (+100 %)
     b0, b1 = [1, 1, 1, 1, 0] * 4, [1, 1, 1, 0, 0] * 4  # dataset b: 0.80 -> 0.60 (-25 %)
-    runs = _runs({("a", "plain", 0): a0, ("a", "two_stage", 0): a1, ("b", "plain", 0): b0,
-                  ("b", "two_stage", 0): b1})
+    runs = _runs(
+        {("a", "plain", 0): a0, ("a", "two_stage", 0): a1, ("b", "plain", 0): b0, ("b", "two_stage", 0): b1}
+    )
     t = report.table_a_main(runs)
     row = lambda d: t[(t.dataset == d) & (t.method == "two_stage")].iloc[0]  # noqa: E731
     assert row("a")["rel_%"] == pytest.approx(100.0) and row("b")["rel_%"] == pytest.approx(-25.0)
@@ -42,11 +48,34 @@ def test_runs_round_trip_through_their_csv(tmp_path):
 
 
 def test_ablation_table_gives_an_interval_even_for_one_seed():
-    runs = pd.DataFrame([
-        {"group": "k", "setting": "1", "method": "tokens", "seed": 0, "test_acc": 0.5, "correct": [1, 0] * 50},
-        {"group": "k", "setting": "3", "method": "tokens", "seed": 0, "test_acc": 0.5, "correct": [1, 1, 0, 0] * 25},
-        {"group": "k", "setting": "3", "method": "tokens", "seed": 1, "test_acc": 0.5, "correct": [0, 0, 1, 1] * 25},
-    ])
+    runs = pd.DataFrame(
+        [
+            {
+                "group": "k",
+                "setting": "1",
+                "method": "tokens",
+                "seed": 0,
+                "test_acc": 0.5,
+                "correct": [1, 0] * 50,
+            },
+            {
+                "group": "k",
+                "setting": "3",
+                "method": "tokens",
+                "seed": 0,
+                "test_acc": 0.5,
+                "correct": [1, 1, 0, 0] * 25,
+            },
+            {
+                "group": "k",
+                "setting": "3",
+                "method": "tokens",
+                "seed": 1,
+                "test_acc": 0.5,
+                "correct": [0, 0, 1, 1] * 25,
+            },
+        ]
+    )
     s = report.ablation_table(runs)
     one, two = s.iloc[0], s.iloc[1]
     assert one.seeds == 1 and one.acc_lo < 0.5 < one.acc_hi and one.acc_hi - one.acc_lo > 0.1
@@ -55,8 +84,13 @@ def test_ablation_table_gives_an_interval_even_for_one_seed():
 
 def test_ground_truth_row_uses_exact_intervals_and_the_random_control_as_null():
     n = 50
-    g = {"hit": [True] * n, "hit_target": [True] * n, "random": [False] * 45 + [True] * 5,
-         "random_option": [True] * 25 + [False] * 25, "target_is_gold": [True] * n}
+    g = {
+        "hit": [True] * n,
+        "hit_target": [True] * n,
+        "random": [False] * 45 + [True] * 5,
+        "random_option": [True] * 25 + [False] * 25,
+        "target_is_gold": [True] * n,
+    }
     r = report.ground_truth_row(g)
     assert r["hit"] == 1.0 and r["hit_hi"] == 1.0 and r["hit_lo"] == pytest.approx(0.9289, abs=1e-4)
     assert r["verdict"] == stats.LARGER  # [92.9, 100] lies above 68 and above the random share

@@ -1,4 +1,5 @@
 """lib.runner: one grid of tiny fine-tuning runs in-process and on a 2-CPU local Ray, through one cache."""
+
 from collections import Counter
 
 import pytest
@@ -27,9 +28,22 @@ def calls():
     s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     load_model("tiny-llama")  # built once into the session cache, which fresh_cache shares
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    return [dict(student="tiny-llama", items=items, dev=s["dev"], test=s["test"], key={"test": "runner"},
-                 seed=seed, epochs=1, lr=lr, batch_size=4, progress=False)
-            for seed in (0, 1) for lr in (3e-3, 1e-2)]
+    return [
+        dict(
+            student="tiny-llama",
+            items=items,
+            dev=s["dev"],
+            test=s["test"],
+            key={"test": "runner"},
+            seed=seed,
+            epochs=1,
+            lr=lr,
+            batch_size=4,
+            progress=False,
+        )
+        for seed in (0, 1)
+        for lr in (3e-3, 1e-2)
+    ]
 
 
 @pytest.fixture
@@ -122,7 +136,10 @@ def test_a_worker_with_another_checkout_of_lib_refuses_to_run():
 def test_one_run_per_gpu_where_there_are_gpus_else_one_per_core_and_both_overridable():
     assert runner.task_resources(0) == {"num_cpus": 1, "num_gpus": 0, "max_calls": 0}
     assert runner.task_resources(8) == {"num_cpus": 1, "num_gpus": 1, "max_calls": 1}
-    assert runner.task_resources(8, num_cpus=4, num_gpus=0.5) == {"num_cpus": 4, "num_gpus": 0.5,
-                                                                   "max_calls": 1}
+    assert runner.task_resources(8, num_cpus=4, num_gpus=0.5) == {
+        "num_cpus": 4,
+        "num_gpus": 0.5,
+        "max_calls": 1,
+    }
     assert runner.task_resources(8, num_gpus=0) == {"num_cpus": 1, "num_gpus": 0, "max_calls": 0}
     assert runner.task_resources(0, num_cpus=2) == {"num_cpus": 2, "num_gpus": 0, "max_calls": 0}

@@ -34,46 +34,89 @@ def count_generate(monkeypatch, lm):
     return calls
 
 
-@pytest.mark.parametrize("answers,want", [
-    (["a", "a", "b", None, None], ("a", 0.4)),
-    ([None, None, "b", None, None], ("b", 0.2)),  # unparseable samples never form a majority together
-    (["b", "a", "a", "b", None], ("b", 0.4)),  # a tie goes to the answer sampled first; the share is the same
-    ([None, None, None], (None, 0.0)),
-    (["7", "7", "7"], ("7", 1.0)),
-])
+@pytest.mark.parametrize(
+    "answers,want",
+    [
+        (["a", "a", "b", None, None], ("a", 0.4)),
+        ([None, None, "b", None, None], ("b", 0.2)),  # unparseable samples never form a majority together
+        (
+            ["b", "a", "a", "b", None],
+            ("b", 0.4),
+        ),  # a tie goes to the answer sampled first; the share is the same
+        ([None, None, None], (None, 0.0)),
+        (["7", "7", "7"], ("7", 1.0)),
+    ],
+)
 def test_majority_vote_rules(answers, want):
     assert S.majority_vote(answers) == want
 
 
 def test_self_consistency_share_on_constructed_samples(monkeypatch, tiny_causal):
-    samples = {cot_prompt(MC): ["So the answer is apple.", "It is red. So the answer is red.", "apple it is. So the answer is apple.", "no idea", "So the answer is (b)."],
-               cot_prompt(YN): ["So the answer is yes.", "So the answer is no.", "garbage", "So the answer is no.", "???"],
-               cot_prompt(NUM): ["3 + 4 = 7. So the answer is 7.", "So the answer is 8.", "nothing", "So the answer is 7.0.", "So the answer is 9."]}
+    samples = {
+        cot_prompt(MC): [
+            "So the answer is apple.",
+            "It is red. So the answer is red.",
+            "apple it is. So the answer is apple.",
+            "no idea",
+            "So the answer is (b).",
+        ],
+        cot_prompt(YN): [
+            "So the answer is yes.",
+            "So the answer is no.",
+            "garbage",
+            "So the answer is no.",
+            "???",
+        ],
+        cot_prompt(NUM): [
+            "3 + 4 = 7. So the answer is 7.",
+            "So the answer is 8.",
+            "nothing",
+            "So the answer is 7.0.",
+            "So the answer is 9.",
+        ],
+    }
     monkeypatch.setattr(tiny_causal, "generate", lambda prompts, **k: [samples[p] for p in prompts])
-    r = S.self_consistency(tiny_causal, [MC, YN, NUM], K=5, temperature=0.7, max_new_tokens=8, seed=0, n_shots=4,
-                           cache=False)
+    r = S.self_consistency(
+        tiny_causal, [MC, YN, NUM], K=5, temperature=0.7, max_new_tokens=8, seed=0, n_shots=4, cache=False
+    )
     # by hand: MC apple x3 ("(b)" is option b = apple); YN no x2; NUM 7 x2 ("7.0" is 7)
     assert r["sc"] == [0.6, 0.4, 0.4] and r["majority"] == ["apple", "no", "7"]
-    assert r["output"] == ["So the answer is apple.", "So the answer is no.", "3 + 4 = 7. So the answer is 7."]
+    assert r["output"] == [
+        "So the answer is apple.",
+        "So the answer is no.",
+        "3 + 4 = 7. So the answer is 7.",
+    ]
 
 
 def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch, tiny_lm, scache):
     exs = [MC, YN, NUM, MC, YN]
     calls = count_generate(monkeypatch, tiny_lm)
-    r = S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
+    r = S.self_consistency(
+        tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0
+    )
     assert calls == [{"seqs": 6, "sample": True}] * 2 + [{"seqs": 3, "sample": True}]
     assert all(len(s) == 3 for s in r["samples"])
-    for e, s, sc, maj in zip(exs, r["samples"], r["sc"], r["majority"]):  # the share is that of the parsed samples
+    for e, s, sc, maj in zip(
+        exs, r["samples"], r["sc"], r["majority"]
+    ):  # the share is that of the parsed samples
         assert (maj, sc) == S.majority_vote([parse_answer(x, e) for x in s])
     # cached: same call asks nothing; another seed or changed weights recompute
-    assert S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0) == r and len(calls) == 3
+    assert (
+        S.self_consistency(
+            tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0
+        )
+        == r
+        and len(calls) == 3
+    )
     S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=1, n_shots=0)
     assert len(calls) == 6
     p = next(tiny_lm.model.parameters())
     with torch.no_grad():
         p[0, 0] += 1e-3
     try:
-        S.self_consistency(tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0)
+        S.self_consistency(
+            tiny_lm, exs, K=3, temperature=0.7, max_new_tokens=6, batch_size=2, seed=0, n_shots=0
+        )
     finally:
         with torch.no_grad():
             p[0, 0] -= 1e-3
@@ -92,7 +135,11 @@ def hand_logprobs(lm, prompt, cont):
         return [torch.log_softmax(logits[j], -1)[t].item() for j, t in enumerate(c)]
 
 
-OUTS = ["So the answer is apple.", "9 is larger than 4. So the answer is yes.", "3 + 4 = 7 apples in total. So the answer is 7."]
+OUTS = [
+    "So the answer is apple.",
+    "9 is larger than 4. So the answer is yes.",
+    "3 + 4 = 7 apples in total. So the answer is 7.",
+]
 
 
 def test_ta_confidence_equals_hand_computation(tiny_lm):

@@ -1,5 +1,6 @@
 """Statistics on constructed tables: bootstrap replicates against hand resampling, published interval values,
 every verdict word, MDE against known standard errors."""
+
 import time
 import zlib
 
@@ -26,8 +27,18 @@ def hand_quantiles(v, level=0.95):
 
 def _runs(spec, trained=None):
     """spec: {(dataset, method, seed): list of 0/1} -> runs; trained: {(dataset, method, seed): bool}."""
-    return pd.DataFrame([{"dataset": d, "method": m, "seed": s, "correct": c,
-                          "trained": (trained or {}).get((d, m, s), True)} for (d, m, s), c in spec.items()])
+    return pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "method": m,
+                "seed": s,
+                "correct": c,
+                "trained": (trained or {}).get((d, m, s), True),
+            }
+            for (d, m, s), c in spec.items()
+        ]
+    )
 
 
 def test_point_estimates_on_the_full_table():
@@ -107,6 +118,7 @@ def test_vectorised_resampling_is_fast():
 
 # ---------------------------------------------------------------- verdicts
 
+
 def test_every_verdict_word_on_constructed_intervals_with_inclusive_bounds():
     P = 20.79
     cases = {
@@ -136,14 +148,25 @@ def test_every_verdict_word_on_constructed_intervals_with_inclusive_bounds():
 
 def test_verdict_with_a_null_other_than_zero_and_a_claimed_decrease():
     # a share claimed at 68 % against a chance level of 25 %
-    words = [S.verdict(lo, hi, paper=68, null=25) for lo, hi in
-             [(60, 70), (30, 60), (70, 80), (20, 30), (20, 70), (10, 20)]]
-    assert words == ["consistent with the paper", "smaller than the paper's", "larger than the paper's",
-                     "no gain detected", "inconclusive", "opposite"]
+    words = [
+        S.verdict(lo, hi, paper=68, null=25)
+        for lo, hi in [(60, 70), (30, 60), (70, 80), (20, 30), (20, 70), (10, 20)]
+    ]
+    assert words == [
+        "consistent with the paper",
+        "smaller than the paper's",
+        "larger than the paper's",
+        "no gain detected",
+        "inconclusive",
+        "opposite",
+    ]
     assert S.verdict(26, 30, null=25) == "gain" and S.verdict(20, 25, null=25) == "no difference detected"
     # a claimed decrease of 10: smaller / larger refer to the size of the decrease
-    assert [S.verdict(lo, hi, paper=-10) for lo, hi in [(-5, -2), (-20, -15), (2, 5)]] == \
-        ["smaller than the paper's", "larger than the paper's", "opposite"]
+    assert [S.verdict(lo, hi, paper=-10) for lo, hi in [(-5, -2), (-20, -15), (2, 5)]] == [
+        "smaller than the paper's",
+        "larger than the paper's",
+        "opposite",
+    ]
     with pytest.raises(ValueError):
         S.verdict(1, 2, paper=0)
     with pytest.raises(ValueError):
@@ -152,23 +175,27 @@ def test_verdict_with_a_null_other_than_zero_and_a_claimed_decrease():
 
 # ---------------------------------------------------------------- single proportions
 
+
 def test_exact_intervals_at_the_edges():
     assert S.clopper_pearson(0, 30)[0] == 0.0 and S.clopper_pearson(30, 30)[1] == 1.0
     assert S.wilson(0, 30)[0] == 0.0 and S.wilson(30, 30)[1] == 1.0
     assert S.clopper_pearson(50, 50)[0] == pytest.approx(0.9289, abs=5e-5)
     assert S.clopper_pearson(50, 50)[0] == pytest.approx(0.025 ** (1 / 50))  # (alpha/2)^(1/n) at n/n
     assert S.clopper_pearson(0, 10)[1] == pytest.approx(1 - 0.025 ** (1 / 10))
-    z2 = 1.959964 ** 2
+    z2 = 1.959964**2
     assert S.wilson(0, 10)[1] == pytest.approx(z2 / (10 + z2), abs=1e-6)
     assert np.isnan(S.wilson(0, 0)[0]) and np.isnan(S.clopper_pearson(0, 0)[1])
 
 
-@pytest.mark.parametrize("k,n,wilson,exact", [  # Newcombe (1998), Statistics in Medicine 17, Table I
-    (81, 263, (0.2553, 0.3662), (0.2527, 0.3676)),
-    (15, 148, (0.0624, 0.1605), (0.0578, 0.1617)),
-    (0, 20, (0.0, 0.1611), (0.0, 0.1684)),
-    (1, 29, (0.0061, 0.1718), (0.0009, 0.1776)),
-])
+@pytest.mark.parametrize(
+    "k,n,wilson,exact",
+    [  # Newcombe (1998), Statistics in Medicine 17, Table I
+        (81, 263, (0.2553, 0.3662), (0.2527, 0.3676)),
+        (15, 148, (0.0624, 0.1605), (0.0578, 0.1617)),
+        (0, 20, (0.0, 0.1611), (0.0, 0.1684)),
+        (1, 29, (0.0061, 0.1718), (0.0009, 0.1776)),
+    ],
+)
 def test_proportion_intervals_match_published_values(k, n, wilson, exact):
     assert S.wilson(k, n) == pytest.approx(wilson, abs=6e-5)
     assert S.clopper_pearson(k, n) == pytest.approx(exact, abs=6e-5)
@@ -177,6 +204,7 @@ def test_proportion_intervals_match_published_values(k, n, wilson, exact):
 
 
 # ---------------------------------------------------------------- minimum detectable effects
+
 
 def test_mde_constants():
     assert S.mde(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
@@ -197,9 +225,14 @@ def test_bootstrap_mde_equals_2_80_times_a_known_standard_error():
 def test_two_level_se_is_unbiased_for_crossed_seed_and_question_effects():
     rng = np.random.default_rng(4)
     n_s, n_q, sa, sb, se = 5, 200, 0.05, 0.2, 0.4
-    true_var = sa ** 2 / n_s + sb ** 2 / n_q + se ** 2 / (n_s * n_q)
-    est = [S.two_level_se(sa * rng.normal(size=(n_s, 1)) + sb * rng.normal(size=(1, n_q))
-                          + se * rng.normal(size=(n_s, n_q))) ** 2 for _ in range(300)]
+    true_var = sa**2 / n_s + sb**2 / n_q + se**2 / (n_s * n_q)
+    est = [
+        S.two_level_se(
+            sa * rng.normal(size=(n_s, 1)) + sb * rng.normal(size=(1, n_q)) + se * rng.normal(size=(n_s, n_q))
+        )
+        ** 2
+        for _ in range(300)
+    ]
     assert np.mean(est) == pytest.approx(true_var, rel=0.1)
 
 
@@ -223,6 +256,7 @@ def test_mde_shrinks_as_one_over_root_n_questions():
 
 
 # ---------------------------------------------------------------- comparison table
+
 
 def _two_datasets(n_seeds=3, q=60, trained=None):
     rng = np.random.default_rng(9)
@@ -280,8 +314,9 @@ def test_table_reads_encoded_correctness_and_rejects_unpaired_runs():
     runs = _two_datasets(n_seeds=2)
     enc = runs.assign(correct=runs.correct.map(S.encode_correct)).drop(columns="trained")
     assert isinstance(enc.correct[0], str) and set(enc.correct[0]) <= {"0", "1"}
-    pd.testing.assert_frame_equal(S.compare_table(enc, "plain", n_boot=50),
-                                  S.compare_table(runs, "plain", n_boot=50))
+    pd.testing.assert_frame_equal(
+        S.compare_table(enc, "plain", n_boot=50), S.compare_table(runs, "plain", n_boot=50)
+    )
     assert S.as_correct("[1, 0, 1]").tolist() == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="pair"):
         S.compare_table(runs.drop(index=runs.index[-1]), "plain", n_boot=50)

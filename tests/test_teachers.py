@@ -16,12 +16,20 @@ SECRET = "sk-test-4f9c2e7a1b"  # must never reach a file
 
 def numeric(i):  # the result also occurs mid-chain: only the final one may change
     a, b = 3 + i % 7, 10 + i % 5
-    return Example(f"n{i}", "gsm8k", "numeric", f"Tom has {a} and gets {b}. How many?", str(a + b),
-                   rationale=f"Tom has {a}. He gets {b}, {a + b} in all. {a} + {b} = {a + b}.")
+    return Example(
+        f"n{i}",
+        "gsm8k",
+        "numeric",
+        f"Tom has {a} and gets {b}. How many?",
+        str(a + b),
+        rationale=f"Tom has {a}. He gets {b}, {a + b} in all. {a} + {b} = {a + b}.",
+    )
 
 
 def mc(i):  # no gold rationale, like CommonsenseQA / ARC
-    return Example(f"m{i}", "commonsense_qa", "mc", f"Which is a fruit {i}?", "apple", ["saw", "apple", "red", "dog"], 1)
+    return Example(
+        f"m{i}", "commonsense_qa", "mc", f"Which is a fruit {i}?", "apple", ["saw", "apple", "red", "dog"], 1
+    )
 
 
 @pytest.fixture
@@ -68,7 +76,11 @@ def test_simulated_true_correct_matches_what_was_written():
     for d, e in zip(T.SimulatedTeacher(0.5, seed=0).answer(exs), exs):
         assert d.correct == d.true_correct == (d.answer == e.answer)
         if e.kind == "numeric":
-            assert d.rationale == (e.rationale if d.true_correct else e.rationale[: e.rationale.rindex(e.answer)] + f"{d.answer}.")
+            assert d.rationale == (
+                e.rationale
+                if d.true_correct
+                else e.rationale[: e.rationale.rindex(e.answer)] + f"{d.answer}."
+            )
         else:
             assert d.answer in e.choices and d.answer in d.rationale  # templated rationale names its answer
         assert d.raw.endswith(f"So the answer is {d.answer}.")
@@ -86,7 +98,10 @@ def test_second_annotate_asks_nothing(tcache):
     t2 = Counting(0.4, seed=0)
     assert T.annotate(t2, exs, "gsm8k", progress=False) == first and t2.asked == []
     # same ids, other content (e.g. smoke vs offline data) is a different prompt: asked again
-    changed = [Example(e.id, e.dataset, e.kind, e.question + " Exactly?", e.answer, rationale=e.rationale) for e in exs]
+    changed = [
+        Example(e.id, e.dataset, e.kind, e.question + " Exactly?", e.answer, rationale=e.rationale)
+        for e in exs
+    ]
     T.annotate(t2, changed, "gsm8k", progress=False)
     assert sum(map(len, t2.asked)) == 5
 
@@ -126,13 +141,15 @@ def test_lm_teacher_options_takes_the_best_scored_option(tiny_causal):
     from lib.evaluation import option_scores
 
     exs = [e for d in ("strategyqa", "commonsense_qa") for e in load_dataset(d, "smoke")[:3]]
-    t = T.LMTeacher("tiny-llama", answer_by="options", max_new_tokens=6, n_shots=4, batch_size=16,
-                    lm=tiny_causal)
+    t = T.LMTeacher(
+        "tiny-llama", answer_by="options", max_new_tokens=6, n_shots=4, batch_size=16, lm=tiny_causal
+    )
     got = [d.answer for d in t.answer(exs)]
     assert got == [e.choices[int(s.argmax())] for e, s in zip(exs, option_scores(tiny_causal, exs))]
 
 
-# ---------------------------------------------------------------- OpenAI-compatible endpoint, real local server
+# ---------------------------------------------------------------- OpenAI-compatible API, real local server
+
 
 class ChatServer:
     """A /v1/chat/completions server on a free 127.0.0.1 port, one thread per request. It answers
@@ -223,15 +240,17 @@ def one_line_error(excinfo) -> str:
     return str(err)
 
 
-def test_openai_teacher_concurrent_in_order_cached_and_never_stores_the_key(tcache, server, nokey,
-                                                                             monkeypatch):
+def test_openai_teacher_concurrent_in_order_cached_and_never_stores_the_key(
+    tcache, server, nokey, monkeypatch
+):
     monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
     batches = []
     append = T._append
     monkeypatch.setattr(T, "_append", lambda path, recs: (batches.append(len(recs)), append(path, recs)))
     exs = [numeric(i) for i in range(12)]
-    t = T.get_teacher("openai:tiny-chat", base_url=server.url, api_key_env="TEST_TEACHER_KEY", concurrency=4,
-                      batch_size=8)
+    t = T.get_teacher(
+        "openai:tiny-chat", base_url=server.url, api_key_env="TEST_TEACHER_KEY", concurrency=4, batch_size=8
+    )
     demos = T.annotate(t, exs, "gsm8k", progress=False)
     assert 1 < server.max_inflight <= 4 and batches == [8, 4] and len(server.times) == 12
     assert set(server.paths) == {"/v1/chat/completions"} and set(server.auth) == {f"Bearer {SECRET}"}
@@ -256,8 +275,16 @@ def test_openai_teacher_waits_as_long_as_retry_after_says(server, nokey, code):
     assert 0.95 <= server.times[1] - server.times[0] < 3
 
 
-@pytest.mark.parametrize("body", [b"<html>Bad gateway</html>", b'{"choices": [{"mess', {"id": "x"},
-                                  {"choices": []}, {"choices": [{"message": None}]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>Bad gateway</html>",
+        b'{"choices": [{"mess',
+        {"id": "x"},
+        {"choices": []},
+        {"choices": [{"message": None}]},
+    ],
+)
 def test_openai_teacher_malformed_reply_is_one_line_error(server, nokey, body):
     server.plan = [(200, {}, body)]
     with pytest.raises(ReproError) as ex:
@@ -299,8 +326,9 @@ def test_openai_teacher_gives_up_after_max_retries(server, nokey):
         port = s.getsockname()[1]
     with pytest.raises(ReproError) as ex:
         T.OpenAITeacher("m", base_url=f"http://127.0.0.1:{port}", max_retries=1).answer([numeric(1)])
-    assert re.match(rf"could not reach http://127\.0\.0\.1:{port}/v1 after 2 attempts \(ConnectError",
-                    one_line_error(ex))
+    assert re.match(
+        rf"could not reach http://127\.0\.0\.1:{port}/v1 after 2 attempts \(ConnectError", one_line_error(ex)
+    )
 
 
 def test_openai_teacher_needs_no_key_for_a_local_server(tcache, server, nokey, monkeypatch):
@@ -312,9 +340,14 @@ def test_openai_teacher_needs_no_key_for_a_local_server(tcache, server, nokey, m
     assert len(server.auth) == 2 and all(a and a.startswith("Bearer ") for a in server.auth)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-set-later")  # a server run with --api-key: its key is sent
     assert t.answer([numeric(3)])[0].answer == "19" and server.auth[-1] == "Bearer sk-set-later"
-    for url, local in [("http://localhost:8080", True), ("http://[::1]:8000/v1", True),
-                       ("http://127.0.0.1", True), ("https://api.openai.com", False),
-                       ("http://localhost.example.com/v1", False), ("http://10.0.0.5:8000/v1", False)]:
+    for url, local in [
+        ("http://localhost:8080", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://127.0.0.1", True),
+        ("https://api.openai.com", False),
+        ("http://localhost.example.com/v1", False),
+        ("http://10.0.0.5:8000/v1", False),
+    ]:
         assert T.OpenAITeacher("m", base_url=url).is_local() == local, url
 
 
@@ -322,15 +355,22 @@ def test_openai_teacher_remote_without_key_asks_for_it(nokey):
     t = T.get_teacher("openai:gpt-4o-mini", base_url="https://api.openai.com", api_key_env="TEST_TEACHER_KEY")
     with pytest.raises(ReproError) as ex:
         t.answer([numeric(1)])
-    assert one_line_error(ex).startswith("set $TEST_TEACHER_KEY to use the teacher at https://api.openai.com/v1 ")
+    assert one_line_error(ex).startswith(
+        "set $TEST_TEACHER_KEY to use the teacher at https://api.openai.com/v1 "
+    )
     assert T.get_teacher("openai:gpt-4o-mini").base_url == "https://api.openai.com"  # the default endpoint
 
 
 def test_get_teacher_specs():
-    assert isinstance(T.get_teacher("simulated:0.2"), T.SimulatedTeacher) and T.get_teacher("simulated:0.2").error_rate == 0.2
+    assert (
+        isinstance(T.get_teacher("simulated:0.2"), T.SimulatedTeacher)
+        and T.get_teacher("simulated:0.2").error_rate == 0.2
+    )
     assert isinstance(T.get_teacher("lm:gemma-3-270m", preset="offline"), T.LMTeacher)  # lazy: nothing loaded
     assert isinstance(T.get_teacher("openai:gpt-4o-mini", base_url="http://x"), T.OpenAITeacher)
-    with pytest.raises(ReproError, match="unknown teacher 'gpt:4'; valid kinds: simulated:EPS, lm:MODEL, openai:MODEL"):
+    with pytest.raises(
+        ReproError, match="unknown teacher 'gpt:4'; valid kinds: simulated:EPS, lm:MODEL, openai:MODEL"
+    ):
         T.get_teacher("gpt:4")
     with pytest.raises(ReproError, match="error rate"):
         T.get_teacher("simulated:high")

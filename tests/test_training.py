@@ -18,7 +18,11 @@ def test_multitask_weights_give_the_dss_loss():
     items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex], alpha=0.3)
     parts = [p for it in items for p in it.parts]
     with torch.no_grad():
-        got = lm.loss([p.prompt for p in parts], [p.target for p in parts], weights=torch.tensor([p.weight for p in parts]))
+        got = lm.loss(
+            [p.prompt for p in parts],
+            [p.target for p in parts],
+            weights=torch.tensor([p.weight for p in parts]),
+        )
         la = lm.loss([p.prompt for p in parts[0::2]], [p.target for p in parts[0::2]])
         le = lm.loss([p.prompt for p in parts[1::2]], [p.target for p in parts[1::2]])
     torch.testing.assert_close(got, 0.3 * la + 0.7 * le)
@@ -29,7 +33,9 @@ def test_length_groups_pad_less_and_keep_the_loss():
     s = _splits()
     ex = s["pool"][:4]
     long = " ".join(["a long rationale"] * 40)
-    items = make_items(ex, [e.answer for e in ex], [long, "short", long, None], alpha=0.4, weights=[1.0, 2.0, 0.5, 1.0])
+    items = make_items(
+        ex, [e.answer for e in ex], [long, "short", long, None], alpha=0.4, weights=[1.0, 2.0, 0.5, 1.0]
+    )
     parts = [p for it in items for p in it.parts]
     groups = training.length_groups(lm, parts)
     assert sorted(j for g in groups for j in g) == list(range(len(parts))) and len(groups) == 2
@@ -37,9 +43,21 @@ def test_length_groups_pad_less_and_keep_the_loss():
     padded = sum(len(g) * max(n_tok(j) for j in g) for g in groups)
     assert padded < len(parts) * max(n_tok(j) for j in range(len(parts)))
     with torch.no_grad():
-        whole = lm.loss([p.prompt for p in parts], [p.target for p in parts], weights=torch.tensor([p.weight for p in parts]))
-        split = sum(lm.loss([parts[j].prompt for j in g], [parts[j].target for j in g],
-                            weights=torch.tensor([parts[j].weight for j in g])) * len(g) / len(parts) for g in groups)
+        whole = lm.loss(
+            [p.prompt for p in parts],
+            [p.target for p in parts],
+            weights=torch.tensor([p.weight for p in parts]),
+        )
+        split = sum(
+            lm.loss(
+                [parts[j].prompt for j in g],
+                [parts[j].target for j in g],
+                weights=torch.tensor([parts[j].weight for j in g]),
+            )
+            * len(g)
+            / len(parts)
+            for g in groups
+        )
     torch.testing.assert_close(split, whole)
 
 
@@ -99,13 +117,15 @@ def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkey
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     hist = train(lm2, items, start_dev_acc=start, **kw)
     assert hist["dev_acc"] == ref["dev_acc"] and hist["loss"] == ref["loss"]
-    assert all(torch.equal(a, b) for a, b in zip(lm.model.state_dict().values(), lm2.model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(lm.model.state_dict().values(), lm2.model.state_dict().values())
+    )
 
 
 def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tmp_path, monkeypatch):
-    """lr = 0: no epoch beats the pretrained student on dev, so dev selection keeps epoch 0 and the test score is
-    the pretrained student's: computed by the first run, read from the cache by the second (another seed), and
-    equal to scoring the freshly loaded model directly."""
+    """lr = 0: no epoch beats the pretrained student on dev, so dev selection keeps epoch 0 and the test score
+    is the pretrained student's: computed by the first run, read from the cache by the second (another seed),
+    and equal to scoring the freshly loaded model directly."""
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
@@ -123,17 +143,70 @@ def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tm
 
 
 def test_without_dev_a_trained_student_is_never_scored_as_the_pretrained_one(tmp_path, monkeypatch):
-    """No dev split: nothing is selected (best_epoch stays 0) but the student is trained; its test score must be
-    its own, not the cached pretrained one."""
+    """No dev split: nothing is selected (best_epoch stays 0) but the student is trained; its test score must
+    be its own, not the cached pretrained one."""
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     kw = dict(train_cfg=BTrain(epochs=1, lr=3e-3, batch_size=4, eval_batch_size=16), progress=False)
     frozen = BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16)
-    training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0,
-                               **{**kw, "train_cfg": frozen})
+    training.finetune_and_test(
+        "tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **{**kw, "train_cfg": frozen}
+    )
     calls = []
     real = training.accuracy
     monkeypatch.setattr(training, "accuracy", lambda lm, ex, **k: calls.append(len(ex)) or real(lm, ex, **k))
     training.finetune_and_test("tiny-llama", items, [], s["test"], key={"t": 1}, seed=0, **kw)
     assert calls == [len(s["test"])]  # scored itself
+
+
+def _ta_run_spies(monkeypatch):
+    """Record the student objects ta_loop trains, the TA objects it asks, and the student samples it draws."""
+    from lib import ta_loop
+
+    seen = {"students": [], "tas": [], "samples": []}
+    real_train, real_conf, real_sc = ta_loop.train, ta_loop.ta_confidence, ta_loop.self_consistency
+    monkeypatch.setattr(
+        ta_loop, "train", lambda lm, *a, **k: seen["students"].append(lm) or real_train(lm, *a, **k)
+    )
+    monkeypatch.setattr(
+        ta_loop, "ta_confidence", lambda ta, *a, **k: seen["tas"].append(ta) or real_conf(ta, *a, **k)
+    )
+
+    def sc(*a, **k):
+        r = real_sc(*a, **k)
+        seen["samples"].append(r["samples"])
+        return r
+
+    monkeypatch.setattr(ta_loop, "self_consistency", sc)
+    return seen
+
+
+def test_the_ta_is_frozen_and_never_the_student(tmp_path, monkeypatch):
+    from lib import config, models, ta_loop
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_SHARED", {})
+    seen = _ta_run_spies(monkeypatch)
+    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=2, epochs=1)
+    r = ta_loop.run("two_stage", "strategyqa", s, cfg, seed=0, preset="smoke", progress=False)
+    assert seen["tas"] and len(seen["students"]) == 2 and r["steps"] > 0  # warm-up and stage 2 trained
+    assert all(ta is not st for ta in seen["tas"] for st in seen["students"])
+    ta, fresh = seen["tas"][0], load_model("tiny-llama")
+    assert all(
+        torch.equal(a, b) for a, b in zip(ta.model.state_dict().values(), fresh.model.state_dict().values())
+    )
+    assert not any(p.requires_grad for p in ta.model.parameters())
+
+
+def test_every_seed_draws_its_own_student_samples(tmp_path, monkeypatch):
+    from lib import config, ta_loop
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    seen = _ta_run_spies(monkeypatch)
+    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=3, epochs=1)
+    for seed in (0, 1):
+        ta_loop.run("one_stage", "strategyqa", s, cfg, seed=seed, preset="smoke", progress=False)
+    assert len(seen["samples"]) == 2 and seen["samples"][0] != seen["samples"][1]
