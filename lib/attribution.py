@@ -361,7 +361,7 @@ def teacher_option_scores(
 # ---------------------------------------------------------------- the public entry point
 
 
-def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[dict]:
+def select_words(rec: dict, k: int, allow_template: bool = False) -> list[dict]:
     """Top-k candidate words by score, returned in input order."""
     ok = {"question", "option"} | ({"template", "letter"} if allow_template else set())
     cand = [(j, w) for j, w in enumerate(rec["all_words"]) if w["kind"] in ok and not w["stop"]]
@@ -372,9 +372,10 @@ def select_words(rec: dict, k: int = 5, allow_template: bool = False) -> list[di
 def influential_words(
     lm,
     examples: list[Example],
-    method: str = "saliency",
-    k: int = 5,
-    target: str = "gold",
+    *,
+    method: str,
+    k: int,
+    target: str,
     answer_form: str = "text",
     allow_template: bool = False,
     batch_size: int = 8,

@@ -33,6 +33,9 @@ class CrossEncoder(torch.nn.Module):
         self.enc, self.score, self.tag = encoder, torch.nn.Linear(h, 1), torch.nn.Linear(h, 1)
 
     def forward(self, input_ids, attention_mask, **kw):
+        # batches are built on the CPU; the model may sit on a GPU
+        dev = self.score.weight.device
+        input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
         hs = self.enc(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
         m = attention_mask.unsqueeze(-1).to(hs.dtype)
         # mean pooling, as the sentence-transformers model was trained
@@ -77,10 +80,13 @@ def losses(model, batch, labels: list[int]):
     scores, tag_logits = model(input_ids, attn)
     ce = torch.stack(
         [
-            torch.nn.functional.cross_entropy(scores[a:b].unsqueeze(0), torch.tensor([y]))
+            torch.nn.functional.cross_entropy(
+                scores[a:b].unsqueeze(0), torch.tensor([y], device=scores.device)
+            )
             for (a, b), y in zip(spans, labels)
         ]
     ).mean()
+    tags = tags.to(tag_logits.device)
     m = tags != -100
     bce = (
         torch.nn.functional.binary_cross_entropy_with_logits(tag_logits[m], tags[m])
@@ -178,7 +184,7 @@ def train_and_test(
         # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one
         # does not, so seeding first would tie the heads' initialisation to whether the encoder exists yet
         torch.manual_seed(seed)
-        model = CrossEncoder(enc)
+        model = CrossEncoder(enc).to(next(enc.parameters()).device)  # heads where the encoder is
         parts = {"ce": [], "bce": []}
 
         def batch_loss(idx):

@@ -1,4 +1,4 @@
-"""Paper B students: which rationale does the student learn from? (Ballout et al. 2024, DESIGN.md)
+"""Paper B students: which rationale does the student learn from? (Ballout et al. 2024)
 
   ft        standard fine-tuning: predict: -> answer only
   dss       Distilling Step-by-Step: explain: -> a free-text rationale (the dataset's gold explanation where

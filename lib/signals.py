@@ -1,4 +1,4 @@
-"""Paper A's signals, per example, all in [0, 1] (DESIGN.md "Signals (A)").
+"""Paper A's signals, per example, all in [0, 1].
 
 - self_consistency: K sampled rationale+answer outputs of the student (one batched `generate` call per batch
   with num_return_sequences=K, never K loops); each final answer parsed by lib.prompts.parse_answer; the

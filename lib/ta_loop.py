@@ -1,4 +1,4 @@
-"""Paper A: Teaching-Assistant-in-the-Loop (Zhou & Ai 2024), "query budget" mode (DESIGN.md).
+"""Paper A: Teaching-Assistant-in-the-Loop (Zhou & Ai 2024), the "query budget" mode.
 
   plain      B random pool questions -> teacher demonstrations -> fine-tune, uniform weights
   one_stage  signals from the un-warmed student on the whole pool choose the B questions of highest need

@@ -215,7 +215,8 @@ def fit(
 
     check_choice("schedule", schedule, SCHEDULES)
     seed_everything(seed)
-    cuda = torch.cuda.is_available()
+    # the model stays where it was loaded (lib.models.device: $DISTILL_DEVICE, else the GPU if any)
+    cuda = next(model.parameters()).device.type == "cuda"
     acc = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
     # fused AdamW: one kernel over all parameters (several times faster per step than the loop version)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)

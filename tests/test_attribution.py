@@ -264,7 +264,7 @@ def test_match_rules_controls_and_the_ground_truth_lists_by_hand():
 
 def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
-    recs = A.influential_words(tiny_lm, EX, k=3, progress=False)
+    recs = A.influential_words(tiny_lm, EX, method="saliency", k=3, target="gold", progress=False)
     assert [r["id"] for r in recs] == ["q1", "q2", "q3"]
     for r in recs:
         assert (
@@ -278,14 +278,18 @@ def test_influential_words_end_to_end_and_cached(tiny_lm, tmp_path, monkeypatch)
         assert pos == sorted(pos)  # input order
     n_files = len(list((tmp_path / "artifacts" / "attribution").glob("*.json")))
     # re-selects, no recompute
-    again = A.influential_words(tiny_lm, EX, k=5, allow_template=True, progress=False)
+    again = A.influential_words(
+        tiny_lm, EX, method="saliency", k=5, target="gold", allow_template=True, progress=False
+    )
     assert len(list((tmp_path / "artifacts" / "attribution").glob("*.json"))) == n_files == 3
     assert [w["score"] for w in again[1]["all_words"]] == [w["score"] for w in recs[1]["all_words"]]
-    pred = A.influential_words(tiny_lm, EX, target="predicted", answer_form="letter", progress=False)
+    pred = A.influential_words(
+        tiny_lm, EX, method="saliency", k=5, target="predicted", answer_form="letter", progress=False
+    )
     assert all(r["answer"] in "ABCD" for r in pred)
     gt = A.ground_truth(recs, EX, k=3)
     assert all(len(v) == 3 for v in gt.values()) and gt["target_is_gold"] == [True] * 3
-    wrong = A.influential_words(tiny_lm, EX, target="random_wrong", progress=False)
+    wrong = A.influential_words(tiny_lm, EX, method="saliency", k=5, target="random_wrong", progress=False)
     assert not any(r["target_is_gold"] for r in wrong)
     assert [r["target_option"] for r in wrong] == [e.choices[A.random_wrong_option(e)] for e in EX]
 
@@ -299,12 +303,12 @@ def test_shared_teacher_reads_no_weights_when_every_step_is_cached(tmp_path, mon
     monkeypatch.setattr(M, "_SHARED", {})
     cold = M.load_shared("tiny-llama")
     assert not cold.loaded
-    recs = A.influential_words(cold, EX, k=3, progress=False)
+    recs = A.influential_words(cold, EX, method="saliency", k=3, target="gold", progress=False)
     scores = A.teacher_option_scores(cold, EX)
     assert cold.loaded  # a cache miss loaded it
     monkeypatch.setattr(M, "_SHARED", {})
     warm = M.load_shared("tiny-llama")
-    again = A.influential_words(warm, EX, k=3, progress=False)
+    again = A.influential_words(warm, EX, method="saliency", k=3, target="gold", progress=False)
     assert A.teacher_option_scores(warm, EX) == scores and not warm.loaded
     assert [r["token_scores"] for r in again] == [r["token_scores"] for r in recs]
     assert M.load_shared("tiny-llama") is warm

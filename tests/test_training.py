@@ -210,3 +210,37 @@ def test_every_seed_draws_its_own_student_samples(tmp_path, monkeypatch):
     for seed in (0, 1):
         ta_loop.run("one_stage", "strategyqa", s, cfg, seed=seed, preset="smoke", progress=False)
     assert len(seen["samples"]) == 2 and seen["samples"][0] != seen["samples"][1]
+
+
+def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monkeypatch):
+    """The paper preset's students are T5s: a tiny T5 whose tokenizer appends </s> to every encoding, as T5's
+    does, learns a toy task through the same finetune_and_test path as the causal students."""
+    from tokenizers.processors import TemplateProcessing
+
+    from lib import models
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "runs"))
+    real = models.load_model
+
+    def with_eos(name, **kw):
+        lm = real(name, **kw)
+        eos = lm.tok.eos_token
+        lm.tok.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"$A {eos}", special_tokens=[(eos, lm.tok.eos_token_id)]
+        )
+        return lm
+
+    monkeypatch.setattr(models, "load_model", with_eos)
+    lm = with_eos("tiny-t5")
+    assert lm.prompt_ids("predict: x")[-1] == lm.tok.eos_token_id  # an encoder input keeps its </s>
+    s = _splits()
+    items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
+    cfg = BTrain(epochs=3, lr=3e-3, batch_size=4, eval_batch_size=8)
+    r = training.finetune_and_test(
+        "tiny-t5", items, s["dev"], s["test"], key={"t": "t5"}, seed=0, train_cfg=cfg, progress=False
+    )
+    assert r["loss_last"][-1] < r["loss_first"][0]  # it learned
+    assert len(r["dev_curve"]) == 4 and r["best_dev"] == max(
+        r["dev_curve"]
+    )  # selected on dev, epoch 0 included
+    assert len(r["correct"]) == len(s["test"]) and 0 <= r["test_acc"] <= 1
