@@ -120,5 +120,6 @@ def cached_json(kind: str, key: dict, compute, version: int = 1):
             pass
     CACHE_STATS[f"{kind}:miss"] += 1
     value = compute()
-    write_json(path, {"key": key, "value": value})
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process computes, one writes
+        write_json(path, {"key": key, "value": value})
     return value

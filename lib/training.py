@@ -329,7 +329,13 @@ def train(
     if dev:
 
         def dev_score():
-            return accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
+            # scored on the bare module: a DDP wrapper has no `generate`, and scoring needs no gradient sync
+            wrapped = lm.model
+            lm.model = getattr(wrapped, "module", wrapped)
+            try:
+                return accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
+            finally:
+                lm.model = wrapped
 
     return fit(
         lm.model,
