@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-requirements
 # the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
-.PHONY: help setup assets reproduce readme test lint lab bench clean clean-cache
+.PHONY: help setup assets reproduce readme test lint lab bench check-paper clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
@@ -42,6 +42,9 @@ readme: $(STAMP)  ## regenerate results/$(PRESET)/README.md and the README headl
 
 lab: setup  ## Jupyter Lab on the project's kernel
 	$(VENV)/bin/jupyter lab notebooks
+
+check-paper: $(STAMP)  ## on a machine with hub access: does every model and dataset of PRESET=paper resolve?
+	$(PY) -m lib.check_paper
 
 bench: setup  ## speed of the hot paths -> results/bench.md
 	$(PY) -m lib.bench

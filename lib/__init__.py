@@ -21,7 +21,7 @@ The parts, and what each may import from lib (tests/test_imports.py enforces eve
   paper B core: attribution (captum, ground truth), rationales (FT / DSS / tokens / hint), encoder
   where the two meet: weak_teacher (paper B's tokens weighted by paper A's TA, notebook 25)
   reading results: report (the papers' numbers, tables, verdicts, generated READMEs)
-  front door: reproduce (make reproduce), bench (make bench)
+  front door: reproduce (make reproduce), bench (make bench), check_paper (make check-paper)
 
 Paper A's core and paper B's core never import each other; only weak_teacher, report and the front door
 may import both. There is no import cycle.

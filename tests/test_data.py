@@ -148,6 +148,21 @@ def test_hub_format_goes_through_the_same_mappers(tmp_path):
         assert e.answer == expect[name] and e.dataset == name
 
 
+def test_paper_pools_come_from_the_hub_train_split(tmp_path):
+    """The pool is the train split; dev and test share out the evaluation split; no id is in both."""
+    row = lambda i: {"question": f"q{i}", "answer": f"{i} apples. #### {i}"}  # GSM8K's hub format
+    files = {}
+    for split, n in (("train", 20), ("test", 16)):
+        p = tmp_path / f"{split}.jsonl"
+        p.write_text("".join(json.dumps(row(i)) + "\n" for i in range(n)))
+        files[split] = str(p)
+    s = data.hub_splits("gsm8k", data_files=files)
+    assert len(s["pool"]) == 20 and len(s["dev"]) + len(s["test"]) == 16 and len(s["dev"]) == 6
+    assert all(e.id.startswith("train-") for e in s["pool"])
+    assert not {e.id for e in s["pool"]} & {e.id for e in s["dev"] + s["test"]}
+    assert {e.question for e in s["pool"]} == {f"q{i}" for i in range(20)}
+
+
 @needs_assets
 @pytest.mark.parametrize("name", sorted(data.LOADERS))
 def test_real_files_have_documented_sizes(name):
