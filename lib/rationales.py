@@ -63,6 +63,10 @@ class Rationales:
         )
         return cls(p.models.teacher, dataset, **{**kw, **over})
 
+    def key(self) -> dict:
+        """What of these rationales a run's cache key needs."""
+        return {"teacher": self.teacher_model, "k": self.k, "attr_method": self.method}
+
     def __getstate__(self):  # a Ray task receives the settings, never a loaded teacher model
         return {**self.__dict__, "_lm": None}
 
@@ -149,9 +153,7 @@ def run(
         "seed": seed,
         "preset": preset,
         "alpha": alpha,
-        "teacher": R.teacher_model,
-        "k": R.k,
-        "attr_method": R.method,
+        **R.key(),
     }
     fmt = "answer_only" if method in ("ft", "hint") else "multitask"
     r = finetune_and_test(

@@ -74,10 +74,8 @@ def run(
         "seed": seed,
         "preset": preset,
         "alpha": alpha,
-        "teacher": R.teacher_model,
-        "k": R.k,
-        "attr_method": R.method,
         "filter_q": filter_q,
+        **R.key(),
     }
     fmt = "answer_only" if variant == "ft_teacher" else "multitask"
     r = finetune_and_test(student, items, dev, test, key=key, fmt=fmt, seed=seed, train_cfg=train)
