@@ -6,6 +6,7 @@ import pytest
 
 from lib import data, runner, training
 from lib.common import CACHE_STATS, ReproError, cache_dir
+from lib.config import BTrain
 from lib.models import load_model
 from lib.runner import run_grid
 
@@ -36,9 +37,7 @@ def calls():
             test=s["test"],
             key={"test": "runner"},
             seed=seed,
-            epochs=1,
-            lr=lr,
-            batch_size=4,
+            train_cfg=BTrain(epochs=1, lr=lr, batch_size=4, eval_batch_size=16),
             progress=False,
         )
         for seed in (0, 1)
@@ -117,7 +116,9 @@ def test_a_failing_run_is_one_line_naming_the_call(where, ray_local, calls, fres
     with pytest.raises(ReproError) as e:
         run_grid(FN, [calls[0], bad, calls[2]], runner=where, progress=False)
     msg = str(e.value)
-    assert msg.startswith("training.finetune_and_test(student='no-such-model', seed=0, epochs=1, lr=0.01, ")
+    assert msg.startswith(
+        "training.finetune_and_test(student='no-such-model', seed=0, progress=False) failed"
+    )
     assert "unknown model 'no-such-model'" in msg and "\n" not in msg and "Traceback" not in msg
     # local stops at the failure, as a plain loop would; on Ray the other runs finish and are cached
     assert len(_finetune_files(cache)) == (1 if where == "local" else 2)
