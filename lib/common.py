@@ -90,6 +90,31 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_hardware() -> bool:
+    """A GPU, or a CPU with bf16 matrix instructions (AMX or AVX512-BF16): where bf16 is faster than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def precision() -> str:
+    """The numeric precision of every model forward: $DISTILL_PRECISION (set from the preset's `run` section
+    by config.resolve_preset), `auto` = bf16 where the hardware has bf16 units, else fp32; unset: fp32."""
+    p = check_choice("precision", os.environ.get("DISTILL_PRECISION") or "fp32", PRECISIONS)
+    if p == "auto":
+        return "bf16" if bf16_hardware() else "fp32"
+    return p
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -108,7 +133,12 @@ def cached_json(kind: str, key: dict, compute, version: int = 1):
     `key` holds every input (preset, dataset, model, parameters, seed) and `version` the step's code
     version: change either and the value is recomputed. A corrupted or foreign file is recomputed, never
     trusted; writes are atomic, so a killed run leaves nothing half-written."""
-    key = json.loads(json.dumps({**key, "_kind": kind, "_version": version}, sort_keys=True, default=str))
+    extra = (
+        {} if precision() == "fp32" else {"_precision": precision()}
+    )  # two precisions never share an entry
+    key = json.loads(
+        json.dumps({**key, **extra, "_kind": kind, "_version": version}, sort_keys=True, default=str)
+    )
     path = cache_dir() / "artifacts" / kind / f"{stable_hash(key, 20)}.json"
     if path.exists():
         try:

@@ -33,7 +33,9 @@ DEFAULTS: dict = {
     "models": {"teacher": None, "ta": None, "student": None, "encoder": None},
     "data": {"datasets": [], "caps": {"pool": None, "dev": None, "test": None}, "batch_size": 16},
     # where a notebook's independent runs execute: local (in the notebook's process) | ray (lib.runner)
-    "run": {"runner": "local"},
+    # precision of every model forward (lib.common.precision): fp32 | bf16 | auto (bf16 where the hardware has
+    # bf16 units); fp32 until a learning-curve check shows bf16 training learns as fp32 does
+    "run": {"runner": "local", "precision": "fp32"},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "teachers": {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
@@ -259,7 +261,8 @@ def resolve_preset(preset: str) -> str:
     """The notebook's `preset` parameter, unless $DISTILL_PRESET overrides it (how `make test` runs every
     notebook at `smoke` under nbmake, which cannot pass papermill parameters)."""
     preset = os.environ.get("DISTILL_PRESET") or preset
-    get_preset(preset)
+    cfg = get_preset(preset)
+    os.environ.setdefault("DISTILL_PRECISION", cfg["run"]["precision"])  # model loads and cache keys read it
     if preset == "smoke":
         # tiny models: thread start-up costs more than it buys, and 1 thread per process stays fast when
         # several notebooks or tests share the 2 cores

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .attribution import norm_word
-from .common import ReproError, cached_json, stable_hash
+from .common import ReproError, cached_json, precision, stable_hash
 from .config import EncoderRun
 from .data import Example
 from .training import fit
@@ -100,9 +100,12 @@ def losses(model, batch, labels: list[int]):
 def predict(model, tok, examples: list[Example], batch_size: int = 32, max_len: int = 64) -> list[int]:
     model.eval()
     out = []
+    bf16 = precision() == "bf16"
+    dev_type = model.score.weight.device.type
     for s in range(0, len(examples), batch_size):
         input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)
-        scores, _ = model(input_ids, attn)
+        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
+            scores, _ = model(input_ids, attn)
         out += [int(scores[a:b].argmax()) for a, b in spans]
     return out
 
@@ -206,6 +209,7 @@ def train_and_test(
             batch_size=run.batch_size,
             seed=seed,
             schedule="constant",
+            bf16=precision() == "bf16",
             warmup_frac=0.0,
             progress=progress,
             desc=f"train {encoder_name} lam={lam}",

@@ -13,7 +13,21 @@ next token comes from its own last real token).
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+def _in_precision(method):
+    """Run an inference method under bf16 autocast when the LM is in bf16: matmuls in bf16, the reductions
+    autocast keeps in fp32 (softmax, log-softmax) stay there."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return method(self, *args, **kwargs)
+
+    return wrapped
 
 
 class LM:
@@ -24,10 +38,18 @@ class LM:
     next token comes from its own last real token)."""
 
     def __init__(
-        self, model, tokenizer, name: str = "", arch: str = "causal", max_len: int = 512, loader=None
+        self,
+        model,
+        tokenizer,
+        name: str = "",
+        arch: str = "causal",
+        max_len: int = 512,
+        loader=None,
+        bf16: bool = False,
     ):
-        """`model=None` + `loader`: the weights are loaded by `loader()` on first use (see load_shared)."""
-        self._model, self._loader = model, loader
+        """`model=None` + `loader`: the weights are loaded by `loader()` on first use (see load_shared).
+        `bf16`: score and generate under bf16 autocast (weights stay as loaded)."""
+        self._model, self._loader, self.bf16 = model, loader, bf16
         self.tok, self.name, self.arch, self.max_len = tokenizer, name, arch, max_len
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -154,6 +176,7 @@ class LM:
 
     # -- the three operations
     @torch.no_grad()
+    @_in_precision
     def score(
         self, prompts: list[str], continuations: list[str], batch_size: int = 16, progress: bool = False
     ) -> list[torch.Tensor]:
@@ -177,6 +200,7 @@ class LM:
         return out
 
     @torch.no_grad()
+    @_in_precision
     def score_options(
         self, prompts: list[str], options: list[list[str]], batch_size: int = 16, progress: bool = False
     ) -> list[list[torch.Tensor]]:
@@ -285,6 +309,7 @@ class LM:
         )
 
     @torch.no_grad()
+    @_in_precision
     def generate(
         self,
         prompts: list[str],

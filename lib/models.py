@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as _hf_logging
 
-from .common import ReproError, cache_dir, check_choice, read_json, write_json
+from .common import ReproError, cache_dir, check_choice, precision, read_json, write_json
 from .lm import LM
 
 # per-load "Loading weights" bars are noise in notebooks; the one slow step (GGUF dequantise) turns them on
@@ -256,9 +256,9 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False
     if arch == "encoder":
         raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
     load = lambda: _weights(path, arch, dtype).requires_grad_(not frozen)
-    return LM(
-        None if lazy else load(), AutoTokenizer.from_pretrained(path), name=name, arch=arch, loader=load
-    )
+    tok = AutoTokenizer.from_pretrained(path)
+    bf16 = precision() == "bf16"
+    return LM(None if lazy else load(), tok, name=name, arch=arch, loader=load, bf16=bf16)
 
 
 def _weights(path, arch: str, dtype: torch.dtype):

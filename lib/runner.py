@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice
+from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice, precision
 
 RUNNERS = ("local", "ray")
 _SCALARS = (str, int, float, bool, type(None))
@@ -61,7 +61,7 @@ def ray_init(num_cpus: int | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or None
     path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
-    env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
+    env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir()), "DISTILL_PRECISION": precision()}
     # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
     # notebook); the workers' own output (their progress bars) stays in Ray's log files
     ray.init(

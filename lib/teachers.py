@@ -118,7 +118,10 @@ class LMTeacher(Teacher):
         self.name = f"lm-{model_name.replace('/', '--')}"
 
     def config(self) -> dict:
-        return {"model": self.model_name, "answer_by": self.answer_by, "max_new_tokens": self.max_new_tokens}
+        from .common import precision
+
+        cfg = {"model": self.model_name, "answer_by": self.answer_by, "max_new_tokens": self.max_new_tokens}
+        return cfg if precision() == "fp32" else {**cfg, "precision": precision()}  # bf16 writes other text
 
     @property
     def lm(self):

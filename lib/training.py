@@ -194,6 +194,7 @@ def fit(
     warmup_frac: float = 0.1,
     weight_decay: float = 0.0,
     on_prepared=None,
+    bf16: bool = False,
     progress: bool = True,
     desc: str = "train",
 ) -> dict:
@@ -244,7 +245,9 @@ def fit(
     model.train()
     while step < total:
         for idx in loader:
-            with acc.autocast():
+            # bf16: autocast around the forward pass and the loss only, master weights and optimizer state in
+            # fp32; backward, clipping and the optimizer step run outside it
+            with acc.autocast(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not cuda):
                 loss = batch_loss(idx)
             acc.backward(loss)
             acc.clip_grad_norm_(model.parameters(), 1.0)
@@ -267,7 +270,7 @@ def fit(
             if step >= total:
                 break
     bar.close()
-    model = acc.unwrap_model(model)
+    model = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast wrapper left on the returned model
     if on_prepared:
         on_prepared(model)
     if best_state is not None:
@@ -348,6 +351,7 @@ def train(
         seed=seed,
         start_score=start_dev_acc,
         on_prepared=on_prepared,
+        bf16=lm.bf16,
         progress=progress,
         desc=f"train {lm.name}",
     )
