@@ -73,6 +73,9 @@ DEFAULTS: dict = {
         "K": 5,  # self-consistency samples per question
         "temperature": 0.7,
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
+        # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
+        # given question and rationale); notebook 11 measures both
+        "ta_span": "full",
         "sc_max_new_tokens": 128,  # sample length of a warmed student (its trained format)
         "cot_shots": 4,  # exemplars in an un-warmed student's chain-of-thought prompt
         "cot_max_new_tokens": 128,  # its sample length on option / yes-no questions
@@ -346,6 +349,7 @@ class TARun:
     K: int
     temperature: float
     ta_shots: int
+    ta_span: str
     sc_max_new_tokens: int
     cot_shots: int
     cot_max_new_tokens: int

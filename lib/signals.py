@@ -24,12 +24,13 @@ sampling parameter.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import Callable
 
 import numpy as np
 
-from .common import ReproError, cached_json, stable_hash
+from .common import ReproError, cached_json, check_choice, stable_hash
 from .data import Example
 from .prompts import cot_prompt, parse_answer
 
@@ -127,27 +128,52 @@ def self_consistency(
     return cached_json("signal_self_consistency", key, compute, version=VERSION)
 
 
+SPANS = ("answer", "full")
+_FINAL = re.compile(r"^(.*\bso the answer is)(.*)$", re.I | re.S)
+
+
+def split_final_answer(output: str) -> tuple[str, str]:
+    """(the output up to and including its last "So the answer is", the final answer after it, without a
+    closing period); an output without that phrase is all answer: ("", output)."""
+    m = _FINAL.match((output or "").strip())
+    if not m:
+        return "", (output or "").strip()
+    return m.group(1).strip(), m.group(2).strip().rstrip(".").strip()
+
+
 def ta_confidence(
     ta_lm,
     examples: list[Example],
     outputs: list[str],
     *,
     n_shots: int,
+    span: str,
     batch_size: int = 16,
     prompt_fn: Callable[[Example], str] | None = None,
     cache: bool = True,
     progress: bool = False,
 ) -> list[float]:
-    """exp(mean log p_TA(output tokens | question prompt)) per example; the prompt is the question with its
-    options (cot_prompt with n_shots exemplars) and the output follows after one space."""
+    """The TA's confidence in each output, exp(mean log p_TA(span tokens | context)); the prompt is the
+    question with its options (cot_prompt with n_shots exemplars), the output follows after one space.
+
+    span="full": every token of the output given the question. span="answer": only the final answer's tokens,
+    given the question and the output's rationale (everything up to "So the answer is"): a wrong answer after
+    a rationale that argues for the right one then gets little confidence, while "full" averages it away among
+    the rationale's tokens. An empty output (or answer) gets 0, no evidence of confidence."""
+    check_choice("ta_span", span, SPANS)
     if len(outputs) != len(examples):
         raise ReproError(f"{len(outputs)} outputs for {len(examples)} examples")
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
-    conts = [" " + (o or "").strip() for o in outputs]
+    if span == "full":
+        conts = [" " + (o or "").strip() for o in outputs]
+    else:
+        parts = [split_final_answer(o) for o in outputs]
+        prompts = [p + (" " + pre if pre else "") for p, (pre, _) in zip(prompts, parts)]
+        conts = [" " + ans for _, ans in parts]
 
     def compute():
         lps = ta_lm.score(prompts, conts, batch_size=batch_size, progress=progress)
-        return [math.exp(float(lp.mean())) if len(lp) and o.strip() else 0.0 for lp, o in zip(lps, conts)]
+        return [math.exp(float(lp.mean())) if len(lp) and c.strip() else 0.0 for lp, c in zip(lps, conts)]
 
     if not cache:
         return compute()

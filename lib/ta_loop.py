@@ -81,7 +81,9 @@ def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) 
         n_shots=run.cot_shots,
         batch_size=run.eval_batch_size,
     )
-    conf = ta_confidence(ta, examples, sc["output"], n_shots=run.ta_shots, batch_size=run.eval_batch_size)
+    conf = ta_confidence(
+        ta, examples, sc["output"], n_shots=run.ta_shots, span=run.ta_span, batch_size=run.eval_batch_size
+    )
     return {"sc": np.asarray(sc["sc"], float), "ta_student": np.asarray(conf, float)}
 
 
@@ -171,7 +173,12 @@ def run(
         weights = None
         if method != "plain" and "ta_teacher" in cfg.signals:
             conf = ta_confidence(
-                ta_lm, chosen, [d.text() for d in demos], n_shots=cfg.ta_shots, batch_size=cfg.eval_batch_size
+                ta_lm,
+                chosen,
+                [d.text() for d in demos],
+                n_shots=cfg.ta_shots,
+                span=cfg.ta_span,
+                batch_size=cfg.eval_batch_size,
             )
             weights = demo_weights(conf, cfg.use, filter_q=cfg.filter_q).tolist()
             right = [w for w, d in zip(weights, demos) if d.correct]

@@ -26,12 +26,12 @@ from .training import finetune_and_test, make_items
 VARIANTS = ("ft_teacher", "tokens_teacher", "tokens_ta_weight", "tokens_ta_filter")
 
 
-def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int) -> dict:
+def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int, ta_span: str) -> dict:
     """Per example: the teacher's predicted option, the words it attributes that answer to, whether it is
     right, and the TA's confidence in its answer."""
     pred = [int(np.argmax(s)) for s in teacher_option_scores(R.lm, examples, progress=R.progress)]
     answers = [e.choices[i] for e, i in zip(examples, pred)]
-    conf = ta_confidence(load_shared(ta_model), examples, answers, n_shots=ta_shots)
+    conf = ta_confidence(load_shared(ta_model), examples, answers, n_shots=ta_shots, span=ta_span)
     return {
         "answers": answers,
         "words": R.words(examples, "predicted"),

@@ -143,23 +143,41 @@ OUTS = [
 
 
 def test_ta_confidence_equals_hand_computation(tiny_lm):
-    got = S.ta_confidence(tiny_lm, [MC, YN, NUM], OUTS, n_shots=0, cache=False)
+    got = S.ta_confidence(tiny_lm, [MC, YN, NUM], OUTS, n_shots=0, span="full", cache=False)
     for g, e, o in zip(got, [MC, YN, NUM], OUTS):
         want = math.exp(np.mean(hand_logprobs(tiny_lm, cot_prompt(e, 0), " " + o)))
         assert 0 < g < 1 and g == pytest.approx(want, rel=1e-5, abs=1e-7)
 
 
+def test_ta_confidence_of_the_final_answer_equals_hand_computation(tiny_lm):
+    """span="answer": only the answer's tokens, given the question and the output's rationale."""
+    assert S.split_final_answer(OUTS[2]) == ("3 + 4 = 7 apples in total. So the answer is", "7")
+    assert S.split_final_answer("apple") == ("", "apple")
+    got = S.ta_confidence(tiny_lm, [MC, YN, NUM], OUTS, n_shots=0, span="answer", cache=False)
+    for e, o, g in zip([MC, YN, NUM], OUTS, got):
+        pre, ans = S.split_final_answer(o)
+        want = math.exp(np.mean(hand_logprobs(tiny_lm, cot_prompt(e, 0) + " " + pre, " " + ans)))
+        assert g == pytest.approx(want, rel=1e-4)
+    full = S.ta_confidence(tiny_lm, [NUM], OUTS[2:], n_shots=0, span="full", cache=False)
+    assert full[0] != pytest.approx(got[2], rel=1e-3)  # the spans measure different things
+
+
 def test_ta_confidence_is_batch_and_padding_invariant(tiny_lm):
-    alone = S.ta_confidence(tiny_lm, [MC], OUTS[:1], n_shots=0, cache=False)[0]
+    alone = S.ta_confidence(tiny_lm, [MC], OUTS[:1], n_shots=0, span="full", cache=False)[0]
     longer = [OUTS[0], OUTS[1] * 3, OUTS[2] * 4]
-    batched = S.ta_confidence(tiny_lm, [MC, YN, NUM], longer, n_shots=0, batch_size=3, cache=False)[0]
+    batched = S.ta_confidence(
+        tiny_lm, [MC, YN, NUM], longer, n_shots=0, span="full", batch_size=3, cache=False
+    )[0]
     assert batched == pytest.approx(alone, abs=1e-5)
 
 
 def test_ta_confidence_cache_and_empty_output(monkeypatch, tiny_causal, scache):
-    assert S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0)[0] == 0.0
+    assert (
+        S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0, span="full")[0]
+        == 0.0
+    )
     monkeypatch.setattr(tiny_causal, "score", lambda *a, **k: pytest.fail("cache miss"))
-    S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0)
+    S.ta_confidence(tiny_causal, [MC, YN], ["", "So the answer is yes."], n_shots=0, span="full")
 
 
 def test_need_score_and_demo_weights():
