@@ -7,6 +7,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
   data         datasets, split caps, evaluation batch size
   run          where the runs of notebooks 12-13 and 21-25 execute (in-process or on Ray)
   zero_shot    notebook 00
+  recipe       notebook 05: which training recipe makes each student learn each dataset
   teachers     notebook 10
   signals      notebook 11 (the student's sampling comes from `a`: the signals it measures are the ones
                paper A's runs use)
@@ -37,6 +38,19 @@ DEFAULTS: dict = {
     # bf16 units); fp32 until a learning-curve check shows bf16 training learns as fp32 does
     "run": {"runner": "local", "precision": "fp32"},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
+    "recipe": {
+        # notebook 05: plain fine-tuning of each student on each dataset, gold labels vs shuffled labels
+        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "mathqa"],
+        "students": ["lm", "encoder"],
+        "n_train": [64, 256],
+        "lrs": [1e-4, 3e-4, 1e-3],  # the LM student's; the encoder's are encoder_lrs
+        "encoder_lrs": [2e-5, 5e-5, 1e-4],
+        "schedules": ["linear", "constant"],
+        "recipe_epochs": 3,
+        "recipe_batch_size": 4,
+        "recipe_seeds": [0, 1, 2],
+        "recipe_caps": {"dev": 100, "test": 100},
+    },
     "teachers": {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
         "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
@@ -85,6 +99,7 @@ DEFAULTS: dict = {
         "epochs": 5,
         "lr": 3e-4,
         "batch_size": 32,
+        "schedule": "linear",  # learning rate after warm-up: linear (decay to 0) | constant | cosine
         "stage2_from": "warm",  # stage 2 trains the warmed student (warm) or a fresh one (scratch)
     },
     "attribution": {
@@ -117,6 +132,7 @@ DEFAULTS: dict = {
         "epochs": 5,
         "lr": 3e-4,
         "batch_size": 32,
+        "schedule": "linear",
         "ablation_ks": [1, 3, 5, 10],
         "ablation_methods": ["saliency", "input_x_gradient"],
         "ablation_alphas": [0.2, 0.5, 0.8],
@@ -153,6 +169,16 @@ PRESETS: dict[str, dict] = {
         zero_shot={"zero_shot_models": ["tiny-llama", "tiny-t5"], "eval_n": 8, "eval_n_generate": 4},
         teachers={"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
         signals={"n": 8},
+        recipe={
+            "datasets": ["commonsense_qa", "strategyqa"],
+            "n_train": [16],
+            "lrs": [3e-3],
+            "encoder_lrs": [1e-3],
+            "schedules": ["linear", "constant"],
+            "recipe_epochs": 2,
+            "recipe_seeds": [0, 1],
+            "recipe_caps": {"dev": 8, "test": 8},
+        },
         # lr is high because the tiny model starts random
         a={
             "datasets": ["strategyqa", "commonsense_qa"],
@@ -360,6 +386,7 @@ class TARun:
     lr: float
     batch_size: int
     eval_batch_size: int
+    schedule: str
     stage2_from: str
 
 
@@ -371,12 +398,14 @@ def ta_run(p: SimpleNamespace, **over) -> TARun:
 
 @dataclass(frozen=True)
 class BTrain:
-    """How a paper-B student trains (lib.rationales.run, run_weak): the same for every method."""
+    """How a fine-tuned student trains (lib.training.finetune_and_test: paper B, notebook 05): the same for
+    every method it compares."""
 
     epochs: float
     lr: float
     batch_size: int
     eval_batch_size: int
+    schedule: str
 
 
 def b_train(p: SimpleNamespace) -> BTrain:

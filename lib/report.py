@@ -108,6 +108,58 @@ def ground_truth_row(g: dict, *, mask=None) -> dict:
     return out
 
 
+def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 05: per (student, dataset, recipe), the gold-label students' dev accuracy against their
+    pretrained one (beat_pretrained: share of seeds whose dev-selected student beats it) and their test
+    accuracy against the shuffled-label control's (two-level paired bootstrap, MDE, verdict)."""
+    cells = runs.assign(dataset=runs.student + "|" + runs.dataset + "|" + runs.recipe, method=runs.labels)
+    t = comparison(cells, "shuffled")
+    t = t[t.dataset != "average"].copy()
+    t[["student", "dataset", "recipe"]] = t.dataset.str.split("|", expand=True)
+    gold = runs[runs.labels == "gold"].groupby(["student", "dataset", "recipe"], sort=False)
+    dev = gold.agg(pretrained_dev=("zero_shot_dev", "mean"), best_dev=("best_dev", "mean")).reset_index()
+    dev["beat_pretrained"] = gold.apply(lambda g: float((g.best_dev > g.zero_shot_dev).mean())).values
+    cols = [
+        "student",
+        "dataset",
+        "recipe",
+        "seeds",
+        "pretrained_dev",
+        "best_dev",
+        "beat_pretrained",
+        "acc_mean",
+        "base_acc",
+        "diff_pts",
+        "diff_lo",
+        "diff_hi",
+        "mde_pts",
+        "mde_rel_%",
+        "interval",
+        "verdict",
+    ]
+    return t.drop(columns=["method"]).merge(dev, on=["student", "dataset", "recipe"])[cols]
+
+
+def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
+    """Per student and dataset, the recipe with the best mean dev accuracy among those that learn the task
+    (beat the pretrained dev accuracy in >= `min_beat` of seeds, and gain over shuffled labels on test); a
+    dataset where none does is one the student does not learn."""
+    rows = []
+    for (st, d), g in table.groupby(["student", "dataset"], sort=False):
+        ok = g[(g.beat_pretrained >= min_beat) & (g.verdict == stats.GAIN)]
+        best = ok.loc[ok.best_dev.idxmax()] if len(ok) else None
+        rows.append(
+            {
+                "student": st,
+                "dataset": d,
+                "recipe": "-" if best is None else best.recipe,
+                "best_dev": np.nan if best is None else best.best_dev,
+                "verdict": "learns" if best is not None else "the student does not learn it",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:
     """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions
     only)."""

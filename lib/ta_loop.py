@@ -129,6 +129,7 @@ def run(
             epochs=cfg.epochs,
             lr=cfg.lr,
             batch_size=cfg.batch_size,
+            schedule=cfg.schedule,
             seed=seed,
             dev=dev,
             fmt=cfg.fmt,

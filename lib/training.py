@@ -95,6 +95,30 @@ def make_items(
     return items
 
 
+def shuffled_answers(examples: list[Example], seed: int) -> list[str]:
+    """The shuffled-label control: gold answers permuted across questions. An option question gets the option
+    at the position of its partner's gold option, so its target is still one of its own options; a numeric
+    question gets its partner's number. A student that learns as much from these as from the gold answers
+    learns the answer format, not the task."""
+    perm = np.random.default_rng(seed).permutation(len(examples))
+    out = []
+    for e, j in zip(examples, perm):
+        o = examples[int(j)]
+        out.append(e.choices[(o.label or 0) % len(e.choices)] if e.choices else o.answer)
+    return out
+
+
+def relabel(examples: list[Example], answers: list[str]) -> list[Example]:
+    """Copies of `examples` whose gold answer (and option label) is `answers`: a student that reads its target
+    from the example itself (the encoder) trains on the shuffled-label control this way."""
+    from dataclasses import replace
+
+    return [
+        replace(e, answer=a, label=e.choices.index(a) if e.choices else None)
+        for e, a in zip(examples, answers)
+    ]
+
+
 # ---------------------------------------------------------------- evaluation of a trained student
 
 
@@ -189,8 +213,8 @@ def fit(
     lr: float,
     batch_size: int,
     seed: int,
+    schedule: str,
     start_score: float | None = None,
-    schedule: str = "linear",
     warmup_frac: float = 0.1,
     weight_decay: float = 0.0,
     on_prepared=None,
@@ -294,6 +318,7 @@ def train(
     lr: float,
     batch_size: int,
     seed: int,
+    schedule: str,
     dev: list[Example] | None = None,
     fmt: str = "multitask",
     eval_batch_size: int = 16,
@@ -349,6 +374,7 @@ def train(
         lr=lr,
         batch_size=batch_size,
         seed=seed,
+        schedule=schedule,
         start_score=start_dev_acc,
         on_prepared=on_prepared,
         bf16=lm.bf16,
@@ -448,6 +474,7 @@ def finetune_and_test(
             epochs=train_cfg.epochs,
             lr=train_cfg.lr,
             batch_size=train_cfg.batch_size,
+            schedule=train_cfg.schedule,
             seed=seed,
             dev=dev,
             fmt=fmt,

@@ -19,7 +19,15 @@ s = data.load_splits("gsm8k", "smoke", caps={"pool": 16, "dev": 4, "test": 4})
 items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
 lm = load_model("tiny-llama")
 hist = training.train(
-    lm, items, epochs=2, lr=3e-3, batch_size=batch_size, seed=0, dev=s["dev"], progress=False
+    lm,
+    items,
+    epochs=2,
+    lr=3e-3,
+    batch_size=batch_size,
+    seed=0,
+    schedule="linear",
+    dev=s["dev"],
+    progress=False,
 )
 loss = torch.tensor(hist["loss"])
 if dist.is_available() and dist.is_initialized():

@@ -58,7 +58,9 @@ def test_bf16_training_learns_as_fp32_and_returns_a_bare_model(monkeypatch):
     last, curves = {}, {}
     for p in ("fp32", "bf16"):
         lm = _lm(monkeypatch, p)
-        hist = training.train(lm, items, epochs=3, lr=3e-3, batch_size=4, seed=0, progress=False)
+        hist = training.train(
+            lm, items, epochs=3, lr=3e-3, batch_size=4, seed=0, schedule="linear", progress=False
+        )
         last[p], curves[p] = sum(hist["loss"][-3:]) / 3, hist["loss"]
         assert hist["loss"][-1] < hist["loss"][0]
         assert all(q.dtype == torch.float32 for q in lm.model.parameters())  # fp32 master weights

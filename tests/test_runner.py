@@ -37,7 +37,7 @@ def calls():
             test=s["test"],
             key={"test": "runner"},
             seed=seed,
-            train_cfg=BTrain(epochs=1, lr=lr, batch_size=4, eval_batch_size=16),
+            train_cfg=BTrain(epochs=1, lr=lr, batch_size=4, eval_batch_size=16, schedule="linear"),
             progress=False,
         )
         for seed in (0, 1)

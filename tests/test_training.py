@@ -77,7 +77,17 @@ def test_training_lowers_loss_is_deterministic_and_selects_on_dev():
     runs = []
     for _ in range(2):
         lm = load_model("tiny-llama")
-        hist = train(lm, items, epochs=3, lr=3e-3, batch_size=4, seed=0, dev=s["dev"], progress=False)
+        hist = train(
+            lm,
+            items,
+            epochs=3,
+            lr=3e-3,
+            batch_size=4,
+            seed=0,
+            schedule="linear",
+            dev=s["dev"],
+            progress=False,
+        )
         runs.append((hist, lm.model.state_dict()))
     hist = runs[0][0]
     assert sum(hist["loss"][-4:]) / 4 < sum(hist["loss"][:4]) / 4
@@ -104,7 +114,7 @@ def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkey
     s = _splits()
     ex = s["pool"]
     items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
-    kw = dict(epochs=2, lr=3e-3, batch_size=4, seed=0, dev=s["dev"], progress=False)
+    kw = dict(epochs=2, lr=3e-3, batch_size=4, seed=0, schedule="linear", dev=s["dev"], progress=False)
     lm = load_model("tiny-llama")
     ref = train(lm, items, **kw)
     lm2 = load_model("tiny-llama")
@@ -129,7 +139,10 @@ def test_a_run_that_keeps_the_pretrained_student_reuses_its_cached_test_score(tm
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    kw = dict(train_cfg=BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16), progress=False)
+    kw = dict(
+        train_cfg=BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16, schedule="linear"),
+        progress=False,
+    )
     r0 = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **kw)
     assert r0["best_epoch"] == 0
     direct = training.accuracy(load_model("tiny-llama"), s["test"])
@@ -148,8 +161,11 @@ def test_without_dev_a_trained_student_is_never_scored_as_the_pretrained_one(tmp
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    kw = dict(train_cfg=BTrain(epochs=1, lr=3e-3, batch_size=4, eval_batch_size=16), progress=False)
-    frozen = BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16)
+    kw = dict(
+        train_cfg=BTrain(epochs=1, lr=3e-3, batch_size=4, eval_batch_size=16, schedule="linear"),
+        progress=False,
+    )
+    frozen = BTrain(epochs=1, lr=0.0, batch_size=4, eval_batch_size=16, schedule="linear")
     training.finetune_and_test(
         "tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **{**kw, "train_cfg": frozen}
     )
@@ -235,7 +251,7 @@ def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monke
     assert lm.prompt_ids("predict: x")[-1] == lm.tok.eos_token_id  # an encoder input keeps its </s>
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    cfg = BTrain(epochs=3, lr=3e-3, batch_size=4, eval_batch_size=8)
+    cfg = BTrain(epochs=3, lr=3e-3, batch_size=4, eval_batch_size=8, schedule="linear")
     r = training.finetune_and_test(
         "tiny-t5", items, s["dev"], s["test"], key={"t": "t5"}, seed=0, train_cfg=cfg, progress=False
     )
