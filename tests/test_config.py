@@ -6,7 +6,8 @@ from lib import config
 from lib.common import ReproError
 
 
-def test_every_preset_fills_every_notebook_section():
+def test_every_preset_fills_every_notebook_section(monkeypatch):
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)  # make test sets it for the notebooks
     for name in config.PRESETS:
         for sections in (
             ("data", "zero_shot"),
@@ -15,6 +16,7 @@ def test_every_preset_fills_every_notebook_section():
             ("b", "attribution"),
             ("b", "encoder"),
             ("run",),
+            ("recipe",),
         ):
             assert config.params(name, *sections).preset == name
         config.ta_run(config.params(name, "a"))
@@ -22,7 +24,8 @@ def test_every_preset_fills_every_notebook_section():
         config.encoder_run(config.params(name, "b", "encoder"))
 
 
-def test_params_fill_nones_parse_papermill_strings_and_reject_unknown_names():
+def test_params_fill_nones_parse_papermill_strings_and_reject_unknown_names(monkeypatch):
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)
     p = config.params("smoke", "a", K=None, seeds="3,4", budget=7)
     assert p.K == config.PRESETS["smoke"]["a"]["K"] and p.seeds == [3, 4] and p.budget == 7
     assert config.ta_run(p).budget == 7 and config.ta_run(p, K=9).K == 9
@@ -34,7 +37,8 @@ def test_params_fill_nones_parse_papermill_strings_and_reject_unknown_names():
         config.ta_run(p, bugdet=3)
 
 
-def test_one_k_and_one_K():
+def test_one_k_and_one_K(monkeypatch):
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)
     """The signals notebook and the paper-A runs read one K; every paper-B notebook one k."""
     for name in config.PRESETS:
         assert config.params(name, "a", "signals").K == config.ta_run(config.params(name, "a")).K
