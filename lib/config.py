@@ -78,6 +78,8 @@ DEFAULTS: dict = {
         "ablation_seeds": [0],
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
+        # simulated:EPS[:random|hard] (hard: errors on the questions the LM teacher finds least likely,
+        # with the likeliest wrong option) | lm:MODEL | openai:MODEL
         "teacher": "simulated:0.3",
         "budget": 1000,  # teacher demonstrations per run (B)
         "rho": 0.2,  # warm-up share of the budget

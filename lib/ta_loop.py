@@ -105,7 +105,7 @@ def run(
     _check(method, cfg)
     pool, dev, test = splits["pool"], splits["dev"], splits["test"]
     B = min(cfg.budget, len(pool))
-    T = get_teacher(cfg.teacher, preset=preset)
+    T = get_teacher(cfg.teacher, preset=preset, pool=pool)
     key = {
         "method": method,
         "dataset": dataset,
@@ -223,7 +223,7 @@ def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
     """The teacher's demonstrations for the whole pool, once per dataset before a grid fans out: every run
     then reads them from the teacher's cache instead of asking it in parallel. Only for teachers that cost
     nothing per question (simulated, local LM): an API teacher is asked per run, for the questions it buys."""
-    T = get_teacher(cfg.teacher, preset=preset)
+    T = get_teacher(cfg.teacher, preset=preset, pool=splits["pool"])
     if not cfg.teacher.startswith("openai:"):
         annotate(T, splits["pool"], dataset)
 

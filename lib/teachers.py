@@ -44,10 +44,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .common import ReproError, cache_dir, stable_hash
+import numpy as np
+
+from .common import ReproError, cache_dir, check_choice, stable_hash
 from .data import Example, format_number
 from .evaluation import option_scores
-from .prompts import cot_prompt, demonstration, is_correct, parse_answer
+from .prompts import answer_prompt, cot_prompt, demonstration, is_correct, parse_answer
 
 CACHE_VERSION = 3  # bump when a teacher's output for the same prompt and config changes meaning
 
@@ -155,6 +157,8 @@ class LMTeacher(Teacher):
 # ---------------------------------------------------------------- simulated teacher
 
 CORRUPT = ("answer", "step", "both")
+# random: errors on questions drawn by a hash; hard: on the questions a reference model finds least likely
+SIM_MODES = ("random", "hard")
 
 
 def _template_rationale(e: Example, answer: str) -> str:
@@ -200,16 +204,40 @@ class SimulatedTeacher(Teacher):
 
     batch_size, slow = 10_000, False
 
-    def __init__(self, error_rate: float, seed: int = 0, corrupt: str = "answer"):
+    def __init__(
+        self,
+        error_rate: float,
+        seed: int = 0,
+        corrupt: str = "answer",
+        mode: str = "random",
+        difficulty: dict[str, float] | None = None,
+        plausible: dict[str, int | None] | None = None,
+    ):
         if not 0 <= error_rate <= 1:
             raise ReproError(f"error_rate must be in [0, 1], got {error_rate!r}")
         if corrupt not in CORRUPT:
             raise ReproError(f"unknown corrupt {corrupt!r}; valid: {', '.join(CORRUPT)}")
-        self.error_rate, self.seed, self.corrupt = float(error_rate), seed, corrupt
+        check_choice("simulated teacher mode", mode, SIM_MODES)
+        if mode == "hard" and not difficulty:
+            raise ReproError(
+                "a hard simulated teacher needs the difficulty of its pool (reference_difficulty)"
+            )
+        self.error_rate, self.seed, self.corrupt, self.mode = float(error_rate), seed, corrupt, mode
+        self.difficulty, self.plausible = difficulty or {}, plausible or {}
+        # hard: the round(eps * n) questions the reference model finds least likely are the wrong ones
+        hardest = sorted(self.difficulty, key=lambda i: (-self.difficulty[i], i))
+        self._wrong = set(hardest[: round(self.error_rate * len(hardest))])
         self.name = f"simulated-{self.error_rate:g}-{corrupt}-s{seed}"
+        if mode == "hard":
+            self.name += f"-hard-{stable_hash(self.difficulty, 8)}"
 
     def config(self) -> dict:
-        return {"error_rate": self.error_rate, "seed": self.seed, "corrupt": self.corrupt}
+        cfg = {"error_rate": self.error_rate, "seed": self.seed, "corrupt": self.corrupt}
+        if self.mode == "hard":
+            cfg.update(
+                mode="hard", difficulty=stable_hash(self.difficulty), plausible=stable_hash(self.plausible)
+            )
+        return cfg
 
     def prompt(self, e: Example) -> str:  # the "input" is the gold example itself
         return json.dumps(e.to_dict(), sort_keys=True)
@@ -220,6 +248,12 @@ class SimulatedTeacher(Teacher):
     def _one(self, e: Example) -> Demo:
         u = int(stable_hash(["u", self.seed, e.dataset, e.id], 12), 16) / 16**12
         rng = random.Random(stable_hash(["c", self.seed, e.dataset, e.id]))
+        if self.mode == "hard":
+            if e.id not in self.difficulty:
+                raise ReproError(
+                    f"the hard simulated teacher knows the difficulty of its pool only, not {e.id}"
+                )
+            return self._hard(e, e.id in self._wrong, rng)
         wrong = u < self.error_rate
         answer = e.answer
         rationale = e.rationale or (_template_rationale(e, e.answer) if e.choices else "")
@@ -241,6 +275,51 @@ class SimulatedTeacher(Teacher):
             if mode == "both":
                 rationale = _corrupt_step(rationale, rng) or rationale
         return _demo(e, rationale, answer, demonstration(rationale, answer), true_correct=not wrong)
+
+    def _hard(self, e: Example, wrong: bool, rng: random.Random) -> Demo:
+        """Right: the gold demonstration. Wrong: the reference model's most plausible wrong option (a random
+        nearby number for free-form questions), with a rationale that argues for it."""
+        rationale = e.rationale or (_template_rationale(e, e.answer) if e.choices else "")
+        if not wrong:
+            return _demo(e, rationale, e.answer, demonstration(rationale, e.answer), true_correct=True)
+        idx = self.plausible.get(e.id)
+        answer = e.choices[idx] if e.choices and idx is not None else _wrong_answer(e, rng)
+        if e.choices:
+            rationale = _template_rationale(e, answer)
+        elif e.rationale:  # the chain ends in the wrong result
+            hits = list(re.finditer(rf"(?<![\w.]){re.escape(e.answer)}(?![\w]|\.\d)", rationale))
+            if hits:
+                rationale = rationale[: hits[-1].start()] + answer + rationale[hits[-1].end() :]
+        return _demo(e, rationale, answer, demonstration(rationale, answer), true_correct=False)
+
+
+def reference_difficulty(lm, examples: list[Example], batch_size: int = 16) -> tuple[dict, dict]:
+    """How hard each question is for a reference model, and its most plausible wrong option: difficulty =
+    1 - the model's probability of the gold option among the options (zero-shot option log-likelihood, as
+    notebook 00 scores), or for a free-form question 1 - exp(mean log-prob of the gold answer). Cached."""
+    from .common import cached_json
+
+    def compute():
+        diff, plaus = {}, {}
+        opt = [e for e in examples if e.choices]
+        for e, s in zip(opt, option_scores(lm, opt, batch_size=batch_size)):
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            diff[e.id] = float(1 - p[e.label])
+            wrong = [i for i in range(len(s)) if i != e.label]
+            plaus[e.id] = int(max(wrong, key=lambda i: s[i])) if wrong else None
+        free = [e for e in examples if not e.choices]
+        if free:
+            lps = lm.score(
+                [answer_prompt(e) for e in free], [" " + e.answer for e in free], batch_size=batch_size
+            )
+            for e, lp in zip(free, lps):
+                diff[e.id], plaus[e.id] = float(1 - np.exp(float(lp.mean()))), None
+        return {"difficulty": diff, "plausible": plaus}
+
+    key = {"model": lm.name, "examples": stable_hash([e.to_dict() for e in examples], 20)}
+    r = cached_json("reference_difficulty", key, compute)
+    return r["difficulty"], r["plausible"]
 
 
 # ---------------------------------------------------------------- OpenAI-compatible chat endpoint
@@ -396,21 +475,38 @@ def _one_line(msg: str, secret: str) -> str:
 KINDS = {"simulated": "simulated:EPS", "lm": "lm:MODEL", "openai": "openai:MODEL"}
 
 
-def get_teacher(spec: str, *, preset: str | None = None, **kwargs) -> Teacher:
-    """'simulated:0.2' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher; kwargs go to its constructor
-    (lm: `preset` supplies the generation settings of its `teachers` config section; openai: base_url
-    defaults to $OPENAI_BASE_URL or https://api.openai.com)."""
+def get_teacher(
+    spec: str, *, preset: str | None = None, pool: list[Example] | None = None, **kwargs
+) -> Teacher:
+    """'simulated:0.2[:random|hard]' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher; kwargs go to its
+    constructor. simulated ...:hard errs on the `pool` questions the preset's LM teacher finds least likely;
+    lm: `preset` supplies the generation settings of its `teachers` config section; openai: base_url defaults
+    to $OPENAI_BASE_URL or https://api.openai.com."""
     kind, _, arg = spec.partition(":")
     if kind not in KINDS or not arg:
         raise ReproError(f"unknown teacher {spec!r}; valid kinds: {', '.join(KINDS.values())}")
     if kind == "simulated":
+        rate, _, mode = arg.partition(":")
         try:
-            eps = float(arg)
+            eps = float(rate)
         except ValueError:
             raise ReproError(
                 f"simulated teacher needs an error rate, e.g. simulated:0.2, got {spec!r}"
             ) from None
-        return SimulatedTeacher(eps, **kwargs)
+        mode = check_choice("simulated teacher mode", mode or "random", SIM_MODES)
+        if mode == "hard" and "difficulty" not in kwargs:
+            if pool is None or preset is None:
+                raise ReproError(
+                    f"{spec!r} needs its pool and a preset (whose LM teacher ranks the questions)"
+                )
+            from .config import get_preset
+            from .models import load_shared
+
+            ref = load_shared(
+                get_preset(preset)["models"]["teacher"]
+            )  # independent of the student and the TA
+            kwargs["difficulty"], kwargs["plausible"] = reference_difficulty(ref, pool)
+        return SimulatedTeacher(eps, mode=mode, **kwargs)
     if kind == "lm":
         if preset is not None:  # the preset's LM teacher settings (notebook 10's), unless overridden
             from .config import get_preset

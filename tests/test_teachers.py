@@ -5,6 +5,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from lib import teachers as T
@@ -376,3 +377,38 @@ def test_get_teacher_specs():
         T.get_teacher("simulated:high")
     with pytest.raises(ReproError, match=r"error_rate must be in \[0, 1\]"):
         T.get_teacher("simulated:1.5")
+
+
+def test_the_hard_simulated_teacher_errs_on_the_questions_its_reference_ranks_hardest():
+    exs = [
+        Example(f"q{i}", "commonsense_qa", "mc", f"Question {i}?", "apple", ["apple", "pear", "plum"], 0)
+        for i in range(10)
+    ]
+    difficulty = {e.id: i / 10 for i, e in enumerate(exs)}  # q9 hardest, q0 easiest
+    plausible = {e.id: 2 for e in exs}  # the reference finds "plum" the likeliest wrong option
+    t = T.SimulatedTeacher(0.3, mode="hard", difficulty=difficulty, plausible=plausible)
+    demos = t.answer(exs)
+    assert [d.id for d in demos if not d.true_correct] == ["q7", "q8", "q9"]  # round(0.3 * 10) hardest
+    for d in demos:
+        assert d.answer == ("plum" if not d.true_correct else "apple") and d.correct == d.true_correct
+        assert d.answer in d.rationale  # the rationale argues for the answer it gives
+    with pytest.raises(ReproError, match="knows the difficulty of its pool only"):
+        t.answer([Example("x", "commonsense_qa", "mc", "?", "a", ["a", "b"], 0)])
+    with pytest.raises(ReproError, match="needs its pool"):
+        T.get_teacher("simulated:0.3:hard")
+    assert T.get_teacher("simulated:0.3").config() == T.get_teacher("simulated:0.3:random").config()
+
+
+def test_reference_difficulty_by_hand(tiny_causal, tmp_path, monkeypatch):
+    from lib.evaluation import option_scores
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    exs = [
+        Example("a", "commonsense_qa", "mc", "Which is a fruit?", "apple", ["saw", "apple", "red"], 1),
+        Example("b", "strategyqa", "yesno", "Is 9 larger than 4?", "yes", ["yes", "no"], 0),
+    ]
+    diff, plaus = T.reference_difficulty(tiny_causal, exs)
+    for e, s in zip(exs, option_scores(tiny_causal, exs)):
+        p = np.exp(s) / np.exp(s).sum()
+        assert diff[e.id] == pytest.approx(1 - p[e.label], rel=1e-6)
+        assert plaus[e.id] == max((i for i in range(len(s)) if i != e.label), key=lambda i: s[i])

@@ -260,3 +260,13 @@ def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monke
         r["dev_curve"]
     )  # selected on dev, epoch 0 included
     assert len(r["correct"]) == len(s["test"]) and 0 <= r["test_acc"] <= 1
+
+
+def test_a_paper_a_run_with_the_hard_simulated_teacher(tmp_path, monkeypatch):
+    from lib import config, ta_loop
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    s = data.load_splits("commonsense_qa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    cfg = config.ta_run(config.params("smoke", "a"), teacher="simulated:0.5:hard", budget=16, K=2, epochs=1)
+    r = ta_loop.run("plain", "commonsense_qa", s, cfg, seed=0, preset="smoke", progress=False)
+    assert r["teacher_acc_bought"] == 0.5  # all 16 pool questions bought, the hardest 8 answered wrong
