@@ -35,6 +35,11 @@ TARGETS = {  # (target ratio on CPU, on CUDA), in the order the rows run
     "ta_confidence": (3.0, 10),
     "train_step": (1 / 1.1, 1 / 1.1),
     "bucketed_batches": (1.5, 1.5),
+    # bf16 (autocast) against fp32 on the same model and inputs: lib.common.precision's payoff
+    "bf16_option_scoring": (2.0, 2.0),
+    "bf16_generation": (1.8, 1.8),
+    "bf16_saliency": (1.8, 1.8),
+    "bf16_train_step": (1.5, 1.5),
     "model_load": (10, 10),
 }
 
@@ -306,10 +311,143 @@ def bench_train_step(lm: LM, ex, repeats: int) -> dict:
     )
 
 
-def matmul_peak(n: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    t, _ = timed(lambda: a @ b, repeats)
-    return 2 * n**3 / t
+# (rows, inner, cols) of the matmuls a 135M-parameter student runs: attention / MLP projections of a batch
+SHAPES = ((512, 576, 576), (512, 576, 1536), (512, 1536, 576), (1024, 1024, 1024), (512, 1536, 1536))
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """FLOP/s of the fastest of SHAPES in `dtype`: the peak a training step's share is measured against."""
+    best = 0.0
+    for m, k, n in SHAPES:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        a @ b  # warm-up: the first call picks the kernel
+        t, _ = timed(lambda a=a, b=b: a @ b, repeats)
+        best = max(best, 2 * m * k * n / t)
+    return best
+
+
+def _in_bf16(lm: LM, fn):
+    """fn() with the LM switched to bf16 autocast for the call."""
+
+    def run():
+        lm.bf16 = True
+        try:
+            return fn()
+        finally:
+            lm.bf16 = False
+
+    return run
+
+
+def bench_bf16_options(lm: LM, ex, repeats: int, min_same: float) -> dict:
+    P = [answer_prompt(e) for e in ex]
+    opts = [[" " + c for c in e.choices] for e in ex]
+    score = lambda: [[float(x.mean()) for x in per] for per in lm.score_options(P, opts, batch_size=64)]
+    same = []
+
+    def check(a, b):
+        same.append(float(np.mean([int(np.argmax(x)) == int(np.argmax(y)) for x, y in zip(a, b)])))
+        assert same[0] >= min_same, f"bf16 chose the fp32 option on {same[0]:.0%} of questions"
+
+    p = pair(_in_bf16(lm, score), score, check, repeats)
+    return row(
+        "bf16_option_scoring",
+        "option scoring under bf16 autocast vs fp32",
+        n=len(ex),
+        note=f"same option on {same[0]:.0%} of questions",
+        **p,
+    )
+
+
+def bench_bf16_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 32) -> dict:
+    P = [cot_prompt(e, 2) for e in ex]
+    gen = lambda: lm.generate(P, max_new_tokens=max_new_tokens, batch_size=16)
+    same = []
+
+    def check(a, b):  # greedy text may part ways after a near-tie: reported, not required
+        assert len(a) == len(b) == len(P)
+        same.append(float(np.mean([x == y for x, y in zip(a, b)])))
+
+    p = pair(_in_bf16(lm, gen), gen, check, repeats)
+    return row(
+        "bf16_generation",
+        f"batched greedy generation ({max_new_tokens} tokens) under bf16 autocast vs fp32",
+        n=len(ex),
+        note=f"identical text for {same[0]:.0%} of prompts",
+        **p,
+    )
+
+
+def bench_bf16_saliency(lm: LM, ex, repeats: int, min_share: float) -> dict:
+    from . import attribution
+
+    kw = dict(method="saliency", k=5, target="gold", batch_size=len(ex), progress=False)
+
+    def words():
+        # uncached: the attribution cache keys on the process's precision, not on the LM's switch
+        real = attribution.cached_json
+        attribution.cached_json = lambda kind, key, compute, version=1: compute()
+        try:
+            return [r["words"] for r in attribution.influential_words(lm, ex, **kw)]
+        finally:
+            attribution.cached_json = real
+
+    share = []
+
+    def check(a, b):
+        share.append(float(np.mean([len(set(x) & set(y)) >= 4 for x, y in zip(a, b)])))
+        assert share[0] >= min_share, f"bf16 top-5 words share >= 4 of 5 on only {share[0]:.0%} of questions"
+
+    p = pair(_in_bf16(lm, words), words, check, repeats)
+    return row(
+        "bf16_saliency",
+        "Saliency attribution under bf16 autocast vs fp32",
+        n=len(ex),
+        note=f"top-5 words share >= 4 of 5 on {share[0]:.0%} of questions",
+        **p,
+    )
+
+
+def bench_bf16_train_step(lm: LM, ex, repeats: int) -> dict:
+    """A training step with bf16 autocast around the forward pass and loss (backward and AdamW in fp32)
+    against the same step in fp32, and its share of the bf16 matmul peak."""
+    from .training import make_items
+
+    items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
+    parts = [p for it in items for p in it.parts]
+    P, T, W = [p.prompt for p in parts], [p.target for p in parts], torch.tensor([p.weight for p in parts])
+    model = lm.model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0, fused=True)  # lr 0: timing only, weights unchanged
+    model.train()
+
+    def step(bf16: bool):
+        with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = lm.loss(P, T, weights=W)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return float(loss.detach())
+
+    step(True), step(False)  # warm-up: gradient buffers, AdamW state, bf16 kernels
+
+    def check(a, b):
+        assert abs(a - b) <= 0.02 * abs(b), f"bf16 loss {a:.4f} vs fp32 {b:.4f}"
+
+    t = pair(lambda: step(True), lambda: step(False), check, repeats)
+    model.load_state_dict(state)
+    model.eval()
+    ntok = sum(lm.n_tokens(p, c, eos=True) for p, c in zip(P, T))
+    flops = 6 * sum(q.numel() for q in model.parameters()) * ntok
+    peak = matmul_peak(torch.bfloat16)
+    return row(
+        "bf16_train_step",
+        "training step, bf16 autocast (forward + loss) vs fp32",
+        n=len(parts),
+        note=f"{flops / t['fast_s'] / 1e9:.1f} GFLOP/s = {100 * flops / t['fast_s'] / peak:.0f}% of the "
+        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s",
+        **t,
+    )
 
 
 def bench_attribution(lm: LM, ex, method: str, repeats: int, n_steps: int = 20) -> dict:
@@ -426,6 +564,18 @@ def main(argv=None) -> int:
         "train_step": lambda: bench_train_step(student, _examples(preset, 8, "strategyqa"), args.repeats),
         "bucketed_batches": lambda: bench_bucketing(
             student, _examples(preset, n(64, 256), "strategyqa"), args.repeats
+        ),
+        # tiny random models put options within a rounding error of each other: the agreement targets are the
+        # real models' (the smoke run checks that the rows run and the paths agree broadly)
+        "bf16_option_scoring": lambda: bench_bf16_options(
+            student, _examples(preset, n(16, 300)), args.repeats, min_same=n(0.5, 0.97)
+        ),
+        "bf16_generation": lambda: bench_bf16_generation(student, _examples(preset, n(8, 32)), args.repeats),
+        "bf16_saliency": lambda: bench_bf16_saliency(
+            teacher, _examples(preset, n(8, 50)), args.repeats, min_share=n(0.5, 0.9)
+        ),
+        "bf16_train_step": lambda: bench_bf16_train_step(
+            student, _examples(preset, 8, "commonsense_qa"), args.repeats
         ),
     }
     assert list(plan) + ["model_load"] == list(TARGETS)

@@ -15,6 +15,10 @@ def test_bench_rows_assert_equal_outputs_and_write_the_report(tmp_path):
         "ta_confidence",
         "train_step",
         "bucketed_batches",
+        "bf16_option_scoring",
+        "bf16_generation",
+        "bf16_saliency",
+        "bf16_train_step",
     ):
         assert f"| {name} |" in md
 
