@@ -5,7 +5,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
 
   models       which model plays which role
   data         datasets, split caps, evaluation batch size
-  run          where the runs of notebooks 12-13 and 21-25 execute (in-process or on Ray)
+  run          where a notebook's runs execute (in-process or on Ray), and at which precision
   zero_shot    notebook 00
   recipe       notebook 05: which training recipe makes each student learn each dataset
   teachers     notebook 10
