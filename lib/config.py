@@ -338,6 +338,8 @@ def params(preset: str, *sections: str, **given) -> SimpleNamespace:
         if isinstance(default, list):
             cast = type(default[0]) if default else str
             value = as_list(value, cast)
+        elif default is None and isinstance(value, str) and "," in value:  # an optional list, e.g. groups
+            value = as_list(value)
         merged[name] = value
     for name, v in merged.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 and name not in _MAY_BE_ZERO:

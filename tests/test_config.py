@@ -29,6 +29,7 @@ def test_params_fill_nones_parse_papermill_strings_and_reject_unknown_names(monk
     p = config.params("smoke", "a", K=None, seeds="3,4", budget=7)
     assert p.K == config.PRESETS["smoke"]["a"]["K"] and p.seeds == [3, 4] and p.budget == 7
     assert config.ta_run(p).budget == 7 and config.ta_run(p, K=9).K == 9
+    assert config.params("smoke", "a", ablation_groups="signals,K").ablation_groups == ["signals", "K"]
     with pytest.raises(ReproError, match="unknown parameter 'bugdet'"):
         config.params("smoke", "a", bugdet=3)
     with pytest.raises(ReproError, match="parameter budget must be positive"):
