@@ -100,11 +100,7 @@ def ground_truth_row(g: dict, *, mask=None) -> dict:
         lo, hi = stats.clopper_pearson(int(v.sum()), len(v))
         out.update({f"{name}": v.mean() if len(v) else np.nan, f"{name}_lo": lo, f"{name}_hi": hi})
     out["mde_pts"] = 100 * stats.mde_proportion(PAPER_B_GT / 100, max(1, out["n"]))
-    out["verdict"] = (
-        stats.verdict(100 * out["hit_lo"], 100 * out["hit_hi"], paper=PAPER_B_GT, null=100 * out["random"])
-        if out["n"]
-        else stats.UNDEFINED
-    )
+    out["verdict"] = _gt_verdict(100 * out["hit_lo"], 100 * out["hit_hi"], 100 * out["random"], out["n"])
     return out
 
 
@@ -158,6 +154,21 @@ def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _gt_verdict(lo: float, hi: float, control: float, n: int) -> str:
+    """The verdict on the 68 % claim, the random-words control as the null. Where the control itself reaches
+    68 %, the paper's number cannot be told from words drawn without attribution: a share around it is
+    inconclusive, one above it larger than the paper's, one below it the opposite of a finding."""
+    if not n:
+        return stats.UNDEFINED
+    if abs(control - PAPER_B_GT) > 1e-9:
+        return stats.verdict(lo, hi, paper=PAPER_B_GT, null=control)
+    return (
+        stats.INCONCLUSIVE
+        if lo <= PAPER_B_GT <= hi
+        else (stats.LARGER if lo > PAPER_B_GT else stats.OPPOSITE)
+    )
 
 
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:

@@ -96,6 +96,11 @@ def test_ground_truth_row_uses_exact_intervals_and_the_random_control_as_null():
     assert r["verdict"] == stats.LARGER  # [92.9, 100] lies above 68 and above the random share
     half = report.ground_truth_row({**g, "hit": [True, False] * 25})
     assert half["verdict"] == stats.SMALLER  # [35.5, 64.5]: above the 10 % control, below 68
+    at_68 = {**g, "random": [True] * 34 + [False] * 16}  # the control itself reaches 68 %
+    assert (
+        report.ground_truth_row({**at_68, "hit": [True] * 35 + [False] * 15})["verdict"] == stats.INCONCLUSIVE
+    )
+    assert report.ground_truth_row(at_68)["verdict"] == stats.LARGER
 
 
 def test_readme_headline_is_filled_between_its_markers(tmp_path, monkeypatch):
