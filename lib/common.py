@@ -115,6 +115,13 @@ def precision() -> str:
     return p
 
 
+def bf16_training() -> bool:
+    """Whether training's forward pass and loss also run under bf16 autocast: only where precision() is bf16
+    and $DISTILL_BF16_TRAINING is 1 (the preset's run.bf16_training, set by config.resolve_preset). Off, a
+    bf16 run scores and generates in bf16 and trains in fp32."""
+    return precision() == "bf16" and os.environ.get("DISTILL_BF16_TRAINING") == "1"
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -133,9 +140,10 @@ def cached_json(kind: str, key: dict, compute, version: int = 1):
     `key` holds every input (preset, dataset, model, parameters, seed) and `version` the step's code
     version: change either and the value is recomputed. A corrupted or foreign file is recomputed, never
     trusted; writes are atomic, so a killed run leaves nothing half-written."""
-    extra = (
-        {} if precision() == "fp32" else {"_precision": precision()}
-    )  # two precisions never share an entry
+    # two precisions never share an entry
+    extra = {} if precision() == "fp32" else {"_precision": precision()}
+    if bf16_training():
+        extra["_bf16_training"] = True
     key = json.loads(
         json.dumps({**key, **extra, "_kind": kind, "_version": version}, sort_keys=True, default=str)
     )

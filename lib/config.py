@@ -35,8 +35,9 @@ DEFAULTS: dict = {
     "data": {"datasets": [], "caps": {"pool": None, "dev": None, "test": None}, "batch_size": 16},
     # where a notebook's independent runs execute: local (in the notebook's process) | ray (lib.runner)
     # precision of every model forward (lib.common.precision): fp32 | bf16 | auto (bf16 where the hardware has
-    # bf16 units); fp32 until a learning-curve check shows bf16 training learns as fp32 does
-    "run": {"runner": "local", "precision": "fp32"},
+    # bf16 units). bf16_training: training's forward and loss under bf16 too; off until a learning-curve
+    # check shows bf16 training learns as fp32 does (results/bench.md: its step is 1.18x here, scoring 1.62x)
+    "run": {"runner": "local", "precision": "fp32", "bf16_training": False},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "recipe": {
         # notebook 05: plain fine-tuning of each student on each dataset, gold labels vs shuffled labels
@@ -223,6 +224,16 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
             "caps": {"pool": 600, "dev": 150, "test": 300},
         },
+        # the datasets of the student tables; 128 questions is the largest set a paper-A budget or a paper-B
+        # pool affords offline, and an epoch's answer-only pass over it costs 45-110 s on 2 cores
+        recipe={
+            "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "mathqa"],
+            "n_train": [128],
+            "lrs": [3e-4, 1e-3],
+            "schedules": ["constant", "linear"],
+            "recipe_caps": {"dev": 100, "test": 200},
+        },
+        run={"precision": "auto"},
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={
             "zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"],
@@ -293,7 +304,9 @@ def resolve_preset(preset: str) -> str:
     notebook at `smoke` under nbmake, which cannot pass papermill parameters)."""
     preset = os.environ.get("DISTILL_PRESET") or preset
     cfg = get_preset(preset)
-    os.environ.setdefault("DISTILL_PRECISION", cfg["run"]["precision"])  # model loads and cache keys read it
+    # model loads, training and cache keys read them
+    os.environ.setdefault("DISTILL_PRECISION", cfg["run"]["precision"])
+    os.environ.setdefault("DISTILL_BF16_TRAINING", "1" if cfg["run"]["bf16_training"] else "0")
     if preset == "smoke":
         # tiny models: thread start-up costs more than it buys, and 1 thread per process stays fast when
         # several notebooks or tests share the 2 cores

@@ -16,6 +16,7 @@ cached under a key of all its inputs: a rerun or resumed run recomputes nothing.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 
@@ -27,11 +28,11 @@ from .data import Example
 from .models import load_model, load_shared
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
-from .training import make_items, predict_prompt, score_test, start_dev_accuracy, train
+from .training import accuracy, make_items, predict_prompt, start_dev_accuracy, train
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 5  # bump when a run's definition changes: cached runs are then recomputed
+VERSION = 6  # bump when a run's definition changes: cached runs are then recomputed
 
 
 def _check(method: str, run: TARun) -> None:
@@ -140,8 +141,9 @@ def run(
         uses_student = "sc" in cfg.signals or "ta_student" in cfg.signals
         # the pretrained student's dev accuracy is the same in every run: computed once (cached), not per run
         zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
-        start, pretrained = zero_dev, True  # pretrained: lm still holds the pretrained weights
+        start = zero_dev
         steps = 0  # optimizer steps before the final stage (two-stage's warm-up)
+        final_kw = train_kw
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
@@ -158,10 +160,9 @@ def run(
             rest = [pool[i] for i in perm[n1:]]
             d1 = annotate(T, stage1, dataset, progress=progress)
             h1 = train(lm, _items(stage1, d1, cfg), start_dev_acc=zero_dev, **train_kw)
-            diag["warm"] = start = h1[
-                "best_dev_acc"
-            ]  # train() returns its dev-selected model: stage 2 starts there
-            pretrained, steps = h1["kept_start"], h1["steps"]
+            # train() returns its dev-selected model: stage 2 starts there
+            diag["warm"] = start = h1["best_dev_acc"]
+            steps = h1["steps"]
             n = (
                 need(student_signals(lm, ta_lm, rest, cfg, seed, warmed=True), cfg.signals)
                 if uses_student
@@ -169,7 +170,11 @@ def run(
             )
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
-                lm, start, pretrained = load_model(cfg.student), zero_dev, True
+                lm, start = load_model(cfg.student), zero_dev
+            # equal compute: the warm-up's steps come out of stage 2, so two-stage takes as many optimizer
+            # steps as plain fine-tuning on B demonstrations
+            per_epoch = math.ceil(len(chosen) / cfg.batch_size)
+            final_kw = {**train_kw, "epochs": max(1, round(cfg.epochs * per_epoch) - steps) / per_epoch}
         demos = annotate(T, chosen, dataset, progress=progress)
         weights = None
         if method != "plain" and "ta_teacher" in cfg.signals:
@@ -186,21 +191,14 @@ def run(
             wrong = [w for w, d in zip(weights, demos) if not d.correct]
             diag["weight_teacher_correct"] = float(np.mean(right)) if right else float("nan")
             diag["weight_teacher_wrong"] = float(np.mean(wrong)) if wrong else float("nan")
-        hist = train(lm, _items(chosen, demos, cfg, weights), start_dev_acc=start, **train_kw)
-        acc, correct = score_test(
-            lm,
-            cfg.student,
-            test,
-            pretrained=pretrained and hist["kept_start"],
-            fmt=cfg.fmt,
-            batch_size=cfg.eval_batch_size,
-        )
+        hist = train(lm, _items(chosen, demos, cfg, weights), start_dev_acc=start, **final_kw)
+        acc, correct = accuracy(lm, test, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
         kept = [
             d.answer is not None and (weights is None or w > 0)
             for d, w in zip(demos, weights or [1.0] * len(demos))
         ]
-        # trained: the returned student is not the pretrained one (a dev selection kept trained weights)
-        trained = not (pretrained and hist["kept_start"])
+        # trained: the dev-selected student beats the pretrained student on dev (every returned student trained)
+        trained = bool(hist["best_dev_acc"] > zero_dev)
         return {
             "test_acc": acc,
             "correct": correct,

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .common import cached_json, check_choice, seed_everything
+from .common import bf16_training, cached_json, check_choice, seed_everything
 from .config import BTrain
 from .data import Example
 from .prompts import demonstration, is_correct, parse_answer
@@ -188,6 +188,7 @@ def length_groups(lm, parts: list[Part]) -> list[list[int]]:
 
 
 SCHEDULES = ("linear", "constant", "cosine")
+FINETUNE_VERSION = 2  # bump when a fine-tuning run's definition changes: cached runs are then recomputed
 
 
 def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
@@ -226,15 +227,17 @@ def fit(
 
     Trains `model` in place on batches of item indices: `batch_loss(idx)` returns the loss of one batch
     (the model it reads is the one passed to `on_prepared`, the accelerate-prepared module). After every
-    epoch `dev_score()` scores the model; the weights of the best epoch are restored at the end, and epoch 0
-    (the weights passed in, scored `start_score` when the caller already knows it) counts too, so training
-    never makes the returned model worse on dev. Without `dev_score` the last weights are kept.
+    epoch `dev_score()` scores the model and the weights of the best trained epoch are restored at the end:
+    the result is always a trained model. Epoch 0 (the weights passed in, scored `start_score` when the
+    caller already knows it) is scored beside, never chosen; `beat_start` records whether the chosen epoch
+    beats it on dev. Without `dev_score` the last weights are kept.
 
     Steps per epoch come from the prepared loader (under `accelerate launch` each process sees its shard),
     and the schedule steps once per optimizer step of this process. Autocast covers the forward pass and
     the loss only, never backward, clipping or the optimizer step.
 
-    Returns the history: loss per step, dev score per epoch, best epoch, kept_start, seconds."""
+    Returns the history: loss per step, dev score per epoch (epoch 0 first), best epoch, beat_start,
+    seconds."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -258,12 +261,11 @@ def fit(
     # not prepared: a prepared scheduler would step once per process and per call
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, schedule))
     hist = {"loss": [], "dev_acc": [], "epoch_of_dev": [], "steps": total, "lr": []}
-    best_state, best, best_epoch = None, -1.0, 0.0
+    best_state, best, best_epoch, start = None, -1.0, 0.0, None
     if dev_score is not None:
-        a = start_score if start_score is not None else dev_score()
-        hist["dev_acc"].append(a)
+        start = start_score if start_score is not None else dev_score()
+        hist["dev_acc"].append(start)
         hist["epoch_of_dev"].append(0.0)
-        best, best_state = a, copy.deepcopy(acc.unwrap_model(model).state_dict())
     t0, step = time.time(), 0
     bar = tqdm(total=total, disable=not progress, desc=desc, leave=False)
     model.train()
@@ -300,11 +302,12 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    # kept_start: dev selection returned the weights the model came in with (never without dev)
+    # beat_start: the chosen trained epoch scores above the weights the model came in with (True without dev)
     hist.update(
         best_epoch=best_epoch,
-        best_dev_acc=best,
-        kept_start=dev_score is not None and best_epoch == 0,
+        best_dev_acc=best if dev_score is not None else float("nan"),
+        start_dev_acc=start,
+        beat_start=dev_score is None or best > start,
         seconds=time.time() - t0,
     )
     return hist
@@ -377,7 +380,7 @@ def train(
         schedule=schedule,
         start_score=start_dev_acc,
         on_prepared=on_prepared,
-        bf16=lm.bf16,
+        bf16=bf16_training(),
         progress=progress,
         desc=f"train {lm.name}",
     )
@@ -398,38 +401,6 @@ def start_dev_accuracy(
     return cached_json(
         "start_dev", key, lambda: accuracy(lm, dev, fmt=fmt, batch_size=batch_size, hints=hints)[0]
     )
-
-
-def score_test(
-    lm,
-    student: str,
-    test: list[Example],
-    *,
-    pretrained: bool,
-    fmt: str = "multitask",
-    hints: list[str] | None = None,
-    batch_size: int = 16,
-) -> tuple[float, list[bool]]:
-    """Test accuracy and per-question correctness of `lm`. When `lm` holds the pretrained `student`'s weights
-    (`pretrained`: dev selection kept them, about a third of the short offline runs) the score is the same in
-    every run, so it is computed once per (student, test split, format, hints) and cached."""
-    if not pretrained:
-        return accuracy(lm, test, fmt=fmt, hints=hints, batch_size=batch_size)
-    key = {
-        "student": student,
-        "fmt": fmt,
-        "test": [e.id for e in test],
-        "hints": hints,
-        "batch_size": batch_size,
-    }
-    r = cached_json(
-        "start_test",
-        key,
-        lambda: dict(
-            zip(("acc", "correct"), accuracy(lm, test, fmt=fmt, hints=hints, batch_size=batch_size))
-        ),
-    )
-    return r["acc"], r["correct"]
 
 
 def finetune_and_test(
@@ -484,16 +455,15 @@ def finetune_and_test(
             progress=progress,
         )
         zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
-        acc_test, correct = score_test(
-            lm, student, test, pretrained=hist["kept_start"], fmt=fmt, hints=test_hints
-        )
+        acc_test, correct = accuracy(lm, test, fmt=fmt, hints=test_hints, batch_size=bs)
         return {
             "test_acc": acc_test,
             "correct": correct,
             "zero_shot_dev": zero_dev,
             "best_dev": hist["best_dev_acc"],
             "best_epoch": hist["best_epoch"],
-            "trained": not hist["kept_start"],
+            # trained: the dev-selected (trained) student beats the pretrained one on dev
+            "trained": bool(hist["beat_start"]),
             "steps": hist["steps"],
             "dev_curve": hist["dev_acc"],
             "loss_first": hist["loss"][:3],
@@ -502,4 +472,4 @@ def finetune_and_test(
             "n_items": len(items),
         }
 
-    return cached_json("finetune", full_key, compute)
+    return cached_json("finetune", full_key, compute, version=FINETUNE_VERSION)

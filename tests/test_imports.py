@@ -21,7 +21,7 @@ FOUNDATION = [
 ]
 PAPER_A = {"signals", "ta_loop"}
 PAPER_B = {"attribution", "rationales", "encoder"}
-MEETING = {"weak_teacher", "report", "reproduce", "bench", "check_paper"}
+MEETING = {"weak_teacher", "recipe", "report", "reproduce", "bench", "check_paper"}
 
 
 def lib_imports() -> dict[str, set[str]]:

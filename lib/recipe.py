@@ -1,0 +1,137 @@
+"""Notebook 05: which plain fine-tuning recipe makes each offline student learn each dataset.
+
+Two steps, so that test never chooses and the expensive control runs only where it decides something:
+
+1. screen: every recipe (training-set size x learning rate x schedule) on gold labels with one seed;
+   the recipe with the best dev accuracy of a trained epoch goes on, per student and dataset;
+2. confirm: that recipe on every seed, with gold labels and with the shuffled-label control (the gold
+   answers permuted across questions). A student that learns the task beats the control on test; one that
+   learns only the answer format does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import data, training
+from . import encoder as E
+from .config import BTrain, EncoderRun
+from .runner import run_grid
+
+KEEP = ("test_acc", "correct", "trained", "steps", "zero_shot_dev", "best_dev", "best_epoch", "dev_curve")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    student: str  # lm | encoder
+    n: int  # training-set size (pool questions)
+    lr: float
+    schedule: str  # the encoder trains at a constant rate (lib.encoder)
+
+    @property
+    def name(self) -> str:
+        return f"n={self.n} lr={self.lr:g} {self.schedule}"
+
+
+def recipes(P, student: str) -> list[Recipe]:
+    """The screen's grid for one student, from notebook parameters `P` (config section "recipe")."""
+    if student == "encoder":
+        return [Recipe("encoder", n, lr, "constant") for n in P.n_train for lr in P.encoder_lrs]
+    return [Recipe("lm", n, lr, s) for n in P.n_train for lr in P.lrs for s in P.schedules]
+
+
+def trains_on(student: str, dataset: str, example) -> bool:
+    """The cross-encoder scores word options: no free-form numeric or yes/no-only dataset."""
+    return student == "lm" or (bool(example.choices) and dataset not in data.MATH)
+
+
+def run(P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local") -> pd.DataFrame:
+    """One row per (dataset, recipe, labels, seed) cell: the fine-tuned student's dev and test results.
+    Each run is cached (lib.training.finetune_and_test, lib.encoder.train_and_test), so the confirm step
+    reuses the screen's gold-label run of the first seed."""
+    splits = {
+        d: data.load_splits(d, P.preset, caps={"pool": max(P.n_train), **P.recipe_caps})
+        for d in dict.fromkeys(c[0] for c in cells)
+    }
+    lm_calls, enc_calls, meta = [], [], []
+    for d, r, labels, seed in cells:
+        s = splits[d]
+        pool = s["pool"][: r.n]
+        answers = [e.answer for e in pool] if labels == "gold" else training.shuffled_answers(pool, seed)
+        key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": P.preset}
+        meta.append({"student": r.student, "dataset": d, "recipe": r.name, "labels": labels, "seed": seed})
+        if r.student == "lm":
+            items = training.make_items(pool, answers, [None] * len(pool), fmt="answer_only")
+            cfg = BTrain(
+                epochs=P.recipe_epochs,
+                lr=r.lr,
+                batch_size=P.recipe_batch_size,
+                eval_batch_size=P.data.batch_size,
+                schedule=r.schedule,
+            )
+            call = dict(student=P.models.student, items=items, dev=s["dev"], test=s["test"], key=key)
+            lm_calls.append((len(meta) - 1, {**call, "seed": seed, "train_cfg": cfg, "fmt": "answer_only"}))
+        else:
+            er = EncoderRun(
+                epochs=P.recipe_epochs, lr=r.lr, batch_size=P.recipe_batch_size, max_len=P.max_len
+            )
+            call = dict(encoder_name=P.models.encoder, train=training.relabel(pool, answers), dev=s["dev"])
+            enc_calls.append(
+                (
+                    len(meta) - 1,
+                    {
+                        **call,
+                        "test": s["test"],
+                        "words": None,
+                        "lam": 0.0,
+                        "seed": seed,
+                        "key": key,
+                        "run": er,
+                    },
+                )
+            )
+    results: dict[int, dict] = {}
+    for fn, calls in ((training.finetune_and_test, lm_calls), (E.train_and_test, enc_calls)):
+        if calls:
+            out = run_grid(fn, [c for _, c in calls], runner=runner, desc=f"05 {fn.__module__}")
+            results.update({i: r for (i, _), r in zip(calls, out)})
+    return pd.DataFrame([{**m, **{k: results[i].get(k) for k in KEEP}} for i, m in enumerate(meta)])
+
+
+def screen_cells(P) -> list[tuple[str, Recipe, str, int]]:
+    """Step 1: every recipe of every student on every dataset it trains on, gold labels, the first seed."""
+    first = {
+        d: data.load_splits(d, P.preset, caps={"pool": 1, "dev": 1, "test": 1})["pool"][0] for d in P.datasets
+    }
+    return [
+        (d, r, "gold", P.recipe_seeds[0])
+        for d in P.datasets
+        for st in P.students
+        if trains_on(st, d, first[d])
+        for r in recipes(P, st)
+    ]
+
+
+def screen_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Step 1's table: per (student, dataset, recipe) the pretrained and the best trained dev accuracy and
+    its epoch; `picked` marks the recipe with the best dev accuracy per student and dataset (the first on
+    ties)."""
+    t = runs[["student", "dataset", "recipe", "zero_shot_dev", "best_dev", "best_epoch", "steps"]].copy()
+    t = t.rename(columns={"zero_shot_dev": "pretrained_dev"}).reset_index(drop=True)
+    best = t.groupby(["student", "dataset"], sort=False).best_dev.idxmax()
+    t["picked"] = t.index.isin(best.values)
+    return t
+
+
+def confirm_cells(P, screen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]:
+    """Step 2: the picked recipe per student and dataset, on every seed, gold and shuffled labels."""
+    by_name = {(r.student, r.name): r for st in P.students for r in recipes(P, st)}
+    picked = screen[screen.picked]
+    return [
+        (row.dataset, by_name[(row.student, row.recipe)], labels, seed)
+        for row in picked.itertuples()
+        for seed in P.recipe_seeds
+        for labels in ("gold", "shuffled")
+    ]
