@@ -68,6 +68,9 @@ DEFAULTS: dict = {
         "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
         "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
         "sim_error_rate": 0.3,
+        "sim_mode": "hard",  # the simulated teacher's errors: hard (the ε experiment's) | random
+        "tas": [],  # TA candidates ([]: models.ta); the default TA is the one whose AUROC is better
+        "ta_spans": ["answer", "full"],
         "n": None,  # pool questions per dataset
         "n_boot": 500,
     },
@@ -231,6 +234,7 @@ PRESETS: dict[str, dict] = {
             "n_train": [128],
             "lrs": [3e-4, 1e-3],
             "schedules": ["constant", "linear"],
+            "recipe_batch_size": 8,  # 0.35 s per CommonsenseQA question against 0.7 s at batch 4
             "recipe_caps": {"dev": 100, "test": 200},
         },
         run={"precision": "auto"},
@@ -240,9 +244,11 @@ PRESETS: dict[str, dict] = {
             "eval_n": 50,
             "eval_n_generate": 20,
         },
-        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores
-        teachers={"n_lm": 24, "n_sim": 600, "lm_max_new_tokens": 48},
-        signals={"n": 16},
+        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores; 200
+        # pool questions per dataset say where it beats chance (there it is paper A's main teacher)
+        teachers={"n_lm": 200, "n_sim": 600, "lm_max_new_tokens": 48},
+        # both TA candidates and both spans on 200 pool questions per dataset
+        signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
         # the 135M student sits at a 2-5 % floor on GSM8K, so the offline paper-A set leaves it out
         # (`-p datasets ...,gsm8k` puts it back, scored on the *_numeric caps: every answer is generated)
         a={

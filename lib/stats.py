@@ -340,7 +340,8 @@ def verdict(lo: float, hi: float, paper: float | None = None, trained: bool = Tr
     difference or relative change, or e.g. a chance / control level for a proportion) are in the
     interval's units.
 
-    - `trained` False (the compared students did not train): "not tested", before anything else;
+    - `trained` False (the compared students did not learn: they did not beat their pretrained dev
+      accuracy): "not tested", before anything else;
     - a nan bound: "undefined" (the statistic has no value here, e.g. a relative change over a baseline
       at 0); "not tested" is kept for untrained students;
     - with a paper value (None or nan means none): contains paper and excludes null: "consistent with the
@@ -404,11 +405,11 @@ def compare_table(
 
     `runs`: one row per run with columns dataset, method, seed, correct (0/1 per test question, or its
     `encode_correct` string; the same question order in every run of a dataset) and optionally trained
-    (the student left its pretrained weights; True when absent). Every method of a dataset must have the
+    (the dev-selected student beats its pretrained dev accuracy; True when absent). Every method of a dataset must have the
     baseline's seeds (paired by seed) and question count.
 
     One row per (dataset, method != baseline), in order of appearance, then one 'average' row per method:
-    - seeds, n_test; trained_seeds: seeds where both students trained;
+    - seeds, n_test; trained_seeds: seeds where both students beat their pretrained dev accuracy;
     - acc_mean, acc_lo, acc_hi: the method's accuracy with its two-level bootstrap interval; base_acc;
     - rel_%, rel_lo, rel_hi: relative improvement over the baseline (`paired_bootstrap`, stat 'rel');
     - diff_pts, diff_lo, diff_hi: the difference in accuracy points (same replicates);
@@ -420,10 +421,10 @@ def compare_table(
     fewest of any dataset); acc_lo/acc_hi too come from averaged replicates.
 
     "not tested" (`trained_rule`): 'majority' (default) when at most half of a row's seeds have both
-    students trained; 'all' when any run of either method did not train. The interval keeps every seed:
-    falling back to the pretrained weights is an outcome of training with dev selection, and leaving such
-    seeds out would select on that outcome; only when most pairs compare students that did not train does
-    the row stop testing the methods. An average row is "not tested" when any of its datasets is, since
+    students trained; 'all' when any run of either method did not. The interval keeps every seed: not
+    beating the pretrained student is an outcome of training, and leaving such seeds out would select on
+    that outcome; only when most pairs compare students that did not learn does the row stop testing the
+    methods. An average row is "not tested" when any of its datasets is, since
     an untrained dataset pulls the mean toward 0 by construction.
 
     Deterministic under `seed`: row (dataset, method) resamples with
@@ -531,6 +532,6 @@ def table_note(table: pd.DataFrame) -> str:
         f"Intervals: {kinds}; 'average': mean over datasets of per-dataset replicates. "
         f"MDE ({100 * POWER:g} % power, two-sided {100 * ALPHA:g} %) = {Z_MDE:.2f} x bootstrap SE: "
         f"{span(pts, '.1f')} accuracy points, {span(rel, '.0f')} % relative. "
-        "Verdicts on the relative interval; 'not tested': the students did not train "
-        "(trained_seeds)."
+        "Verdicts on the relative interval; 'not tested': in most seeds a student did not beat its "
+        "pretrained dev accuracy (trained_seeds)."
     )

@@ -85,7 +85,9 @@ def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) 
     conf = ta_confidence(
         ta, examples, sc["output"], n_shots=run.ta_shots, span=run.ta_span, batch_size=run.eval_batch_size
     )
-    return {"sc": np.asarray(sc["sc"], float), "ta_student": np.asarray(conf, float)}
+    # parsed: the share of samples with an answer (an unparseable one counts as disagreeing with the majority)
+    parsed = float(np.mean([a is not None for x in sc["answers"] for a in x]))
+    return {"sc": np.asarray(sc["sc"], float), "ta_student": np.asarray(conf, float), "parsed": parsed}
 
 
 def need(sig: dict, signals) -> np.ndarray | None:
@@ -147,11 +149,10 @@ def run(
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
-            n = (
-                need(student_signals(lm, ta_lm, pool, cfg, seed, warmed=False), cfg.signals)
-                if uses_student
-                else None
-            )
+            n = None
+            if uses_student:
+                sig = student_signals(lm, ta_lm, pool, cfg, seed, warmed=False)
+                n, diag["sc_parsed"] = need(sig, cfg.signals), sig["parsed"]
             chosen = [pool[i] for i in _choose(pool, n, B, rng)]
         else:
             n1 = max(1, round(cfg.rho * B))
@@ -163,11 +164,10 @@ def run(
             # train() returns its dev-selected model: stage 2 starts there
             diag["warm"] = start = h1["best_dev_acc"]
             steps = h1["steps"]
-            n = (
-                need(student_signals(lm, ta_lm, rest, cfg, seed, warmed=True), cfg.signals)
-                if uses_student
-                else None
-            )
+            n = None
+            if uses_student:
+                sig = student_signals(lm, ta_lm, rest, cfg, seed, warmed=True)
+                n, diag["sc_parsed"] = need(sig, cfg.signals), sig["parsed"]
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
                 lm, start = load_model(cfg.student), zero_dev
@@ -197,7 +197,7 @@ def run(
             d.answer is not None and (weights is None or w > 0)
             for d, w in zip(demos, weights or [1.0] * len(demos))
         ]
-        # trained: the dev-selected student beats the pretrained student on dev (every returned student trained)
+        # trained: the dev-selected student beats the pretrained one on dev (every returned student trained)
         trained = bool(hist["best_dev_acc"] > zero_dev)
         return {
             "test_acc": acc,
