@@ -405,8 +405,8 @@ def compare_table(
 
     `runs`: one row per run with columns dataset, method, seed, correct (0/1 per test question, or its
     `encode_correct` string; the same question order in every run of a dataset) and optionally trained
-    (the dev-selected student beats its pretrained dev accuracy; True when absent). Every method of a dataset must have the
-    baseline's seeds (paired by seed) and question count.
+    (the dev-selected student beats its pretrained dev accuracy; True when absent). Every method of a
+    dataset must have the baseline's seeds (paired by seed) and question count.
 
     One row per (dataset, method != baseline), in order of appearance, then one 'average' row per method:
     - seeds, n_test; trained_seeds: seeds where both students beat their pretrained dev accuracy;
