@@ -265,7 +265,7 @@ def attribute_batch(
     check_choice("method", method, METHODS)
     enc = [_encode(lm, p) for p in prompts]
     b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
-    with _frozen(lm.model), torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=lm.bf16):
+    with _frozen(lm.model), lm.autocast():
         attr, delta = _attribute(lm, b, method, n_steps, max(internal_batch_size, len(prompts)))
     attr = attr.detach().float() * b.attr.unsqueeze(-1)
     tok_scores = attr.norm(dim=-1)
@@ -292,7 +292,7 @@ def target_logprobs(lm, prompts: list[str], conts: list[str]) -> list[float]:
     """f(x) of the attribution forward (sum of answer-token log-probs), for checks and the notebooks."""
     enc = [_encode(lm, p) for p in prompts]
     b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
-    with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=lm.bf16):
+    with lm.autocast():
         return b.forward(b.embeds, *b.args()).tolist()
 
 

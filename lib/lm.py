@@ -24,7 +24,7 @@ def _in_precision(method):
 
     @functools.wraps(method)
     def wrapped(self, *args, **kwargs):
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.autocast():
             return method(self, *args, **kwargs)
 
     return wrapped
@@ -68,6 +68,10 @@ class LM:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def autocast(self):
+        """The context every inference pass of this LM runs in: bf16 autocast when `bf16`, else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @property
     def loaded(self) -> bool:

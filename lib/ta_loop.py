@@ -208,6 +208,10 @@ def run(
             "trained": trained,
             "steps": steps + hist["steps"],
             "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
+            # what the run learned from: the demonstrations bought, the teacher's answers and their weights
+            "bought": stable_hash(
+                [[e.id for e in chosen], [d.answer for d in demos], [round(w, 6) for w in weights or []]], 16
+            ),
             "n_bought": len(demos),
             "n_trained": int(sum(kept)),
             "seconds": time.time() - t0,
@@ -241,6 +245,9 @@ def ablation_grid(budget: int) -> list[tuple[str, str, str, dict]]:
     grid += [("K", str(k), "two_stage", {"K": k}) for k in (2, 4, 8)]
     for b in (budget // 2, budget, budget * 2):
         grid += [("budget", str(b), m, {"budget": b}) for m in ("plain", "two_stage")]
+    # the controlled ε experiment: errors fall on the questions the reference model finds hardest
     for eps in (0.0, 0.3, 0.5):
-        grid += [("epsilon", str(eps), m, {"teacher": f"simulated:{eps}"}) for m in ("plain", "two_stage")]
+        grid += [
+            ("epsilon", str(eps), m, {"teacher": f"simulated:{eps}:hard"}) for m in ("plain", "two_stage")
+        ]
     return grid

@@ -52,9 +52,34 @@ def test_two_precisions_never_share_a_cache_entry(monkeypatch, tmp_path):
     assert calls == ["fp32", "bf16"]  # the second fp32 call is a hit on the first, not on bf16's entry
 
 
+def _curve(monkeypatch, precision, bf16_training):
+    monkeypatch.setenv("DISTILL_BF16_TRAINING", "1" if bf16_training else "0")
+    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
+    lm = _lm(monkeypatch, precision)
+    return training.train(
+        lm, items, epochs=1, lr=3e-3, batch_size=4, seed=0, schedule="linear", progress=False
+    )
+
+
+def test_bf16_inference_trains_in_fp32_unless_bf16_training_is_on(monkeypatch, tmp_path):
+    fp32 = _curve(monkeypatch, "fp32", False)["loss"]
+    assert _curve(monkeypatch, "bf16", False)["loss"] == fp32  # bf16 scoring, fp32 training
+    assert _curve(monkeypatch, "fp32", True)["loss"] == fp32  # the flag needs precision bf16
+    assert _curve(monkeypatch, "bf16", True)["loss"] != fp32
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    monkeypatch.setenv("DISTILL_PRECISION", "bf16")
+    calls = []
+    for flag in ("0", "1", "0"):
+        monkeypatch.setenv("DISTILL_BF16_TRAINING", flag)
+        cached_json("probe", {"x": 1}, lambda f=flag: calls.append(f) or f)
+    assert calls == ["0", "1"]  # a run trained in bf16 never shares an entry with one trained in fp32
+
+
 def test_bf16_training_learns_as_fp32_and_returns_a_bare_model(monkeypatch):
     s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
+    monkeypatch.setenv("DISTILL_BF16_TRAINING", "1")
     last, curves = {}, {}
     for p in ("fp32", "bf16"):
         lm = _lm(monkeypatch, p)

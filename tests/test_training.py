@@ -260,3 +260,33 @@ def test_a_paper_a_run_with_the_hard_simulated_teacher(tmp_path, monkeypatch):
     cfg = config.ta_run(config.params("smoke", "a"), teacher="simulated:0.5:hard", budget=16, K=2, epochs=1)
     r = ta_loop.run("plain", "commonsense_qa", s, cfg, seed=0, preset="smoke", progress=False)
     assert r["teacher_acc_bought"] == 0.5  # all 16 pool questions bought, the hardest 8 answered wrong
+
+
+def test_no_two_signal_settings_of_the_ablation_give_the_same_run(tmp_path, monkeypatch):
+    """Every signal of the ablation's signals group changes what two-stage buys or how it weights it, so no
+    two of its rows are one run. The student's samples come from a stand-in whose answers vary by question
+    (a tiny random model's samples never parse, which leaves self-consistency constant: a degenerate signal,
+    reported as the runs' sc_parsed, not a setting the runs ignore)."""
+    from lib import config, ta_loop
+    from lib.common import stable_hash
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+
+    def fake_sc(student, examples, *, K, seed, **kw):
+        ans = [[e.choices[int(stable_hash([e.id, k, seed]), 16) % 3] for k in range(K)] for e in examples]
+        share = [max(a.count(x) for x in a) / K for a in ans]
+        return {"sc": share, "answers": ans, "output": [a[0] for a in ans], "majority": [a[0] for a in ans]}
+
+    monkeypatch.setattr(ta_loop, "self_consistency", fake_sc)
+    P = config.params("smoke", "a")
+    s = data.load_splits("commonsense_qa", "smoke", caps=P.caps)
+    runs = {
+        label: ta_loop.run(
+            m, "commonsense_qa", s, config.ta_run(P, **over), seed=0, preset="smoke", progress=False
+        )
+        for group, label, m, over in ta_loop.ablation_grid(P.budget)
+        if group == "signals"
+    }
+    assert len(runs) == 7 and len({r["bought"] for r in runs.values()}) == 7, {
+        k: r["bought"] for k, r in runs.items()
+    }
