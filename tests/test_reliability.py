@@ -306,22 +306,27 @@ def test_console_rebuilds_a_widget_progress_bar_and_keeps_only_final_lines(tmp_p
     assert term.getvalue() == "".join(f"  {x}\n" for x in lines[1:-1])  # not a tty: whole lines only
 
 
-def test_readme_run_info_sums_cold_and_warm_notebook_times(tmp_path, monkeypatch):
+def test_readme_run_info_sums_cold_and_warm_times_of_the_rendered_notebooks(tmp_path, monkeypatch):
     from lib import report
 
     monkeypatch.setattr(report, "results_dir", lambda preset: tmp_path)
+    for nb in ("10_a", "20_b", "30_c"):
+        (tmp_path / f"{nb}.ipynb").write_text("{}")
     (tmp_path / "run_log.csv").write_text(
         "timestamp,preset,notebook,seconds,peak_rss_MB,artifacts_computed\n"
         "t,smoke,10_a.ipynb,600,1,5\nt,smoke,20_b.ipynb,300,1,2\nt,smoke,10_a.ipynb,6,1,0\nt,smoke,20_b.ipynb,12,1,0\n"
     )
     monkeypatch.setattr(report, "tables", lambda preset: {})
     row = lambda nb, c, w: f"| {nb} | {c} | {w} |"  # noqa: E731
-    assert "cold run of every notebook: 15.0 min" in report.run_info("smoke")
+    assert "cold run of the 2 rendered notebooks: 15.0 min" in report.run_info("smoke")
     md = " ".join(report.results_readme("smoke").split())  # markdown pads cells: compare words
     assert row("10_a.ipynb", "10.0", "0.1") in md and row("20_b.ipynb", "5.0", "0.2") in md
     with open(tmp_path / "run_log.csv", "a") as f:
         f.write("t,smoke,30_c.ipynb,6,1,0\n")  # a notebook with no cached step: its cold run is its warm run
-    assert "cold run of every notebook: 15.1 min" in report.run_info("smoke")
+    assert "cold run of the 3 rendered notebooks: 15.1 min" in report.run_info("smoke")
+    (tmp_path / "20_b.ipynb").unlink()  # its output removed: its time no longer counts
+    assert "cold run of the 2 rendered notebooks: 10.1 min" in report.run_info("smoke")
+    (tmp_path / "20_b.ipynb").write_text("{}")
     with open(tmp_path / "run_log.csv", "a") as f:
         f.write(
             "t,smoke,10_a.ipynb,420,1,5\n"
