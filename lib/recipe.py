@@ -43,7 +43,7 @@ def recipes(P, student: str) -> list[Recipe]:
 
 
 def trains_on(student: str, dataset: str, example) -> bool:
-    """The cross-encoder scores word options: no free-form numeric or yes/no-only dataset."""
+    """The cross-encoder scores (question, option) pairs: every dataset with options but the math ones."""
     return student == "lm" or (bool(example.choices) and dataset not in data.MATH)
 
 
