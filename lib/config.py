@@ -249,10 +249,10 @@ PRESETS: dict[str, dict] = {
         teachers={"n_lm": 200, "n_sim": 600, "lm_max_new_tokens": 48},
         # both TA candidates and both spans on 200 pool questions per dataset
         signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
-        # paper A's main table: the real LM teacher where it beats chance on the pool (notebook 10: Gemma-3-270M
-        # is right on 45 % [38, 52] of 200 CommonsenseQA questions, at chance on StrategyQA and ARC) and the
-        # student learns (notebook 05); the recipe is 05's pick for CommonsenseQA (lr 3e-4, linear, batch 8,
-        # dev 0.29 -> 0.43 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
+        # paper A's main table: the real LM teacher where it beats chance on the pool (notebook 10:
+        # Gemma-3-270M is right on 45 % [38, 52] of 200 CommonsenseQA questions, at chance on StrategyQA and
+        # ARC) and the student learns (notebook 05); the recipe is 05's pick for CommonsenseQA (lr 3e-4,
+        # linear, batch 8, dev 0.29 -> 0.43 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
         a={
             "datasets": ["commonsense_qa"],
             "teacher": "lm:gemma-3-270m",
