@@ -78,7 +78,7 @@ DEFAULTS: dict = {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
         # *_numeric: caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
         "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],  # >= 5 in the main tables: the bootstrap resamples seeds too
         "ablation_seeds": [0],
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
@@ -131,7 +131,7 @@ DEFAULTS: dict = {
     "b": {
         "datasets": ["esnli", "anli", "commonsense_qa", "svamp"],
         "caps": {"pool": None, "dev": 300, "test": None},
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],
         "ablation_seeds": [0, 1, 2],
         "k": 5,  # influential words per example
         "attr_method": "saliency",
@@ -259,7 +259,6 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa"],
             "teacher": "lm:gemma-3-270m",
             "caps": {"pool": 256, "dev": 100, "test": 300, "dev_numeric": 20, "test_numeric": 50},
-            "seeds": [0, 1, 2, 3, 4],
             "budget": 128,
             "K": 4,
             "sc_max_new_tokens": 8,
@@ -276,7 +275,7 @@ PRESETS: dict[str, dict] = {
         attribution={"gt_n": 50},
         b={
             "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-            "caps": {"pool": 32, "dev": 30, "test": 50},
+            "caps": {"pool": 32, "dev": 100, "test": 50},
             "ablation_seeds": [0],
             "epochs": 1,
             "lr": 1e-4,
