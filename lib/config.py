@@ -92,6 +92,9 @@ DEFAULTS: dict = {
         "filter_q": 0.3,  # share of least-trusted demonstrations a filter drops
         "K": 5,  # self-consistency samples per question
         "temperature": 0.7,
+        # a sample with no parseable answer: parse (it agrees with nothing) | options (the student's likeliest
+        # option after the sample, on questions with options)
+        "sc_answer_by": "parse",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
         # given question and rationale). Notebook 11 (offline, 200 pool questions per dataset): mean AUROC
@@ -404,6 +407,7 @@ class TARun:
     filter_q: float
     K: int
     temperature: float
+    sc_answer_by: str
     ta_shots: int
     ta_span: str
     sc_max_new_tokens: int

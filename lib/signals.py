@@ -77,6 +77,7 @@ def self_consistency(
     n_shots: int,
     prompt_fn: Callable[[Example], str] | None = None,
     batch_size: int = 16,
+    answer_by: str = "parse",
     cache: bool = True,
     progress: bool = False,
 ) -> dict:
@@ -84,9 +85,13 @@ def self_consistency(
     "output": [text]}.
 
     prompt_fn defaults to the few-shot chain-of-thought prompt (n_shots exemplars), which an un-warmed
-    student needs to write "So the answer is X"; pass the student's training prompt for a fine-tuned one."""
+    student needs to write "So the answer is X"; pass the student's training prompt for a fine-tuned one.
+    answer_by="options": on a question with options, a sample with no parseable answer gets the option the
+    student finds likeliest after the sample and "So the answer is" (its own reasoning decides, every
+    sample counts); "parse" leaves it unparsed."""
     if K < 1:
         raise ReproError(f"K must be >= 1, got {K}")
+    check_choice("answer_by", answer_by, ANSWER_BY)
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
 
     def compute():
@@ -101,9 +106,11 @@ def self_consistency(
             progress=progress,
         )
         gens = [g if isinstance(g, list) else [g] for g in gens]  # K=1 returns plain strings
+        parsed = [[parse_answer(s, e) for s in samples] for e, samples in zip(examples, gens)]
+        if answer_by == "options":
+            _answer_unparsed_by_options(lm, examples, prompts, gens, parsed, batch_size)
         res = {"sc": [], "majority": [], "answers": [], "samples": gens, "output": []}
-        for e, samples in zip(examples, gens):
-            answers = [parse_answer(s, e) for s in samples]
+        for samples, answers in zip(gens, parsed):
             maj, share = majority_vote(answers)
             res["sc"].append(share)
             res["majority"].append(maj)
@@ -125,7 +132,31 @@ def self_consistency(
         "batch_size": batch_size,
         "seed": seed,
     }  # batching changes the RNG draws
+    if answer_by != "parse":
+        key["answer_by"] = answer_by
     return cached_json("signal_self_consistency", key, compute, version=VERSION)
+
+
+ANSWER_BY = ("parse", "options")
+
+
+def _answer_unparsed_by_options(lm, examples, prompts, gens, parsed, batch_size: int) -> None:
+    """Fill in place each unparsed answer of a question with options: the option with the highest mean token
+    log-prob after prompt + sample + "So the answer is"."""
+    todo = [
+        (i, k)
+        for i, (e, answers) in enumerate(zip(examples, parsed))
+        if e.choices
+        for k, a in enumerate(answers)
+        if a is None
+    ]
+    if not todo:
+        return
+    ctx = [f"{prompts[i]} {gens[i][k].strip()}\nSo the answer is" for i, k in todo]
+    opts = [[" " + c for c in examples[i].choices] for i, _ in todo]
+    scores = lm.score_options(ctx, opts, batch_size=batch_size)
+    for (i, k), per in zip(todo, scores):
+        parsed[i][k] = examples[i].choices[int(np.argmax([float(x.mean()) for x in per]))]
 
 
 SPANS = ("answer", "full")

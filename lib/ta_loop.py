@@ -81,6 +81,7 @@ def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) 
         prompt_fn=predict_prompt if warmed else None,
         n_shots=run.cot_shots,
         batch_size=run.eval_batch_size,
+        answer_by=run.sc_answer_by,
     )
     conf = ta_confidence(
         ta, examples, sc["output"], n_shots=run.ta_shots, span=run.ta_span, batch_size=run.eval_batch_size

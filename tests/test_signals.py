@@ -88,6 +88,29 @@ def test_self_consistency_share_on_constructed_samples(monkeypatch, tiny_causal)
     ]
 
 
+def test_unparsed_samples_answered_by_option_likelihood_equal_a_hand_computation(monkeypatch, tiny_causal):
+    """answer_by="options": a sample with no readable answer gets the student's likeliest option after the
+    sample and "So the answer is"; parsed samples and questions without options keep their parse."""
+    samples = {
+        cot_prompt(MC): ["So the answer is apple.", "no idea", "hmm"],
+        cot_prompt(NUM): ["nothing", "So the answer is 7.", "???"],
+    }
+    monkeypatch.setattr(tiny_causal, "generate", lambda prompts, **k: [samples[p] for p in prompts])
+    kw = dict(K=3, temperature=0.7, max_new_tokens=8, seed=0, n_shots=4, cache=False)
+    plain = S.self_consistency(tiny_causal, [MC, NUM], **kw)
+    r = S.self_consistency(tiny_causal, [MC, NUM], answer_by="options", **kw)
+
+    def by_hand(sample):
+        ctx = f"{cot_prompt(MC)} {sample}\nSo the answer is"
+        lps = [float(tiny_causal.score([ctx], [" " + c])[0].mean()) for c in MC.choices]
+        return MC.choices[int(np.argmax(lps))]
+
+    assert plain["answers"][0] == ["apple", None, None]
+    assert r["answers"][0] == ["apple", by_hand("no idea"), by_hand("hmm")]
+    assert r["answers"][1] == plain["answers"][1] == [None, "7", None]  # no options: nothing to score
+    assert r["sc"][0] == S.majority_vote(r["answers"][0])[1]
+
+
 def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch, tiny_lm, scache):
     exs = [MC, YN, NUM, MC, YN]
     calls = count_generate(monkeypatch, tiny_lm)
