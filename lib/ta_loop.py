@@ -146,7 +146,6 @@ def run(
         zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
         start = zero_dev
         steps = 0  # optimizer steps before the final stage (two-stage's warm-up)
-        final_kw = train_kw
         if method == "plain":
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
@@ -172,10 +171,6 @@ def run(
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
                 lm, start = load_model(cfg.student), zero_dev
-            # equal compute: the warm-up's steps come out of stage 2, so two-stage takes as many optimizer
-            # steps as plain fine-tuning on B demonstrations
-            per_epoch = math.ceil(len(chosen) / cfg.batch_size)
-            final_kw = {**train_kw, "epochs": max(1, round(cfg.epochs * per_epoch) - steps) / per_epoch}
         demos = annotate(T, chosen, dataset, progress=progress)
         weights = None
         if method != "plain" and "ta_teacher" in cfg.signals:
@@ -192,7 +187,13 @@ def run(
             wrong = [w for w, d in zip(weights, demos) if not d.correct]
             diag["weight_teacher_correct"] = float(np.mean(right)) if right else float("nan")
             diag["weight_teacher_wrong"] = float(np.mean(wrong)) if wrong else float("nan")
-        hist = train(lm, _items(chosen, demos, cfg, weights), start_dev_acc=start, **final_kw)
+        items = _items(chosen, demos, cfg, weights)
+        # equal compute: every method takes round(epochs x ceil(B / batch)) optimizer steps in all, whatever
+        # its demonstrations without an answer dropped; two-stage's warm-up steps come out of its stage 2
+        target = round(cfg.epochs * math.ceil(B / cfg.batch_size))
+        per_epoch = max(1, math.ceil(len(items) / cfg.batch_size))
+        epochs = max(1, target - steps) / per_epoch
+        hist = train(lm, items, start_dev_acc=start, **{**train_kw, "epochs": epochs})
         acc, correct = accuracy(lm, test, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
         kept = [
             d.answer is not None and (weights is None or w > 0)
