@@ -78,20 +78,8 @@ def run(P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local") -> 
                 epochs=P.recipe_epochs, lr=r.lr, batch_size=P.recipe_batch_size, max_len=P.max_len
             )
             call = dict(encoder_name=P.models.encoder, train=training.relabel(pool, answers), dev=s["dev"])
-            enc_calls.append(
-                (
-                    len(meta) - 1,
-                    {
-                        **call,
-                        "test": s["test"],
-                        "words": None,
-                        "lam": 0.0,
-                        "seed": seed,
-                        "key": key,
-                        "run": er,
-                    },
-                )
-            )
+            call.update(test=s["test"], words=None, lam=0.0, seed=seed, key=key, run=er)
+            enc_calls.append((len(meta) - 1, call))
     results: dict[int, dict] = {}
     for fn, calls in ((training.finetune_and_test, lm_calls), (E.train_and_test, enc_calls)):
         if calls:

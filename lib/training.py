@@ -306,7 +306,6 @@ def fit(
     hist.update(
         best_epoch=best_epoch,
         best_dev_acc=best if dev_score is not None else float("nan"),
-        start_dev_acc=start,
         beat_start=dev_score is None or best > start,
         seconds=time.time() - t0,
     )
