@@ -94,31 +94,33 @@ def self_consistency(
     check_choice("answer_by", answer_by, ANSWER_BY)
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
 
-    def compute():
-        gens = lm.generate(
-            prompts,
-            max_new_tokens=max_new_tokens,
-            do_sample=True,
-            temperature=temperature,
-            num_return_sequences=K,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
+    if answer_by == "options":
+        # the same samples as answer_by="parse" (its cache entry, when there is one); only the unparsed are scored
+        base = self_consistency(
+            lm, examples, K=K, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, n_shots=n_shots,
+            prompt_fn=prompt_fn, batch_size=batch_size, cache=cache, progress=progress,
         )
-        gens = [g if isinstance(g, list) else [g] for g in gens]  # K=1 returns plain strings
-        parsed = [[parse_answer(s, e) for s in samples] for e, samples in zip(examples, gens)]
-        if answer_by == "options":
-            _answer_unparsed_by_options(lm, examples, prompts, gens, parsed, batch_size)
-        res = {"sc": [], "majority": [], "answers": [], "samples": gens, "output": []}
-        for samples, answers in zip(gens, parsed):
-            maj, share = majority_vote(answers)
-            res["sc"].append(share)
-            res["majority"].append(maj)
-            res["answers"].append(answers)
-            res["output"].append(
-                next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0])
+
+        def compute():
+            parsed = [list(a) for a in base["answers"]]
+            _answer_unparsed_by_options(lm, examples, prompts, base["samples"], parsed, batch_size)
+            return _tally(base["samples"], parsed)
+
+    else:
+
+        def compute():
+            gens = lm.generate(
+                prompts,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=temperature,
+                num_return_sequences=K,
+                batch_size=batch_size,
+                seed=seed,
+                progress=progress,
             )
-        return res
+            gens = [g if isinstance(g, list) else [g] for g in gens]  # K=1 returns plain strings
+            return _tally(gens, [[parse_answer(s, e) for s in samples] for e, samples in zip(examples, gens)])
 
     if not cache:
         return compute()
@@ -135,6 +137,17 @@ def self_consistency(
     if answer_by != "parse":
         key["answer_by"] = answer_by
     return cached_json("signal_self_consistency", key, compute, version=VERSION)
+
+
+def _tally(gens: list[list[str]], parsed: list[list[str | None]]) -> dict:
+    res = {"sc": [], "majority": [], "answers": [], "samples": gens, "output": []}
+    for samples, answers in zip(gens, parsed):
+        maj, share = majority_vote(answers)
+        res["sc"].append(share)
+        res["majority"].append(maj)
+        res["answers"].append(answers)
+        res["output"].append(next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0]))
+    return res
 
 
 ANSWER_BY = ("parse", "options")

@@ -111,6 +111,25 @@ def test_unparsed_samples_answered_by_option_likelihood_equal_a_hand_computation
     assert r["sc"][0] == S.majority_vote(r["answers"][0])[1]
 
 
+def test_options_answers_reuse_the_parse_samples(monkeypatch, tiny_causal, scache):
+    """answer_by="options" after answer_by="parse": one generation; the samples and parsed answers are the same."""
+    calls = []
+    fixed = {cot_prompt(MC): ["So the answer is apple.", "no idea"], cot_prompt(NUM): ["nothing", "So the answer is 7."]}
+
+    def gen(prompts, **k):
+        calls.append(len(prompts))
+        return [fixed[p] for p in prompts]
+
+    monkeypatch.setattr(tiny_causal, "generate", gen)
+    kw = dict(K=2, temperature=0.7, max_new_tokens=8, seed=0, n_shots=4)
+    plain = S.self_consistency(tiny_causal, [MC, NUM], **kw)
+    r = S.self_consistency(tiny_causal, [MC, NUM], answer_by="options", **kw)
+    assert calls == [2]
+    assert r["samples"] == plain["samples"]
+    assert r["answers"][0][0] == "apple" and r["answers"][0][1] in MC.choices
+    assert r["answers"][1] == plain["answers"][1] == [None, "7"]
+
+
 def test_self_consistency_one_generate_call_per_batch_with_k_samples(monkeypatch, tiny_lm, scache):
     exs = [MC, YN, NUM, MC, YN]
     calls = count_generate(monkeypatch, tiny_lm)
