@@ -95,10 +95,19 @@ def self_consistency(
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
 
     if answer_by == "options":
-        # the same samples as answer_by="parse" (its cache entry, when there is one); only the unparsed are scored
+        # the samples of answer_by="parse" (its cache entry where there is one); only the unparsed get scored
         base = self_consistency(
-            lm, examples, K=K, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, n_shots=n_shots,
-            prompt_fn=prompt_fn, batch_size=batch_size, cache=cache, progress=progress,
+            lm,
+            examples,
+            K=K,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            n_shots=n_shots,
+            prompt_fn=prompt_fn,
+            batch_size=batch_size,
+            cache=cache,
+            progress=progress,
         )
 
         def compute():
@@ -146,7 +155,9 @@ def _tally(gens: list[list[str]], parsed: list[list[str | None]]) -> dict:
         res["sc"].append(share)
         res["majority"].append(maj)
         res["answers"].append(answers)
-        res["output"].append(next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0]))
+        res["output"].append(
+            next((s for s, a in zip(samples, answers) if maj is not None and a == maj), samples[0])
+        )
     return res
 
 

@@ -112,9 +112,12 @@ def test_unparsed_samples_answered_by_option_likelihood_equal_a_hand_computation
 
 
 def test_options_answers_reuse_the_parse_samples(monkeypatch, tiny_causal, scache):
-    """answer_by="options" after answer_by="parse": one generation; the samples and parsed answers are the same."""
+    """answer_by="options" after "parse": one generation; the samples and parsed answers are the same."""
     calls = []
-    fixed = {cot_prompt(MC): ["So the answer is apple.", "no idea"], cot_prompt(NUM): ["nothing", "So the answer is 7."]}
+    fixed = {
+        cot_prompt(MC): ["So the answer is apple.", "no idea"],
+        cot_prompt(NUM): ["nothing", "So the answer is 7."],
+    }
 
     def gen(prompts, **k):
         calls.append(len(prompts))
