@@ -93,8 +93,10 @@ DEFAULTS: dict = {
         "K": 5,  # self-consistency samples per question
         "temperature": 0.7,
         # a sample with no parseable answer: parse (it agrees with nothing) | options (the student's likeliest
-        # option after the sample, on questions with options)
-        "sc_answer_by": "parse",
+        # option after the sample, on questions with options). Options: un-warmed, the offline student writes a
+        # parseable answer in 40 % of CommonsenseQA samples and 12 % of ARC ones (notebook 11), and under parse
+        # an unread majority also counts as a wrong output
+        "sc_answer_by": "options",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
         # given question and rationale). Notebook 11 (offline, 200 pool questions per dataset): mean AUROC
