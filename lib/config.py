@@ -79,6 +79,7 @@ DEFAULTS: dict = {
         # *_numeric: caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
         "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
         "seeds": [0, 1, 2, 3, 4],  # >= 5 in the main tables: the bootstrap resamples seeds too
+        "methods": ["plain", "one_stage", "two_stage"],  # notebook 12's; plain is the baseline
         "ablation_seeds": [0],
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
@@ -137,6 +138,7 @@ DEFAULTS: dict = {
         "datasets": ["esnli", "anli", "commonsense_qa", "svamp"],
         "caps": {"pool": None, "dev": 300, "test": None},
         "seeds": [0, 1, 2, 3, 4],
+        "methods": ["ft", "dss", "tokens", "hint"],  # notebook 21's; ft is the baseline, hint needs options
         "ablation_seeds": [0, 1, 2],
         "k": 5,  # influential words per example
         "attr_method": "saliency",

@@ -26,9 +26,14 @@ from .training import finetune_and_test, make_items
 METHODS = ("ft", "dss", "tokens", "hint")
 
 
-def methods_for(examples) -> tuple[str, ...]:
-    """`hint` needs answer options (see run); every other method fits every dataset."""
-    return METHODS if examples and examples[0].choices else METHODS[:3]
+def methods_for(examples, methods=METHODS) -> tuple[str, ...]:
+    """`methods` (checked; fine-tuning is every comparison's baseline) that fit the dataset of `examples`:
+    `hint` needs answer options (see run); every other method fits every dataset."""
+    methods = tuple(check_choice("method", m, METHODS) for m in methods)
+    if "ft" not in methods:
+        raise ReproError(f"methods must include 'ft', the baseline of every comparison; got {list(methods)}")
+    has_options = bool(examples and examples[0].choices)
+    return tuple(m for m in methods if m != "hint" or has_options)
 
 
 class Rationales:

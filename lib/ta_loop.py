@@ -35,6 +35,14 @@ SIGNALS = ("sc", "ta_student", "ta_teacher")
 VERSION = 6  # bump when a run's definition changes: cached runs are then recomputed
 
 
+def methods(names=METHODS) -> tuple[str, ...]:
+    """The paper-A methods of a table, checked: plain fine-tuning is every comparison's baseline."""
+    names = tuple(check_choice("method", m, METHODS) for m in names)
+    if "plain" not in names:
+        raise ReproError(f"methods must include 'plain', the baseline of every comparison; got {list(names)}")
+    return names
+
+
 def _check(method: str, run: TARun) -> None:
     check_choice("method", method, METHODS)
     for s in run.signals:

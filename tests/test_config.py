@@ -44,3 +44,21 @@ def test_one_k_and_one_K(monkeypatch):
     for name in config.PRESETS:
         assert config.params(name, "a", "signals").K == config.ta_run(config.params(name, "a")).K
         assert "K" not in config.PRESETS[name]["signals"] and "k" not in config.PRESETS[name]["attribution"]
+
+
+def test_method_lists_are_checked_and_keep_their_baseline():
+    from lib import rationales as RB, ta_loop
+    from lib.data import Example
+
+    mc = [Example(id="q", dataset="d", kind="mc", question="?", answer="a", choices=["a", "b"])]
+    numeric = [Example(id="q", dataset="d", kind="numeric", question="?", answer="7")]
+    assert RB.methods_for(mc) == ("ft", "dss", "tokens", "hint")
+    assert RB.methods_for(numeric) == ("ft", "dss", "tokens")  # hint needs options
+    assert RB.methods_for(mc, ["ft", "tokens"]) == ("ft", "tokens")
+    assert ta_loop.methods(["plain", "two_stage"]) == ("plain", "two_stage")
+    with pytest.raises(ReproError, match="must include 'ft'"):
+        RB.methods_for(mc, ["dss", "tokens"])
+    with pytest.raises(ReproError, match="must include 'plain'"):
+        ta_loop.methods(["two_stage"])
+    with pytest.raises(ReproError, match="unknown method 'three_stage'"):
+        ta_loop.methods(["plain", "three_stage"])
