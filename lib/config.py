@@ -94,9 +94,9 @@ DEFAULTS: dict = {
         "K": 5,  # self-consistency samples per question
         "temperature": 0.7,
         # a sample with no parseable answer: parse (it agrees with nothing) | options (the student's likeliest
-        # option after the sample, on questions with options). Options: un-warmed, the offline student writes a
-        # parseable answer in 40 % of CommonsenseQA samples and 12 % of ARC ones (notebook 11), and under parse
-        # an unread majority also counts as a wrong output
+        # option after the sample, on questions with options). Options: un-warmed, the offline student writes
+        # a parseable answer in 40 % of CommonsenseQA samples and 12 % of ARC ones (notebook 11), and under
+        # parse an unread majority also counts as a wrong output
         "sc_answer_by": "options",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,

@@ -47,7 +47,8 @@ def test_one_k_and_one_K(monkeypatch):
 
 
 def test_method_lists_are_checked_and_keep_their_baseline():
-    from lib import rationales as RB, ta_loop
+    from lib import rationales as RB
+    from lib import ta_loop
     from lib.data import Example
 
     mc = [Example(id="q", dataset="d", kind="mc", question="?", answer="a", choices=["a", "b"])]
