@@ -10,7 +10,7 @@ KERNEL := distill-repro
 .PHONY: help setup assets reproduce readme test lint lab bench check-paper clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET=smoke|offline|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
+	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
 
 $(STAMP): env/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

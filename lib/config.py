@@ -18,6 +18,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
 
 A notebook's parameter cell holds `None` for each value it takes from here; `params()` fills them in.
 The sizes of `offline` fit `make reproduce` on a 2-core CPU (measured times: results/offline/run_log.csv);
+`offline_full` runs the same data, models and recipe with more seeds and every method, for power (hours);
 `smoke` runs every notebook on tiny random models in seconds; `paper` names the papers' scale.
 """
 
@@ -100,7 +101,7 @@ DEFAULTS: dict = {
         "sc_answer_by": "options",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
-        # given question and rationale). Notebook 11 (offline, 200 pool questions per dataset): mean AUROC
+        # given question and rationale). Notebook 11 (offline_full, 200 pool questions per dataset): mean AUROC
         # over outputs and datasets 0.60 full against 0.54 answer with the frozen SmolLM2 TA, 0.58 / 0.48
         # with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
         "ta_span": "full",
@@ -236,13 +237,14 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
             "caps": {"pool": 600, "dev": 150, "test": 300},
         },
-        # the datasets of the student tables; 128 questions is the largest set a paper-A budget or a paper-B
-        # pool affords offline, and an epoch's answer-only pass over it costs 45-110 s on 2 cores
+        # notebook 05 confirms the recipe the students train with (offline_full's grid picked it on dev):
+        # 128 questions is the largest set a paper-A budget or a paper-B pool affords offline
         recipe={
-            "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "mathqa"],
+            "datasets": ["commonsense_qa"],
             "n_train": [128],
-            "lrs": [3e-4, 1e-3],
-            "schedules": ["constant", "linear"],
+            "lrs": [3e-4],
+            "encoder_lrs": [2e-5],
+            "schedules": ["linear"],
             "recipe_batch_size": 8,  # 0.35 s per CommonsenseQA question against 0.7 s at batch 4
             "recipe_caps": {"dev": 100, "test": 200},
         },
@@ -256,14 +258,15 @@ PRESETS: dict[str, dict] = {
         # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores; 200
         # pool questions per dataset say where it beats chance (there it is paper A's main teacher)
         teachers={"n_lm": 200, "n_sim": 600, "lm_max_new_tokens": 48},
-        # both TA candidates and both spans on 200 pool questions per dataset
-        signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
+        # the chosen TA, both spans, 100 pool questions per dataset; offline_full compares both TA candidates
+        signals={"n": 100, "tas": ["smollm2-135m-instruct"]},
         # paper A's main table: the real LM teacher where it beats chance on the pool (notebook 10:
         # Gemma-3-270M is right on 45 % [38, 52] of 200 CommonsenseQA questions, at chance on StrategyQA and
         # ARC) and the student learns (notebook 05); the recipe is 05's pick for CommonsenseQA (lr 3e-4,
         # linear, batch 8, dev 0.29 -> 0.43 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
         a={
             "datasets": ["commonsense_qa"],
+            "methods": ["plain", "two_stage"],  # the claim's two; offline_full adds one-stage
             "teacher": "lm:gemma-3-270m",
             "caps": {"pool": 256, "dev": 100, "test": 300, "dev_numeric": 20, "test_numeric": 50},
             "budget": 128,
@@ -280,13 +283,17 @@ PRESETS: dict[str, dict] = {
             "ablation_groups": ["signals", "epsilon"],
         },
         attribution={"gt_n": 50},
+        # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on CommonsenseQA,
+        # not on StrategyQA, ARC-Challenge or MathQA), at its recipe; ft, DSS and tokens are the claims' three,
+        # offline_full adds hint
         b={
-            "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "mathqa"],
-            "caps": {"pool": 32, "dev": 100, "test": 50},
+            "datasets": ["commonsense_qa"],
+            "caps": {"pool": 128, "dev": 100, "test": 300},
+            "methods": ["ft", "dss", "tokens"],
             "ablation_seeds": [0],
-            "epochs": 1,
-            "lr": 1e-4,
-            "batch_size": 4,
+            "epochs": 3,
+            "lr": 3e-4,
+            "batch_size": 8,
         },
         encoder={"epochs": 2, "lr": 5e-5, "batch_size": 16},
     ),
@@ -313,6 +320,32 @@ PRESETS: dict[str, dict] = {
         b={"attr_batch_size": 16},
     ),
 }
+
+
+# offline's data, models and recipe, sized for power: every method, more seeds, notebook 05's whole grid,
+# notebook 11 on 200 questions with both TA candidates. Several hours cold on 2 cores; the runs it shares with
+# offline are offline's cache entries (SHARES_RUNS)
+PRESETS["offline_full"] = _with(
+    PRESETS["offline"],
+    recipe={
+        "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "mathqa"],
+        "lrs": [3e-4, 1e-3],
+        "encoder_lrs": [2e-5, 5e-5, 1e-4],
+        "schedules": ["constant", "linear"],
+    },
+    signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
+    a={"seeds": list(range(10)), "methods": ["plain", "one_stage", "two_stage"]},
+    b={"seeds": list(range(10)), "methods": ["ft", "dss", "tokens", "hint"]},
+)
+
+# a preset that runs another's data and models at more seeds or methods: its runs that equal the other's are
+# the same cache entries (their keys name the preset below), so the larger run reuses the smaller one's
+SHARES_RUNS = {"offline_full": "offline"}
+
+
+def run_preset(name: str) -> str:
+    """The preset named in cache keys and data paths for runs of preset `name`."""
+    return SHARES_RUNS.get(name, name)
 
 
 def get_preset(name: str) -> dict:

@@ -24,6 +24,7 @@ from typing import Callable
 
 from . import fixtures
 from .common import BB, LETTERS, OLMO, ReproError, cache_dir, check_choice
+from .config import run_preset
 
 KINDS = ("mc", "yesno", "numeric")
 # math word problems: answers are numbers (MathQA's options too), so their influential words cannot be tagged
@@ -341,7 +342,7 @@ def _need(path: Path) -> Path:
 
 
 def asset_root(preset: str) -> Path:
-    if preset == "smoke":
+    if run_preset(preset) == "smoke":
         return fixtures.ensure_synthetic_assets()
     return cache_dir() / "assets"
 

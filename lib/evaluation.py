@@ -80,10 +80,11 @@ def zero_shot_cell(
 ) -> dict:
     """Zero-shot accuracy of one model on one dataset's examples, cached on disk (see common.cached_json)."""
     from .common import cached_json
+    from .config import run_preset
     from .stats import clopper_pearson
 
     key = {
-        "preset": preset,
+        "preset": run_preset(preset),
         "model": model_name,
         "dataset": dataset,
         "ids": [e.id for e in examples],

@@ -18,7 +18,7 @@ import numpy as np
 
 from .attribution import contains_gold, influential_words
 from .common import ReproError, check_choice
-from .config import BTrain
+from .config import BTrain, run_preset
 from .models import load_shared
 from .teachers import annotate, get_teacher
 from .training import finetune_and_test, make_items
@@ -156,7 +156,7 @@ def run(
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "preset": preset,
+        "preset": run_preset(preset),
         "alpha": alpha,
         **R.key(),
     }

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import data, training
 from . import encoder as E
-from .config import BTrain, EncoderRun
+from .config import BTrain, EncoderRun, run_preset
 from .runner import run_grid
 
 KEEP = ("test_acc", "correct", "trained", "steps", "zero_shot_dev", "best_dev", "best_epoch", "dev_curve")
@@ -60,7 +60,7 @@ def run(P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local") -> 
         s = splits[d]
         pool = s["pool"][: r.n]
         answers = [e.answer for e in pool] if labels == "gold" else training.shuffled_answers(pool, seed)
-        key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": P.preset}
+        key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": run_preset(P.preset)}
         meta.append({"student": r.student, "dataset": d, "recipe": r.name, "labels": labels, "seed": seed})
         if r.student == "lm":
             items = training.make_items(pool, answers, [None] * len(pool), fmt="answer_only")

@@ -23,7 +23,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .common import ReproError, cached_json, check_choice, stable_hash
-from .config import TARun
+from .config import TARun, run_preset
 from .data import Example
 from .models import load_model, load_shared
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
@@ -122,7 +122,7 @@ def run(
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "preset": preset,
+        "preset": run_preset(preset),
         "cfg": asdict(cfg),
         "teacher_config": T.config(),
         "pool": stable_hash([e.id for e in pool]),

@@ -17,7 +17,7 @@ import numpy as np
 
 from .attribution import teacher_option_scores
 from .common import check_choice
-from .config import BTrain
+from .config import BTrain, run_preset
 from .models import load_shared
 from .rationales import Rationales
 from .signals import demo_weights, ta_confidence
@@ -72,7 +72,7 @@ def run(
         "variant": variant,
         "dataset": dataset,
         "seed": seed,
-        "preset": preset,
+        "preset": run_preset(preset),
         "alpha": alpha,
         "filter_q": filter_q,
         **R.key(),

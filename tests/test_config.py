@@ -63,3 +63,18 @@ def test_method_lists_are_checked_and_keep_their_baseline():
         ta_loop.methods(["two_stage"])
     with pytest.raises(ReproError, match="unknown method 'three_stage'"):
         ta_loop.methods(["plain", "three_stage"])
+
+
+def test_offline_full_shares_offline_data_and_cache_keys(monkeypatch):
+    """offline_full's runs that equal offline's are offline's cache entries: same data, same keys."""
+    from lib import data
+
+    assert config.run_preset("offline_full") == "offline" and config.run_preset("smoke") == "smoke"
+    full, off = config.get_preset("offline_full"), config.get_preset("offline")
+    for section in ("models", "data", "run", "teachers"):
+        assert full[section] == off[section]
+    for k in ("caps", "teacher", "budget", "lr", "epochs", "batch_size", "schedule"):
+        assert full["a"][k] == off["a"][k]
+    assert set(off["a"]["seeds"]) < set(full["a"]["seeds"]) and len(full["a"]["seeds"]) >= 5
+    assert set(off["b"]["methods"]) < set(full["b"]["methods"])
+    assert data.asset_root("offline_full") == data.asset_root("offline")

@@ -51,3 +51,21 @@ def test_the_screen_grid_runs_every_recipe_once_and_the_encoder_where_it_applies
     assert len(enc) == len(P.datasets) * len(P.n_train) * len(P.encoder_lrs)  # no math dataset in smoke's
     assert not recipe.trains_on("encoder", "mathqa", data.load_splits("mathqa", "smoke")["pool"][0])
     assert all(lab == "gold" and s == P.recipe_seeds[0] for _, _, lab, s in cells)
+
+
+def test_a_preset_sharing_runs_reuses_their_cache_entries(monkeypatch, tmp_path):
+    """A preset in config.SHARES_RUNS (as offline_full shares offline's) computes none of the runs the
+    shared preset has computed."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    monkeypatch.setitem(config.PRESETS, "smoke_more", config.PRESETS["smoke"])
+    monkeypatch.setitem(config.SHARES_RUNS, "smoke_more", "smoke")
+    P = config.params("smoke", "b", "encoder", "recipe", "run", lrs=[3e-3], schedules=["linear"])
+    cells = [c for c in recipe.screen_cells(P) if c[1].student == "lm"][:1]
+    first = recipe.run(P, cells)
+    from lib import training
+
+    monkeypatch.setattr(
+        training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))
+    )
+    again = recipe.run(config.params("smoke_more", "b", "encoder", "recipe", "run"), cells)
+    assert again.test_acc.tolist() == first.test_acc.tolist()
