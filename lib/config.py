@@ -101,9 +101,9 @@ DEFAULTS: dict = {
         "sc_answer_by": "options",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
-        # given question and rationale). Notebook 11 (offline_full, 200 pool questions per dataset): mean AUROC
-        # over outputs and datasets 0.60 full against 0.54 answer with the frozen SmolLM2 TA, 0.58 / 0.48
-        # with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
+        # given question and rationale). Notebook 11 (offline_full, 200 pool questions per dataset): mean
+        # AUROC over outputs and datasets 0.60 full against 0.54 answer with the frozen SmolLM2 TA,
+        # 0.58 / 0.48 with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
         "ta_span": "full",
         "sc_max_new_tokens": 128,  # sample length of a warmed student (its trained format)
         "cot_shots": 4,  # exemplars in an un-warmed student's chain-of-thought prompt
@@ -283,9 +283,9 @@ PRESETS: dict[str, dict] = {
             "ablation_groups": ["signals", "epsilon"],
         },
         attribution={"gt_n": 50},
-        # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on CommonsenseQA,
-        # not on StrategyQA, ARC-Challenge or MathQA), at its recipe; ft, DSS and tokens are the claims' three,
-        # offline_full adds hint
+        # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on
+        # CommonsenseQA, not on StrategyQA, ARC-Challenge or MathQA), at its recipe; ft, DSS and tokens are
+        # the claims' three, offline_full adds hint
         b={
             "datasets": ["commonsense_qa"],
             "caps": {"pool": 128, "dev": 100, "test": 300},
