@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import statistics
 import sys
 import time
@@ -88,10 +89,27 @@ def pair(fast, base, check, repeats: int) -> dict:
         TB.append(timed(base, 1)[0])
     out = {"fast_s": statistics.median(TF), "base_s": statistics.median(TB), "samples": len(TF)}
     if PROFILE:
+        out["mm_base"] = matmul_share(base)
         out["profile"] = (
-            f"matmul share of CPU time: fast {matmul_share(fast):.0%}, baseline {matmul_share(base):.0%}"
+            f"matmul share of CPU time: fast {matmul_share(fast):.0%}, baseline {out['mm_base']:.0%}"
         )
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def peak_ratio() -> float:
+    """bf16 over fp32 matmul peak on this machine: the most bf16 can speed up a path's matmuls."""
+    return matmul_peak(torch.bfloat16) / matmul_peak(torch.float32)
+
+
+def bf16_bound(p: dict) -> str:
+    """With --profile: the speed-up a bf16 path can reach if only its matmuls get faster, by the peak ratio
+    (Amdahl: 1 / ((1 - f) + f / r), f = the fp32 path's matmul share). Pops the share from `p`."""
+    f = p.pop("mm_base", None)
+    if f is None:
+        return ""
+    r = peak_ratio()
+    return f"bound {1 / ((1 - f) + f / r):.2f}x (matmul share {f:.0%} sped up by the peak ratio {r:.2f}x)"
 
 
 def row(
@@ -103,6 +121,7 @@ def row(
     note: str = "",
     samples: int = 1,
     profile: str = "",
+    mm_base: float | None = None,  # read by bf16_bound where a row reports a bound
 ) -> dict:
     note = "; ".join(x for x in (note, profile) if x)
     ratio = base_s / fast_s if fast_s > 0 else float("nan")
@@ -350,11 +369,12 @@ def bench_bf16_options(lm: LM, ex, repeats: int, min_same: float) -> dict:
         assert same[0] >= min_same, f"bf16 chose the fp32 option on {same[0]:.0%} of questions"
 
     p = pair(_in_bf16(lm, score), score, check, repeats)
+    bound = bf16_bound(p)
     return row(
         "bf16_option_scoring",
         "option scoring under bf16 autocast vs fp32",
         n=len(ex),
-        note=f"same option on {same[0]:.0%} of questions",
+        note="; ".join(x for x in (f"same option on {same[0]:.0%} of questions", bound) if x),
         **p,
     )
 
@@ -369,11 +389,12 @@ def bench_bf16_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 32) ->
         same.append(float(np.mean([x == y for x, y in zip(a, b)])))
 
     p = pair(_in_bf16(lm, gen), gen, check, repeats)
+    bound = bf16_bound(p)
     return row(
         "bf16_generation",
         f"batched greedy generation ({max_new_tokens} tokens) under bf16 autocast vs fp32",
         n=len(ex),
-        note=f"identical text for {same[0]:.0%} of prompts",
+        note="; ".join(x for x in (f"identical text for {same[0]:.0%} of prompts", bound) if x),
         **p,
     )
 
@@ -399,11 +420,14 @@ def bench_bf16_saliency(lm: LM, ex, repeats: int, min_share: float) -> dict:
         assert share[0] >= min_share, f"bf16 top-5 words share >= 4 of 5 on only {share[0]:.0%} of questions"
 
     p = pair(_in_bf16(lm, words), words, check, repeats)
+    bound = bf16_bound(p)
     return row(
         "bf16_saliency",
         "Saliency attribution under bf16 autocast vs fp32",
         n=len(ex),
-        note=f"top-5 words share >= 4 of 5 on {share[0]:.0%} of questions",
+        note="; ".join(
+            x for x in (f"top-5 words share >= 4 of 5 on {share[0]:.0%} of questions", bound) if x
+        ),
         **p,
     )
 
@@ -435,6 +459,7 @@ def bench_bf16_train_step(lm: LM, ex, repeats: int) -> dict:
         assert abs(a - b) <= 0.02 * abs(b), f"bf16 loss {a:.4f} vs fp32 {b:.4f}"
 
     t = pair(lambda: step(True), lambda: step(False), check, repeats)
+    bound = bf16_bound(t)
     model.load_state_dict(state)
     model.eval()
     ntok = sum(lm.n_tokens(p, c, eos=True) for p, c in zip(P, T))
@@ -445,7 +470,7 @@ def bench_bf16_train_step(lm: LM, ex, repeats: int) -> dict:
         "training step, bf16 autocast (forward + loss) vs fp32",
         n=len(parts),
         note=f"{flops / t['fast_s'] / 1e9:.1f} GFLOP/s = {100 * flops / t['fast_s'] / peak:.0f}% of the "
-        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s",
+        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s" + (f"; {bound}" if bound else ""),
         **t,
     )
 

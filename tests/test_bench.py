@@ -32,7 +32,7 @@ def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_
                 "--repeats",
                 "1",
                 "--rows",
-                "option_scoring",
+                "option_scoring,bf16_option_scoring",
                 "--profile",
                 "--out",
                 str(tmp_path),
@@ -46,5 +46,13 @@ def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_
         and "matmul share of CPU time: fast" in md
         and "| ta_confidence |" not in md
     )
+    assert "| bf16_option_scoring |" in md and "sped up by the peak ratio" in md
     assert bench.main(["--preset", "smoke", "--rows", "option_scoring,nope"]) == 2
     assert "unknown bench row(s) ['nope']" in capsys.readouterr().err
+
+
+def test_bf16_bound_is_amdahls_law_over_the_matmul_share(monkeypatch):
+    monkeypatch.setattr(bench, "peak_ratio", lambda: 2.0)
+    p = {"fast_s": 1.0, "mm_base": 0.5}
+    assert "bound 1.33x" in bench.bf16_bound(p) and "mm_base" not in p  # 1 / (0.5 + 0.5 / 2)
+    assert bench.bf16_bound({"fast_s": 1.0}) == ""  # no profile, no bound
