@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import os
 import statistics
 import sys
 import time
@@ -556,7 +557,7 @@ def main(argv=None) -> int:
         return 2
     cfg = get_preset(preset)
     small = preset == "smoke"
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()[0]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"bench ({preset}, {torch.get_num_threads()} threads, {device})", flush=True)
     teacher, student = load_model(cfg["models"]["teacher"]), load_model(cfg["models"]["student"])
@@ -631,6 +632,10 @@ def _write(rows: list[dict], args, preset: str, t0: float) -> int:
         f"`make bench` on {torch.get_num_threads()} CPU threads{cuda}; median of up to {args.repeats} calls "
         "per path; ratio = baseline time / fast time, timed in the same process; every row first asserts "
         f"that both paths give the same outputs. Total {time.time() - t0:.0f} s.",
+        "",
+        f"Load average (1 min) {load0:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, on "
+        f"{os.cpu_count()} cores: a load above the threads used means other processes shared the CPU, and the "
+        "times are slower and noisier than on an idle machine.",
         "",
         f"Each path is called alternately up to {args.repeats} times; the first call of each is also the "
         "equality check, further calls only while the row has spent less than "

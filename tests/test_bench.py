@@ -47,6 +47,7 @@ def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_
         and "| ta_confidence |" not in md
     )
     assert "| bf16_option_scoring |" in md and "sped up by the peak ratio" in md
+    assert "Load average (1 min)" in md  # a shared CPU shows in the report
     assert bench.main(["--preset", "smoke", "--rows", "option_scoring,nope"]) == 2
     assert "unknown bench row(s) ['nope']" in capsys.readouterr().err
 
