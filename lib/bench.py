@@ -610,10 +610,10 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(wanted)}] {name} ... ({time.time() - t0:.0f} s so far)", flush=True)
         r = bench_model_load(cfg["models"]["student"]) if name == "model_load" else plan[name]()
         rows += [r] if r else []
-    return _write(rows, args, preset, t0)
+    return _write(rows, args, preset, t0, load0)
 
 
-def _write(rows: list[dict], args, preset: str, t0: float) -> int:
+def _write(rows: list[dict], args, preset: str, t0: float, load0: float) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     name = bench_name(preset) + ("_profile" if args.profile or args.rows else "")
     with open(args.out / f"{name}.csv", "w", newline="") as f:
@@ -634,8 +634,8 @@ def _write(rows: list[dict], args, preset: str, t0: float) -> int:
         f"that both paths give the same outputs. Total {time.time() - t0:.0f} s.",
         "",
         f"Load average (1 min) {load0:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, on "
-        f"{os.cpu_count()} cores: a load above the threads used means other processes shared the CPU, and the "
-        "times are slower and noisier than on an idle machine.",
+        f"{os.cpu_count()} cores: a load above the threads used means other processes shared the CPU, and "
+        "the times are slower and noisier than on an idle machine.",
         "",
         f"Each path is called alternately up to {args.repeats} times; the first call of each is also the "
         "equality check, further calls only while the row has spent less than "
