@@ -4,7 +4,9 @@
   with num_return_sequences=K, never K loops); each final answer parsed by lib.prompts.parse_answer; the
   signal is the share of the K samples whose answer equals the majority answer. The majority is taken over
   *parseable* answers only: an unparseable sample is its own answer that agrees with nothing, so it only
-  lowers the share; with no parseable sample the majority is None and the signal 0. Ties go to the answer
+  lowers the share; with no parseable sample the majority is None and the signal 0. With answer_by="options"
+  an unparseable sample of a question with options first gets the option the student finds likeliest after
+  it (the same samples, read further). Ties go to the answer
   sampled first; the share itself does not depend on how ties are broken (every tied answer has the same
   count). The student's "output" (scored by the TA, judged for correctness) is the first sample that agrees
   with the majority: no extra greedy pass.
