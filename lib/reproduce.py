@@ -332,11 +332,15 @@ def append_log(log: Path, row: list) -> None:
         csv.writer(f).writerows(rows)
 
 
+CSV_ONLY = ("30_",)  # notebooks that compute nothing: they read the CSVs of the others
+
+
 def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the last run that computed anything
     (runs logged before the count existed are taken as cold; the last, because a changed preset or step makes
-    earlier cold runs stale); warm = the last run that computed nothing. A notebook that never computes
-    anything (it only reads other notebooks' CSVs) has cold = warm."""
+    earlier cold runs stale); warm = the last run that computed nothing. A notebook that only reads other
+    notebooks' CSVs (CSV_ONLY) has cold = warm; any other whose every logged run was warm (its runs were
+    computed under another preset or notebook) has no cold time."""
     import pandas as pd
 
     df = pd.read_csv(log)
@@ -346,7 +350,7 @@ def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
     for nb, g in df.groupby("notebook"):
         cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
         warm = g[g.artifacts_computed == 0]
-        if not len(cold) and len(warm) == len(g):  # no cached step (30 only reads CSVs): cold = warm
+        if not len(cold) and str(nb).startswith(CSV_ONLY):
             cold = warm.iloc[-1:]
         last = lambda runs: float(runs.seconds.iloc[-1]) if len(runs) else None
         out[nb] = (last(cold), last(warm), float(g.peak_rss_MB.max()))

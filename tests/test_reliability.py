@@ -272,6 +272,10 @@ def test_start_line_estimates_time_from_the_last_cold_run_in_the_run_log(tmp_pat
     assert reproduce.start_line(1, nbs, {}) == "[1/4] 00_a  (est. unknown; time left unknown)"
     md = reproduce.run_times(log, "smoke")
     assert "| 00_a.ipynb | 600 | 6 | 1 |" in md and "| 10_b.ipynb | 2400 | not yet | 1 |" in md
+    with open(log, "a") as f:  # computed elsewhere (another preset's runs): warm, and no cold time
+        f.write("t,smoke,05_d.ipynb,12,1,0\n")
+    assert reproduce.estimates(log)["05_d.ipynb"] is None
+    assert "| 05_d.ipynb | not logged | 12 | 1 |" in reproduce.run_times(log, "smoke")
 
 
 def test_console_rebuilds_a_widget_progress_bar_and_keeps_only_final_lines(tmp_path):
