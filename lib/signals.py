@@ -114,7 +114,7 @@ def self_consistency(
 
         def compute():
             parsed = [list(a) for a in base["answers"]]
-            _answer_unparsed_by_options(lm, examples, prompts, base["samples"], parsed, batch_size)
+            _answer_unparsed_by_options(lm, examples, prompts, base["samples"], parsed, batch_size, progress)
             return _tally(base["samples"], parsed)
 
     else:
@@ -166,7 +166,9 @@ def _tally(gens: list[list[str]], parsed: list[list[str | None]]) -> dict:
 ANSWER_BY = ("parse", "options")
 
 
-def _answer_unparsed_by_options(lm, examples, prompts, gens, parsed, batch_size: int) -> None:
+def _answer_unparsed_by_options(
+    lm, examples, prompts, gens, parsed, batch_size: int, progress: bool = False
+) -> None:
     """Fill in place each unparsed answer of a question with options: the option with the highest mean token
     log-prob after prompt + sample + "So the answer is"."""
     todo = [
@@ -180,7 +182,7 @@ def _answer_unparsed_by_options(lm, examples, prompts, gens, parsed, batch_size:
         return
     ctx = [f"{prompts[i]} {gens[i][k].strip()}\nSo the answer is" for i, k in todo]
     opts = [[" " + c for c in examples[i].choices] for i, _ in todo]
-    scores = lm.score_options(ctx, opts, batch_size=batch_size)
+    scores = lm.score_options(ctx, opts, batch_size=batch_size, progress=progress)
     for (i, k), per in zip(todo, scores):
         parsed[i][k] = examples[i].choices[int(np.argmax([float(x.mean()) for x in per]))]
 
