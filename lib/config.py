@@ -102,8 +102,8 @@ DEFAULTS: dict = {
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
         # given question and rationale). Notebook 11 (offline_full, 200 pool questions per dataset): mean
-        # AUROC over outputs and datasets 0.60 full against 0.54 answer with the frozen SmolLM2 TA,
-        # 0.58 / 0.48 with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
+        # AUROC over outputs and datasets 0.56 full against 0.51 answer with the frozen SmolLM2 TA,
+        # 0.55 / 0.45 with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
         "ta_span": "full",
         "sc_max_new_tokens": 128,  # sample length of a warmed student (its trained format)
         "cot_shots": 4,  # exemplars in an un-warmed student's chain-of-thought prompt
