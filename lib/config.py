@@ -37,7 +37,8 @@ DEFAULTS: dict = {
     # where a notebook's independent runs execute: local (in the notebook's process) | ray (lib.runner)
     # precision of every model forward (lib.common.precision): fp32 | bf16 | auto (bf16 where the hardware has
     # bf16 units). bf16_training: training's forward and loss under bf16 too; off until a learning-curve
-    # check shows bf16 training learns as fp32 does (results/bench.md: its step is 1.18x here, scoring 1.62x)
+    # check shows bf16 training learns as fp32 does (results/bench_profile.md: its step is 1.32x here, at
+    # most 1.47x with its 55 % matmul share sped up by the bf16/fp32 matmul peak ratio)
     "run": {"runner": "local", "precision": "fp32", "bf16_training": False},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "recipe": {
