@@ -112,3 +112,13 @@ def test_readme_headline_is_filled_between_its_markers(tmp_path, monkeypatch):
     body = text.split("<!-- results:HEADLINE -->\n")[1].split("<!-- /results:HEADLINE -->")[0]
     assert "| claim" in body and "not run" in body and "+20.79 %" in body and "68 %" in body
     assert "old text" not in text and text.startswith("intro\n") and text.endswith("end\n")
+
+
+def test_the_headline_gets_a_column_per_preset_with_a_rendered_claim_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    for p, csv in (("offline_full", "05_recipe.csv"), ("offline", "12_A_main_table.csv")):
+        (tmp_path / "results" / p).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "results" / p / csv).write_text("x\n")
+    assert report.rendered_presets() == ["offline"]  # notebook 05 carries no claim
+    (tmp_path / "results" / "offline_full" / "21_B_main_table.csv").write_text("x\n")
+    assert report.rendered_presets() == ["offline_full", "offline"]
