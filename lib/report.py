@@ -390,10 +390,13 @@ def run_info(preset: str, times: dict | None = None) -> str:
     times = rendered_times(preset) if times is None else times
     if not times:
         return f"machine: {where}"
-    cold = [c for c, _, _ in times.values()]
-    total = "?" if any(c is None for c in cold) else f"{sum(cold) / 60:.1f}"
+    timed = {nb: c for nb, (c, _, _) in times.items() if c is not None}
+    untimed = sorted(Path(nb).stem for nb in times if nb not in timed)
+    total = f"{sum(timed.values()) / 60:.1f} min"
+    if untimed:
+        total += f" for {len(timed)} of them ({', '.join(untimed)}: no cold run logged)"
     return (
-        f"machine: {where}; cold run of the {len(times)} rendered notebooks: {total} min (per notebook: "
+        f"machine: {where}; cold run of the {len(times)} rendered notebooks: {total} (per notebook: "
         "`run_log.csv`)"
     )
 

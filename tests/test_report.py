@@ -122,3 +122,9 @@ def test_the_headline_gets_a_column_per_preset_with_a_rendered_claim_table(tmp_p
     assert report.rendered_presets() == ["offline"]  # notebook 05 carries no claim
     (tmp_path / "results" / "offline_full" / "21_B_main_table.csv").write_text("x\n")
     assert report.rendered_presets() == ["offline_full", "offline"]
+
+
+def test_run_info_names_the_rendered_notebooks_without_a_cold_time():
+    times = {"05_a.ipynb": (None, 12.0, 1.0), "10_b.ipynb": (600.0, 6.0, 1.0)}
+    info = report.run_info("smoke", times)
+    assert "cold run of the 2 rendered notebooks: 10.0 min for 1 of them (05_a: no cold run logged)" in info
