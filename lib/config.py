@@ -17,7 +17,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
   encoder      notebook 24
 
 A notebook's parameter cell holds `None` for each value it takes from here; `params()` fills them in.
-The sizes of `offline` fit `make reproduce` on a 2-core CPU (measured times: results/offline/run_log.csv);
+`offline` is `make reproduce`'s default, sized for a 2-core CPU (measured times: results/offline/run_log.csv);
 `offline_full` runs the same data, models and recipe with more seeds and every method, for power (hours);
 `smoke` runs every notebook on tiny random models in seconds; `paper` names the papers' scale.
 """
