@@ -42,7 +42,7 @@ def test_cot_prompt_lists_options_for_mc():
 
 
 def test_unknown_preset_and_bad_parameters_are_one_line():
-    with pytest.raises(ReproError, match="unknown preset 'fast'; valid: offline, paper, smoke"):
+    with pytest.raises(ReproError, match="unknown preset 'fast'; valid: offline, offline_full, paper, smoke"):
         get_preset("fast")
     with pytest.raises(ReproError, match="budget must be positive"):
         check_positive(budget=-1)
