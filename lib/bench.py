@@ -105,12 +105,15 @@ def peak_ratio() -> float:
 
 def bf16_bound(p: dict) -> str:
     """With --profile: the speed-up a bf16 path can reach if only its matmuls get faster, by the peak ratio
-    (Amdahl: 1 / ((1 - f) + f / r), f = the fp32 path's matmul share). Pops the share from `p`."""
+    (Amdahl: 1 / ((1 - f) + f / r), f = the fp32 path's matmul share). Pops the share from `p` and puts the
+    bound first in its profile note; returns the bound ("" without a profile)."""
     f = p.pop("mm_base", None)
     if f is None:
         return ""
     r = peak_ratio()
-    return f"bound {1 / ((1 - f) + f / r):.2f}x (matmul share {f:.0%} sped up by the peak ratio {r:.2f}x)"
+    bound = f"bound {1 / ((1 - f) + f / r):.2f}x (matmul share {f:.0%} sped up by the peak ratio {r:.2f}x)"
+    p["profile"] = "; ".join(x for x in (bound, p.get("profile", "")) if x)
+    return bound
 
 
 def row(
@@ -370,12 +373,12 @@ def bench_bf16_options(lm: LM, ex, repeats: int, min_same: float) -> dict:
         assert same[0] >= min_same, f"bf16 chose the fp32 option on {same[0]:.0%} of questions"
 
     p = pair(_in_bf16(lm, score), score, check, repeats)
-    bound = bf16_bound(p)
+    bf16_bound(p)
     return row(
         "bf16_option_scoring",
         "option scoring under bf16 autocast vs fp32",
         n=len(ex),
-        note="; ".join(x for x in (f"same option on {same[0]:.0%} of questions", bound) if x),
+        note=f"same option on {same[0]:.0%} of questions",
         **p,
     )
 
@@ -390,12 +393,12 @@ def bench_bf16_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 32) ->
         same.append(float(np.mean([x == y for x, y in zip(a, b)])))
 
     p = pair(_in_bf16(lm, gen), gen, check, repeats)
-    bound = bf16_bound(p)
+    bf16_bound(p)
     return row(
         "bf16_generation",
         f"batched greedy generation ({max_new_tokens} tokens) under bf16 autocast vs fp32",
         n=len(ex),
-        note="; ".join(x for x in (f"identical text for {same[0]:.0%} of prompts", bound) if x),
+        note=f"identical text for {same[0]:.0%} of prompts",
         **p,
     )
 
@@ -421,14 +424,12 @@ def bench_bf16_saliency(lm: LM, ex, repeats: int, min_share: float) -> dict:
         assert share[0] >= min_share, f"bf16 top-5 words share >= 4 of 5 on only {share[0]:.0%} of questions"
 
     p = pair(_in_bf16(lm, words), words, check, repeats)
-    bound = bf16_bound(p)
+    bf16_bound(p)
     return row(
         "bf16_saliency",
         "Saliency attribution under bf16 autocast vs fp32",
         n=len(ex),
-        note="; ".join(
-            x for x in (f"top-5 words share >= 4 of 5 on {share[0]:.0%} of questions", bound) if x
-        ),
+        note=f"top-5 words share >= 4 of 5 on {share[0]:.0%} of questions",
         **p,
     )
 
@@ -460,7 +461,7 @@ def bench_bf16_train_step(lm: LM, ex, repeats: int) -> dict:
         assert abs(a - b) <= 0.02 * abs(b), f"bf16 loss {a:.4f} vs fp32 {b:.4f}"
 
     t = pair(lambda: step(True), lambda: step(False), check, repeats)
-    bound = bf16_bound(t)
+    bf16_bound(t)
     model.load_state_dict(state)
     model.eval()
     ntok = sum(lm.n_tokens(p, c, eos=True) for p, c in zip(P, T))
@@ -471,7 +472,7 @@ def bench_bf16_train_step(lm: LM, ex, repeats: int) -> dict:
         "training step, bf16 autocast (forward + loss) vs fp32",
         n=len(parts),
         note=f"{flops / t['fast_s'] / 1e9:.1f} GFLOP/s = {100 * flops / t['fast_s'] / peak:.0f}% of the "
-        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s" + (f"; {bound}" if bound else ""),
+        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s",
         **t,
     )
 

@@ -97,22 +97,22 @@ def self_consistency(
     prompts = [(prompt_fn or (lambda e: cot_prompt(e, n_shots)))(e) for e in examples]
 
     if answer_by == "options":
-        # the samples of answer_by="parse" (its cache entry where there is one); only the unparsed get scored
-        base = self_consistency(
-            lm,
-            examples,
-            K=K,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            n_shots=n_shots,
-            prompt_fn=prompt_fn,
-            batch_size=batch_size,
-            cache=cache,
-            progress=progress,
-        )
 
         def compute():
+            # answer_by="parse"'s samples (its cache entry where there is one); only the unparsed get scored
+            base = self_consistency(
+                lm,
+                examples,
+                K=K,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                n_shots=n_shots,
+                prompt_fn=prompt_fn,
+                batch_size=batch_size,
+                cache=cache,
+                progress=progress,
+            )
             parsed = [list(a) for a in base["answers"]]
             _answer_unparsed_by_options(lm, examples, prompts, base["samples"], parsed, batch_size, progress)
             return _tally(base["samples"], parsed)
