@@ -179,19 +179,21 @@ class ChatServer:
                     srv.inflight += 1
                     srv.max_inflight = max(srv.max_inflight, srv.inflight)
                 try:
-                    if scripted:
-                        return self._send(*scripted)
-                    prompt = body["messages"][-1]["content"]
-                    asked = re.findall(r"Question: Tom has (\d+) and gets (\d+)", prompt)
-                    a, b = map(int, asked[-1])  # the last question; the ones before are the few-shot demos
-                    if a == srv.reject:
-                        return self._send(400, {}, {"error": f"no questions about {a}"})
-                    time.sleep(srv.slow + 0.05 * (a % 4))
-                    text = f"Tom has {a}. He gets {b}. So the answer is {a + b}."
-                    self._send(200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]})
-                finally:
+                    reply = scripted or self._answer(body)
+                finally:  # out of flight before the reply is written: the client may ask again at once
                     with srv.lock:
                         srv.inflight -= 1
+                self._send(*reply)
+
+            def _answer(self, body):
+                prompt = body["messages"][-1]["content"]
+                asked = re.findall(r"Question: Tom has (\d+) and gets (\d+)", prompt)
+                a, b = map(int, asked[-1])  # the last question; the ones before are the few-shot demos
+                if a == srv.reject:
+                    return 400, {}, {"error": f"no questions about {a}"}
+                time.sleep(srv.slow + 0.05 * (a % 4))
+                text = f"Tom has {a}. He gets {b}. So the answer is {a + b}."
+                return 200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]}
 
             def _send(self, code, headers, obj):
                 data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
