@@ -48,7 +48,7 @@ TARGETS = {  # (target ratio on CPU, on CUDA), in the order the rows run
 
 # seconds a row may spend on extra repeats after its checked first pair (keeps `make bench` under 10 min)
 ROW_BUDGET_S = 40.0
-# --profile: one more call of each path under torch.profiler, matmul share of CPU time in the note
+# --profile: one more call of each path under torch.profiler, its GEMM share of CPU time in the note
 PROFILE = False
 
 
@@ -61,18 +61,35 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def matmul_share(fn) -> float:
-    """Share of the CPU time of one call spent in matrix-multiply / attention kernels (torch.profiler, self
-    time). A path that already spends most of its time there is compute-bound: batching can only remove the
-    rest."""
+GEMMS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm")
+
+
+def cpu_profile(fn) -> dict:
+    """CPU seconds of one call (torch.profiler, self time): in GEMM kernels, in the attention kernel, in all.
+    A path that already spends most of its time in GEMMs is compute-bound: batching can only remove the rest.
+    Attention is apart: its CPU kernel is mostly softmax and memory traffic on these short sequences, so the
+    GEMM peak does not bound it."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     ev = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in ev)
-    mm = sum(e.self_cpu_time_total for e in ev if "mm" in e.key or "scaled_dot_product" in e.key)
-    return mm / total if total else float("nan")
+    sec = lambda keep: sum(e.self_cpu_time_total for e in ev if keep(e.key)) / 1e6
+    return {
+        "gemm": sec(lambda k: k in GEMMS),
+        "attention": sec(lambda k: "scaled_dot_product" in k),
+        "total": sec(lambda k: True),
+    }
+
+
+def _profile_note(fast: dict, base: dict) -> str:
+    share = lambda d: d["gemm"] / d["total"] if d["total"] else float("nan")
+    rest = lambda d: d["total"] - d["gemm"]
+    return (
+        f"GEMM share of CPU time: fast {share(fast):.0%}, baseline {share(base):.0%}; "
+        f"CPU s outside GEMMs: fast {rest(fast):.1f}, baseline {rest(base):.1f} "
+        f"(attention {fast['attention']:.1f} vs {base['attention']:.1f})"
+    )
 
 
 def pair(fast, base, check, repeats: int) -> dict:
@@ -90,10 +107,9 @@ def pair(fast, base, check, repeats: int) -> dict:
         TB.append(timed(base, 1)[0])
     out = {"fast_s": statistics.median(TF), "base_s": statistics.median(TB), "samples": len(TF)}
     if PROFILE:
-        out["mm_base"] = matmul_share(base)
-        out["profile"] = (
-            f"matmul share of CPU time: fast {matmul_share(fast):.0%}, baseline {out['mm_base']:.0%}"
-        )
+        pf, pb = cpu_profile(fast), cpu_profile(base)
+        out["mm_base"] = pb["gemm"] / pb["total"] if pb["total"] else float("nan")
+        out["profile"] = _profile_note(pf, pb)
     return out
 
 
@@ -104,14 +120,14 @@ def peak_ratio() -> float:
 
 
 def bf16_bound(p: dict) -> str:
-    """With --profile: the speed-up a bf16 path can reach if only its matmuls get faster, by the peak ratio
-    (Amdahl: 1 / ((1 - f) + f / r), f = the fp32 path's matmul share). Pops the share from `p` and puts the
-    bound first in its profile note; returns the bound ("" without a profile)."""
+    """With --profile: the speed-up a bf16 path can reach if its GEMMs get faster by the peak ratio and all
+    else keeps its fp32 time (Amdahl: 1 / ((1 - f) + f / r), f = the fp32 path's GEMM share). Pops the share
+    from `p` and puts the bound first in its profile note; returns the bound ("" without a profile)."""
     f = p.pop("mm_base", None)
     if f is None:
         return ""
     r = peak_ratio()
-    bound = f"bound {1 / ((1 - f) + f / r):.2f}x (matmul share {f:.0%} sped up by the peak ratio {r:.2f}x)"
+    bound = f"bound {1 / ((1 - f) + f / r):.2f}x (GEMM share {f:.0%} sped up by the peak ratio {r:.2f}x)"
     p["profile"] = "; ".join(x for x in (bound, p.get("profile", "")) if x)
     return bound
 
@@ -541,7 +557,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--rows", default="", help="comma-separated subset of rows (writes bench*_profile.md)")
     ap.add_argument(
-        "--profile", action="store_true", help="add each path's matmul share of CPU time (torch.profiler)"
+        "--profile", action="store_true", help="add each path's GEMM share of CPU time (torch.profiler)"
     )
     args = ap.parse_args(argv)
     global PROFILE

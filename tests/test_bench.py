@@ -23,7 +23,7 @@ def test_bench_rows_assert_equal_outputs_and_write_the_report(tmp_path):
         assert f"| {name} |" in md
 
 
-def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_path, capsys):
+def test_bench_profile_subset_reports_gemm_share_and_rejects_unknown_rows(tmp_path, capsys):
     assert (
         bench.main(
             [
@@ -43,7 +43,8 @@ def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_
     md = (tmp_path / "bench_smoke_profile.md").read_text()
     assert (
         "| bf16_option_scoring |" in md
-        and "matmul share of CPU time: fast" in md
+        and "GEMM share of CPU time: fast" in md
+        and "CPU s outside GEMMs" in md
         and "sped up by the peak ratio" in md
         and "| ta_confidence |" not in md
     )
@@ -52,7 +53,7 @@ def test_bench_profile_subset_reports_matmul_share_and_rejects_unknown_rows(tmp_
     assert "unknown bench row(s) ['nope']" in capsys.readouterr().err
 
 
-def test_bf16_bound_is_amdahls_law_over_the_matmul_share(monkeypatch):
+def test_bf16_bound_is_amdahls_law_over_the_gemm_share(monkeypatch):
     monkeypatch.setattr(bench, "peak_ratio", lambda: 2.0)
     p = {"fast_s": 1.0, "mm_base": 0.5}
     assert "bound 1.33x" in bench.bf16_bound(p) and "mm_base" not in p  # 1 / (0.5 + 0.5 / 2)
