@@ -122,6 +122,21 @@ def bf16_training() -> bool:
     return precision() == "bf16" and os.environ.get("DISTILL_BF16_TRAINING") == "1"
 
 
+@contextmanager
+def bf16_training_as(on: bool):
+    """Training in this process with bf16 autocast on or off, whatever the preset says (notebook 05's
+    learning-curve check trains the same recipe both ways); the cache keys follow, as bf16_training() does."""
+    old = os.environ.get("DISTILL_BF16_TRAINING")
+    os.environ["DISTILL_BF16_TRAINING"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DISTILL_BF16_TRAINING", None)
+        else:
+            os.environ["DISTILL_BF16_TRAINING"] = old
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -7,6 +7,11 @@ Two steps, so that test never chooses and the expensive control runs only where 
 2. confirm: that recipe on every seed, with gold labels and with the shuffled-label control (the gold
    answers permuted across questions). A student that learns the task beats the control on test; one that
    learns only the answer format does not.
+
+A third step checks bf16 training (where the hardware has bf16 units): the chosen LM recipe on every
+seed again with bf16 autocast around the forward pass and loss, its dev accuracy per epoch and its test
+accuracy against the fp32 runs, and its time per run. bf16 training is only worth turning on (the preset's
+`bf16_training`) where it learns as fp32 does.
 """
 
 from __future__ import annotations
@@ -17,10 +22,21 @@ import pandas as pd
 
 from . import data, training
 from . import encoder as E
+from .common import bf16_training_as, precision
 from .config import BTrain, EncoderRun, run_preset
 from .runner import run_grid
 
-KEEP = ("test_acc", "correct", "trained", "steps", "zero_shot_dev", "best_dev", "best_epoch", "dev_curve")
+KEEP = (
+    "test_acc",
+    "correct",
+    "trained",
+    "steps",
+    "zero_shot_dev",
+    "best_dev",
+    "best_epoch",
+    "dev_curve",
+    "seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -123,3 +139,28 @@ def confirm_cells(P, screen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]
         for seed in P.recipe_seeds
         for labels in ("gold", "shuffled")
     ]
+
+
+def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]:
+    """Step 3: the chosen recipe of the LM student on every dataset it learns, gold labels, every seed."""
+    by_name = {r.name: r for r in recipes(P, "lm")}
+    learns = chosen[(chosen.student == "lm") & (chosen.verdict == "learns")]
+    return [
+        (row.dataset, by_name[row.recipe], "gold", seed)
+        for row in learns.itertuples()
+        for seed in P.recipe_seeds
+    ]
+
+
+def precision_check(P, chosen: pd.DataFrame) -> pd.DataFrame | None:
+    """Step 3's runs: each cell trained in fp32 and with bf16 training (column `training`); None where the
+    run's precision is fp32 (no bf16 units, or the preset's choice) or no dataset is learned. In-process:
+    the switch is this process's environment, which Ray workers do not share."""
+    cells = precision_cells(P, chosen)
+    if precision() != "bf16" or not cells:
+        return None
+    out = []
+    for training_bf16 in (False, True):
+        with bf16_training_as(training_bf16):
+            out.append(run(P, cells).assign(training="bf16" if training_bf16 else "fp32"))
+    return pd.concat(out, ignore_index=True)

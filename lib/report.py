@@ -162,6 +162,29 @@ def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 05's bf16 training check: per (dataset, recipe), bf16-trained students against fp32-trained
+    ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean dev accuracy
+    after each epoch under both (`ep0`: the pretrained student), and the time per run (`speedup` = fp32
+    seconds / bf16 seconds)."""
+    cells = runs.assign(dataset=runs.dataset + "|" + runs.recipe, method=runs.training)
+    t = comparison(cells, "fp32")
+    t = t[t.dataset != "average"].copy()
+    t[["dataset", "recipe"]] = t.dataset.str.split("|", expand=True)
+    rows = []
+    for (d, r), g in runs.groupby(["dataset", "recipe"], sort=False):
+        row = {"dataset": d, "recipe": r}
+        for prec, gp in g.groupby("training"):
+            curve = np.mean([list(c) for c in gp.dev_curve], axis=0)
+            row.update({f"dev_{prec}_ep{i}": v for i, v in enumerate(curve)})
+            row[f"seconds_{prec}"] = gp.seconds.mean()
+        row["speedup"] = row["seconds_fp32"] / row["seconds_bf16"]
+        rows.append(row)
+    cols = ["dataset", "recipe", "seeds", "base_acc", "acc_mean", "diff_pts", "diff_lo", "diff_hi", "mde_pts"]
+    t = t[cols + ["interval", "verdict"]].rename(columns={"base_acc": "test_fp32", "acc_mean": "test_bf16"})
+    return t.merge(pd.DataFrame(rows), on=["dataset", "recipe"])
+
+
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:
     """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions
     only)."""

@@ -69,3 +69,51 @@ def test_a_preset_sharing_runs_reuses_their_cache_entries(monkeypatch, tmp_path)
     )
     again = recipe.run(config.params("smoke_more", "b", "encoder", "recipe", "run"), cells)
     assert again.test_acc.tolist() == first.test_acc.tolist()
+
+
+def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_cache_entries(
+    monkeypatch, tmp_path
+):
+    """Step 3: the chosen LM recipe on every seed, trained in fp32 and in bf16 (never one cache entry for
+    both), a table that pairs them; not run at fp32 precision."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    P = config.params("smoke", "b", "encoder", "recipe", "run", recipe_seeds=[0, 1])
+    chosen = pd.DataFrame(
+        [
+            {
+                "student": "lm",
+                "dataset": "commonsense_qa",
+                "recipe": "n=16 lr=0.003 linear",
+                "verdict": "learns",
+            },
+            {
+                "student": "lm",
+                "dataset": "strategyqa",
+                "recipe": "-",
+                "verdict": "the student does not learn it",
+            },
+            {"student": "encoder", "dataset": "commonsense_qa", "recipe": "n=16 lr=0.001 constant"}
+            | {"verdict": "learns"},
+        ]
+    )
+    monkeypatch.setenv("DISTILL_PRECISION", "fp32")
+    assert recipe.precision_check(P, chosen) is None
+    monkeypatch.setenv("DISTILL_PRECISION", "bf16")
+    runs = recipe.precision_check(P, chosen)
+    assert sorted(runs.groupby("training").seed.apply(list).items()) == [("bf16", [0, 1]), ("fp32", [0, 1])]
+    assert (runs.dataset == "commonsense_qa").all()
+    assert len(list((tmp_path / "artifacts" / "finetune").glob("*.json"))) == 4  # two precisions x two seeds
+    from lib import report
+
+    t = report.precision_table(runs)
+    assert len(t) == 1 and {
+        "dev_fp32_ep0",
+        "dev_bf16_ep2",
+        "speedup",
+        "diff_pts",
+        "mde_pts",
+        "verdict",
+    } <= set(t)
+    fp, bf = (runs[runs.training == k].sort_values("seed") for k in ("fp32", "bf16"))
+    assert t.test_fp32.iloc[0] == fp.test_acc.mean() and t.test_bf16.iloc[0] == bf.test_acc.mean()
+    assert t.dev_fp32_ep0.iloc[0] == t.dev_bf16_ep0.iloc[0]  # the pretrained student, scored the same way
