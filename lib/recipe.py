@@ -10,8 +10,8 @@ Two steps, so that test never chooses and the expensive control runs only where 
 
 A third step checks bf16 training (where the hardware has bf16 units): the chosen LM recipe on every
 seed again with bf16 autocast around the forward pass and loss, its dev accuracy per epoch and its test
-accuracy against the fp32 runs, and its time per run. bf16 training is only worth turning on (the preset's
-`bf16_training`) where it learns as fp32 does.
+accuracy against the fp32 runs (its speed is `make bench`'s bf16_train_step row). bf16 training is only
+worth turning on (the preset's `bf16_training`) where it learns as fp32 does.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
 def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Notebook 05's bf16 training check: per (dataset, recipe), bf16-trained students against fp32-trained
     ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean dev accuracy
-    after each epoch under both (`ep0`: the pretrained student), and the time per run (`speedup` = fp32
-    seconds / bf16 seconds)."""
+    after each epoch under both (`ep0`: the pretrained student). Speed is `make bench`'s bf16_train_step row:
+    the runs' own seconds come from whatever else shared the CPU when each was computed."""
     cells = runs.assign(dataset=runs.dataset + "|" + runs.recipe, method=runs.training)
     t = comparison(cells, "fp32")
     t = t[t.dataset != "average"].copy()
@@ -177,8 +177,6 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
         for prec, gp in g.groupby("training"):
             curve = np.mean([list(c) for c in gp.dev_curve], axis=0)
             row.update({f"dev_{prec}_ep{i}": v for i, v in enumerate(curve)})
-            row[f"seconds_{prec}"] = gp.seconds.mean()
-        row["speedup"] = row["seconds_fp32"] / row["seconds_bf16"]
         rows.append(row)
     cols = ["dataset", "recipe", "seeds", "base_acc", "acc_mean", "diff_pts", "diff_lo", "diff_hi", "mde_pts"]
     t = t[cols + ["interval", "verdict"]].rename(columns={"base_acc": "test_fp32", "acc_mean": "test_bf16"})
