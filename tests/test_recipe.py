@@ -109,7 +109,6 @@ def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_ca
     assert len(t) == 1 and {
         "dev_fp32_ep0",
         "dev_bf16_ep2",
-        "speedup",
         "diff_pts",
         "mde_pts",
         "verdict",
