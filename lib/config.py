@@ -36,9 +36,9 @@ DEFAULTS: dict = {
     "data": {"datasets": [], "caps": {"pool": None, "dev": None, "test": None}, "batch_size": 16},
     # where a notebook's independent runs execute: local (in the notebook's process) | ray (lib.runner)
     # precision of every model forward (lib.common.precision): fp32 | bf16 | auto (bf16 where the hardware has
-    # bf16 units). bf16_training: training's forward and loss under bf16 too; off until a learning-curve
-    # check shows bf16 training learns as fp32 does (results/bench_profile.md: its step is 1.32x here, at
-    # most 1.47x with its 55 % matmul share sped up by the bf16/fp32 matmul peak ratio)
+    # bf16 units). bf16_training: training's forward and loss under bf16 too; notebook 05's check
+    # (05_bf16_training.csv) says whether the chosen recipe learns as well with it, results/bench.md how much
+    # faster its step is; on, every cached run recomputes
     "run": {"runner": "local", "precision": "fp32", "bf16_training": False},
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "recipe": {
