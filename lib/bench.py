@@ -68,8 +68,8 @@ GEMMS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm"
 def cpu_profile(fn) -> dict:
     """CPU seconds of one call (torch.profiler, self time): in GEMM kernels, in the attention kernel, in all.
     A path that already spends most of its time in GEMMs is compute-bound: batching can only remove the rest.
-    Attention is apart: its CPU kernel is mostly softmax and memory traffic on these short sequences, so the
-    GEMM peak does not bound it."""
+    Attention is apart: the GEMM peak does not bound its fused CPU kernel, which bf16 barely speeds up here
+    (results/bench_profile.md)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
