@@ -110,14 +110,21 @@ def ground_truth_row(g: dict, *, mask=None) -> dict:
     return out
 
 
+def comparison_within(runs: pd.DataFrame, keys: list[str], arm: str, baseline: str) -> pd.DataFrame:
+    """`comparison` with each combination of `keys` as its own cell (no average over cells) and column `arm`
+    as the method: one row per cell and arm against `baseline`, with the `keys` columns restored."""
+    cells = runs.assign(dataset=runs[keys].astype(str).agg("|".join, axis=1), method=runs[arm])
+    t = comparison(cells, baseline)
+    t = t[t.dataset != "average"].copy()
+    t[keys] = t.dataset.str.split("|", expand=True)
+    return t
+
+
 def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Notebook 05: per (student, dataset, recipe), the gold-label students' dev accuracy against their
     pretrained one (beat_pretrained: share of seeds whose dev-selected student beats it) and their test
     accuracy against the shuffled-label control's (two-level paired bootstrap, MDE, verdict)."""
-    cells = runs.assign(dataset=runs.student + "|" + runs.dataset + "|" + runs.recipe, method=runs.labels)
-    t = comparison(cells, "shuffled")
-    t = t[t.dataset != "average"].copy()
-    t[["student", "dataset", "recipe"]] = t.dataset.str.split("|", expand=True)
+    t = comparison_within(runs, ["student", "dataset", "recipe"], "labels", "shuffled")
     gold = runs[runs.labels == "gold"].groupby(["student", "dataset", "recipe"], sort=False)
     dev = gold.agg(pretrained_dev=("zero_shot_dev", "mean"), best_dev=("best_dev", "mean")).reset_index()
     dev["beat_pretrained"] = gold.apply(lambda g: float((g.best_dev > g.zero_shot_dev).mean())).values
@@ -167,10 +174,7 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean dev accuracy
     after each epoch under both (`ep0`: the pretrained student). Speed is `make bench`'s bf16_train_step row:
     the runs' own seconds come from whatever else shared the CPU when each was computed."""
-    cells = runs.assign(dataset=runs.dataset + "|" + runs.recipe, method=runs.training)
-    t = comparison(cells, "fp32")
-    t = t[t.dataset != "average"].copy()
-    t[["dataset", "recipe"]] = t.dataset.str.split("|", expand=True)
+    t = comparison_within(runs, ["dataset", "recipe"], "training", "fp32")
     rows = []
     for (d, r), g in runs.groupby(["dataset", "recipe"], sort=False):
         row = {"dataset": d, "recipe": r}
