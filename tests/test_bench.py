@@ -55,6 +55,7 @@ def test_bench_profile_subset_reports_gemm_share_and_rejects_unknown_rows(tmp_pa
 
 def test_bf16_bound_is_amdahls_law_over_the_gemm_share(monkeypatch):
     monkeypatch.setattr(bench, "peak_ratio", lambda: 2.0)
-    p = {"fast_s": 1.0, "cpu": ({"gemm": 3.0, "total": 9.0}, {"gemm": 5.0, "total": 10.0})}
+    # the fp32 path: 5 s in GEMMs of 10 s wall (8 s inside ops, 2 s outside any)
+    p = {"fast_s": 1.0, "base_s": 10.0, "cpu": ({"gemm": 3.0, "total": 9.0}, {"gemm": 5.0, "total": 8.0})}
     assert "bound 1.33x" in bench.bf16_bound(p) and "cpu" not in p  # 1 / (0.5 + 0.5 / 2)
     assert bench.bf16_bound({"fast_s": 1.0}) == ""  # no profile, no bound
