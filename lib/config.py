@@ -85,6 +85,7 @@ DEFAULTS: dict = {
         "ablation_seeds": [0],
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
+        "ablation_epsilons": [0.0, 0.3, 0.5],  # the ε group's error rates of the simulated hard teacher
         # simulated:EPS[:random|hard] (hard: errors on the questions the LM teacher finds least likely,
         # with the likeliest wrong option) | lm:MODEL | openai:MODEL
         "teacher": "simulated:0.3",
@@ -158,6 +159,8 @@ DEFAULTS: dict = {
         "dss_shots": 4,
         "attr_batch_size": 8,  # examples per attribution forward pass
         "weak_filter_q": 0.3,  # notebook 25: share of least-trusted examples tokens_ta_filter drops
+        "weak_variants": ["ft_teacher", "tokens_teacher", "tokens_ta_weight", "tokens_ta_filter"],
+        "weak_seeds": None,  # notebook 25's seeds (None: seeds)
     },
     "encoder": {"epochs": 3, "lr": 3e-5, "batch_size": 32, "lam": 0.5, "max_len": 64},
 }
@@ -249,7 +252,10 @@ PRESETS: dict[str, dict] = {
             "recipe_batch_size": 8,  # 0.35 s per CommonsenseQA question against 0.7 s at batch 4
             "recipe_caps": {"dev": 100, "test": 200},
         },
-        run={"precision": "auto"},
+        # two single-thread Ray workers run a notebook's independent runs side by side (two threads on one
+        # run scale worse on these short sequences); bf16 training: notebook 05's learning-curve check finds
+        # no difference from fp32 (05_bf16_training.csv), and results/bench.md measures its step faster
+        run={"precision": "auto", "runner": "ray", "bf16_training": True},
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={
             "zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"],
@@ -280,8 +286,10 @@ PRESETS: dict[str, dict] = {
             "epochs": 3,
             "lr": 3e-4,
             "batch_size": 8,
-            # the ε experiment (notebook 13) keeps its simulated hard teacher per setting
-            "ablation_groups": ["signals", "epsilon"],
+            # the ε experiment (notebook 13) at its ends: a right and a half-wrong simulated hard teacher,
+            # one seed; offline_full adds the signal ablations and ε = 0.3
+            "ablation_groups": ["epsilon"],
+            "ablation_epsilons": [0.0, 0.5],
         },
         attribution={"gt_n": 50},
         # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on
@@ -292,6 +300,15 @@ PRESETS: dict[str, dict] = {
             "caps": {"pool": 128, "dev": 100, "test": 300},
             "methods": ["ft", "dss", "tokens"],
             "ablation_seeds": [0],
+            # one seed, one change from the main table's tokens run each (k = 5, Saliency, α = 0.5 and the
+            # whole pool are that run itself): offline_full runs the papers' grids
+            "ablation_ks": [1, 5],
+            "ablation_methods": ["saliency"],
+            "ablation_alphas": [0.5],
+            "ablation_shares": [0.5, 1.0],
+            # notebook 25 against its baseline, tokens from the teacher's labels: 3 seeds, the TA's weights
+            "weak_variants": ["ft_teacher", "tokens_teacher", "tokens_ta_weight"],
+            "weak_seeds": [0, 1, 2],
             "epochs": 3,
             "lr": 3e-4,
             "batch_size": 8,
@@ -335,8 +352,22 @@ PRESETS["offline_full"] = _with(
         "schedules": ["constant", "linear"],
     },
     signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
-    a={"seeds": list(range(10)), "methods": ["plain", "one_stage", "two_stage"]},
-    b={"seeds": list(range(10)), "methods": ["ft", "dss", "tokens", "hint"]},
+    a={
+        "seeds": list(range(10)),
+        "methods": ["plain", "one_stage", "two_stage"],
+        "ablation_groups": ["signals", "epsilon"],
+        "ablation_epsilons": [0.0, 0.3, 0.5],
+    },
+    b={
+        "seeds": list(range(10)),
+        "methods": ["ft", "dss", "tokens", "hint"],
+        "ablation_ks": [1, 3, 5, 10],
+        "ablation_methods": ["saliency", "input_x_gradient"],
+        "ablation_alphas": [0.2, 0.5, 0.8],
+        "ablation_shares": [0.25, 0.5, 1.0],
+        "weak_variants": ["ft_teacher", "tokens_teacher", "tokens_ta_weight", "tokens_ta_filter"],
+        "weak_seeds": [0, 1, 2, 3, 4],
+    },
 )
 
 # a preset that runs another's data and models at more seeds or methods: its runs that equal the other's are

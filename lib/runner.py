@@ -61,7 +61,12 @@ def ray_init(num_cpus: int | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or None
     path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
-    env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir()), "DISTILL_PRECISION": precision()}
+    env = {
+        "PYTHONPATH": path,
+        "DISTILL_CACHE": str(cache_dir()),
+        "DISTILL_PRECISION": precision(),
+        "DISTILL_BF16_TRAINING": os.environ.get("DISTILL_BF16_TRAINING", "0"),
+    }
     # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
     # notebook); the workers' own output (their progress bars) stays in Ray's log files
     ray.init(

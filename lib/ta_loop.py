@@ -240,9 +240,9 @@ def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
         annotate(T, splits["pool"], dataset)
 
 
-def ablation_grid(budget: int) -> list[tuple[str, str, str, dict]]:
+def ablation_grid(budget: int, epsilons=(0.0, 0.3, 0.5)) -> list[tuple[str, str, str, dict]]:
     """(group, label, method, TARun overrides) for notebook 13: signals, weighting vs filtering, ρ, K, B,
-    ε."""
+    ε (the simulated teacher's error rates `epsilons`)."""
     from itertools import combinations
 
     grid = [
@@ -256,7 +256,7 @@ def ablation_grid(budget: int) -> list[tuple[str, str, str, dict]]:
     for b in (budget // 2, budget, budget * 2):
         grid += [("budget", str(b), m, {"budget": b}) for m in ("plain", "two_stage")]
     # the controlled ε experiment: errors fall on the questions the reference model finds hardest
-    for eps in (0.0, 0.3, 0.5):
+    for eps in epsilons:
         grid += [
             ("epsilon", str(eps), m, {"teacher": f"simulated:{eps}:hard"}) for m in ("plain", "two_stage")
         ]
