@@ -1,7 +1,7 @@
 """`make bench`: speed of every hot path as a ratio against the obvious way, timed in the same process.
 
 Each row: assert that the fast path and the baseline agree (the same outputs; a bf16 row: the agreement
-its note states) before anything is timed, then the median of `repeats` timings of each; the ratio
+its note states) on an untimed first call of each, then the median of up to `repeats` timings; the ratio
 baseline / fast is what the target is about (the machine is noisy, absolute times alone mean little).
 Writes results/bench.md and results/bench.csv. On CUDA the same rows also report GPU memory.
 `--preset smoke` runs the same code on tiny models (the equality assertions of every row are exercised
@@ -654,9 +654,9 @@ def _write(rows: list[dict], args, preset: str, t0: float, load0: float) -> int:
     md = [
         f"# Benchmarks ({preset} preset)",
         "",
-        f"`make bench` on {torch.get_num_threads()} CPU threads{cuda}; median of up to {args.repeats} calls "
-        "per path; ratio = baseline time / fast time, timed in the same process. Every row first checks "
-        "its two paths' outputs: rows other than `bf16_*` compare two fp32 paths and assert the same "
+        f"`make bench` on {torch.get_num_threads()} CPU threads{cuda}; median of up to {args.repeats} timed "
+        "calls per path; ratio = baseline time / fast time, timed in the same process. Every row first "
+        "checks its two paths' outputs: rows other than `bf16_*` compare two fp32 paths and assert the same "
         "outputs (prefill sharing: the same samples for >= 90 % of prompts); the `bf16_*` rows compare bf16 "
         "with fp32 and assert the agreement in their note (the same option, top-5 words sharing >= 4 of 5, "
         "a loss within 2 %), except generation, where greedy text may part ways after a near-tie and the "
