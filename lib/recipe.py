@@ -142,12 +142,14 @@ def confirm_cells(P, screen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]
 
 
 def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]:
-    """Step 3: the chosen recipe of the LM student on every dataset it learns, gold labels, every seed."""
+    """Step 3: the chosen recipe of the LM student on every dataset it learns, gold and shuffled labels,
+    every seed: bf16 training must learn as fp32 does, and still learn more than the answer format."""
     by_name = {r.name: r for r in recipes(P, "lm")}
     learns = chosen[(chosen.student == "lm") & (chosen.verdict == "learns")]
     return [
-        (row.dataset, by_name[row.recipe], "gold", seed)
+        (row.dataset, by_name[row.recipe], labels, seed)
         for row in learns.itertuples()
+        for labels in ("gold", "shuffled")
         for seed in P.recipe_seeds
     ]
 

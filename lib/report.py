@@ -170,13 +170,30 @@ def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
 
 
 def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Notebook 05's bf16 training check: per (dataset, recipe), bf16-trained students against fp32-trained
-    ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean dev accuracy
-    after each epoch under both (`ep0`: the pretrained student). Speed is `make bench`'s bf16_train_step row:
-    the runs' own seconds come from whatever else shared the CPU when each was computed."""
-    t = comparison_within(runs, ["dataset", "recipe"], "training", "fp32")
+    """Notebook 05's bf16 training check: per (dataset, recipe), gold-label students trained in bf16 against
+    fp32-trained ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean
+    dev accuracy after each epoch under both (`ep0`: the pretrained student), and under each precision the
+    gold-label students against the shuffled-label control (`knowledge_<precision>`: difference in points,
+    its interval and verdict). Speed is `make bench`'s bf16_train_step row: the runs' own seconds come from
+    whatever else shared the CPU when each was computed."""
+    gold = runs[runs.labels == "gold"] if "labels" in runs else runs
+    t = comparison_within(gold, ["dataset", "recipe"], "training", "fp32")
     rows = []
-    for (d, r), g in runs.groupby(["dataset", "recipe"], sort=False):
+    if "labels" in runs and (runs.labels == "shuffled").any():
+        k = comparison_within(runs, ["dataset", "recipe", "training"], "labels", "shuffled")
+        for (d, r), g in k.groupby(["dataset", "recipe"], sort=False):
+            row = {"dataset": d, "recipe": r}
+            for x in g.itertuples():
+                row |= {
+                    f"knowledge_{x.training}_pts": x.diff_pts,
+                    f"knowledge_{x.training}_lo": x.diff_lo,
+                    f"knowledge_{x.training}_hi": x.diff_hi,
+                    f"knowledge_{x.training}": x.verdict,
+                }
+            rows.append(row)
+    know = pd.DataFrame(rows)
+    rows = []
+    for (d, r), g in gold.groupby(["dataset", "recipe"], sort=False):
         row = {"dataset": d, "recipe": r}
         for prec, gp in g.groupby("training"):
             curve = np.mean([list(c) for c in gp.dev_curve], axis=0)
@@ -184,7 +201,8 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     cols = ["dataset", "recipe", "seeds", "base_acc", "acc_mean", "diff_pts", "diff_lo", "diff_hi", "mde_pts"]
     t = t[cols + ["interval", "verdict"]].rename(columns={"base_acc": "test_fp32", "acc_mean": "test_bf16"})
-    return t.merge(pd.DataFrame(rows), on=["dataset", "recipe"])
+    t = t.merge(pd.DataFrame(rows), on=["dataset", "recipe"])
+    return t.merge(know, on=["dataset", "recipe"]) if len(know) else t
 
 
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:

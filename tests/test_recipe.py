@@ -100,9 +100,12 @@ def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_ca
     assert recipe.precision_check(P, chosen) is None
     monkeypatch.setenv("DISTILL_PRECISION", "bf16")
     runs = recipe.precision_check(P, chosen)
-    assert sorted(runs.groupby("training").seed.apply(list).items()) == [("bf16", [0, 1]), ("fp32", [0, 1])]
+    for labels in ("gold", "shuffled"):
+        r = runs[runs.labels == labels]
+        assert sorted(r.groupby("training").seed.apply(list).items()) == [("bf16", [0, 1]), ("fp32", [0, 1])]
     assert (runs.dataset == "commonsense_qa").all()
-    assert len(list((tmp_path / "artifacts" / "finetune").glob("*.json"))) == 4  # two precisions x two seeds
+    # two precisions x two label sets x two seeds
+    assert len(list((tmp_path / "artifacts" / "finetune").glob("*.json"))) == 8
     from lib import report
 
     t = report.precision_table(runs)
@@ -113,6 +116,12 @@ def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_ca
         "mde_pts",
         "verdict",
     } <= set(t)
-    fp, bf = (runs[runs.training == k].sort_values("seed") for k in ("fp32", "bf16"))
+    gold = runs[runs.labels == "gold"]
+    fp, bf = (gold[gold.training == k].sort_values("seed") for k in ("fp32", "bf16"))
     assert t.test_fp32.iloc[0] == fp.test_acc.mean() and t.test_bf16.iloc[0] == bf.test_acc.mean()
+    # under each precision, gold against shuffled labels: the recipe table's comparison on those runs
+    for prec in ("fp32", "bf16"):
+        own = report.comparison_within(runs[runs.training == prec], ["dataset"], "labels", "shuffled")
+        assert t[f"knowledge_{prec}_pts"].iloc[0] == own.diff_pts.iloc[0]
+        assert t[f"knowledge_{prec}"].iloc[0] == own.verdict.iloc[0]
     assert t.dev_fp32_ep0.iloc[0] == t.dev_bf16_ep0.iloc[0]  # the pretrained student, scored the same way
