@@ -255,7 +255,7 @@ PRESETS: dict[str, dict] = {
         # two single-thread Ray workers run a notebook's independent runs side by side (two threads on one
         # run scale worse on these short sequences). Training stays fp32: bf16-trained students score as
         # fp32's do, but notebook 05 must also show them beating the shuffled-label control
-        # (05_bf16_training.csv, knowledge_bf16), the one evidence that the students learn more than the format
+        # (05_bf16_training.csv, knowledge_bf16), the one evidence that students learn more than the format
         run={"precision": "auto", "runner": "ray", "bf16_training": False},
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={
