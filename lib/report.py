@@ -176,21 +176,20 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     gold-label students against the shuffled-label control (`knowledge_<precision>`: difference in points,
     its interval and verdict). Speed is `make bench`'s bf16_train_step row: the runs' own seconds come from
     whatever else shared the CPU when each was computed."""
-    gold = runs[runs.labels == "gold"] if "labels" in runs else runs
+    gold = runs[runs.labels == "gold"]
     t = comparison_within(gold, ["dataset", "recipe"], "training", "fp32")
     rows = []
-    if "labels" in runs and (runs.labels == "shuffled").any():
-        k = comparison_within(runs, ["dataset", "recipe", "training"], "labels", "shuffled")
-        for (d, r), g in k.groupby(["dataset", "recipe"], sort=False):
-            row = {"dataset": d, "recipe": r}
-            for x in g.itertuples():
-                row |= {
-                    f"knowledge_{x.training}_pts": x.diff_pts,
-                    f"knowledge_{x.training}_lo": x.diff_lo,
-                    f"knowledge_{x.training}_hi": x.diff_hi,
-                    f"knowledge_{x.training}": x.verdict,
-                }
-            rows.append(row)
+    k = comparison_within(runs, ["dataset", "recipe", "training"], "labels", "shuffled")
+    for (d, r), g in k.groupby(["dataset", "recipe"], sort=False):
+        row = {"dataset": d, "recipe": r}
+        for x in g.itertuples():
+            row |= {
+                f"knowledge_{x.training}_pts": x.diff_pts,
+                f"knowledge_{x.training}_lo": x.diff_lo,
+                f"knowledge_{x.training}_hi": x.diff_hi,
+                f"knowledge_{x.training}": x.verdict,
+            }
+        rows.append(row)
     know = pd.DataFrame(rows)
     rows = []
     for (d, r), g in gold.groupby(["dataset", "recipe"], sort=False):
@@ -202,7 +201,7 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["dataset", "recipe", "seeds", "base_acc", "acc_mean", "diff_pts", "diff_lo", "diff_hi", "mde_pts"]
     t = t[cols + ["interval", "verdict"]].rename(columns={"base_acc": "test_fp32", "acc_mean": "test_bf16"})
     t = t.merge(pd.DataFrame(rows), on=["dataset", "recipe"])
-    return t.merge(know, on=["dataset", "recipe"]) if len(know) else t
+    return t.merge(know, on=["dataset", "recipe"])
 
 
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:

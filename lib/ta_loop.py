@@ -240,7 +240,7 @@ def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
         annotate(T, splits["pool"], dataset)
 
 
-def ablation_grid(budget: int, epsilons=(0.0, 0.3, 0.5)) -> list[tuple[str, str, str, dict]]:
+def ablation_grid(budget: int, epsilons: list[float]) -> list[tuple[str, str, str, dict]]:
     """(group, label, method, TARun overrides) for notebook 13: signals, weighting vs filtering, ρ, K, B,
     ε (the simulated teacher's error rates `epsilons`)."""
     from itertools import combinations

@@ -284,7 +284,7 @@ def test_no_two_signal_settings_of_the_ablation_give_the_same_run(tmp_path, monk
         label: ta_loop.run(
             m, "commonsense_qa", s, config.ta_run(P, **over), seed=0, preset="smoke", progress=False
         )
-        for group, label, m, over in ta_loop.ablation_grid(P.budget)
+        for group, label, m, over in ta_loop.ablation_grid(P.budget, P.ablation_epsilons)
         if group == "signals"
     }
     assert len(runs) == 7 and len({r["bought"] for r in runs.values()}) == 7, {
