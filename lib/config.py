@@ -53,6 +53,8 @@ DEFAULTS: dict = {
         "recipe_batch_size": 4,
         "recipe_seeds": [0, 1, 2],
         "recipe_caps": {"dev": 100, "test": 100},
+        # step 3 where the precision is bf16: the chosen LM recipe trained again in bf16, with its control
+        "bf16_check": True,
     },
     "teachers": {
         "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
@@ -245,12 +247,15 @@ PRESETS: dict[str, dict] = {
         # 128 questions is the largest set a paper-A budget or a paper-B pool affords offline
         recipe={
             "datasets": ["commonsense_qa"],
+            "students": ["lm"],  # the students of A and B; the encoder's recipe (notebook 24) at offline_full
             "n_train": [128],
             "lrs": [3e-4],
             "encoder_lrs": [2e-5],
             "schedules": ["linear"],
             "recipe_batch_size": 8,  # 0.35 s per CommonsenseQA question against 0.7 s at batch 4
             "recipe_caps": {"dev": 100, "test": 200},
+            # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
+            "bf16_check": False,
         },
         # two single-thread Ray workers run a notebook's independent runs side by side (two threads on one
         # run scale worse on these short sequences). Training stays fp32: bf16-trained students score as
@@ -260,20 +265,30 @@ PRESETS: dict[str, dict] = {
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={
             "zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"],
-            "eval_n": 50,
-            "eval_n_generate": 20,
+            "eval_n": 30,
+            "eval_n_generate": 12,
         },
-        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores; 200
+        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores; 150
         # pool questions per dataset say where it beats chance (there it is paper A's main teacher)
-        teachers={"n_lm": 200, "n_sim": 600, "lm_max_new_tokens": 48},
-        # the chosen TA, both spans, 100 pool questions per dataset; offline_full compares both TA candidates
-        signals={"n": 100, "tas": ["smollm2-135m-instruct"]},
+        teachers={"n_lm": 150, "n_sim": 600, "lm_max_new_tokens": 48},
+        # the chosen TA, both spans, 100 pool questions of the two option datasets; offline_full adds
+        # StrategyQA and compares both TA candidates
+        signals={
+            "n": 100,
+            "tas": ["smollm2-135m-instruct"],
+            "lm_datasets": ["commonsense_qa", "arc_challenge"],
+            "student_datasets": ["commonsense_qa", "arc_challenge"],
+        },
         # paper A's main table: the real LM teacher where it beats chance on the pool (notebook 10:
         # Gemma-3-270M is right on 45 % [38, 52] of 200 CommonsenseQA questions, at chance on StrategyQA and
         # ARC) and the student learns (notebook 05); the recipe is 05's pick for CommonsenseQA (lr 3e-4,
         # linear, batch 8, dev 0.29 -> 0.43 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
         a={
             "datasets": ["commonsense_qa"],
+            # three seeds fit the 120-minute budget; a run's seed x question noise dominates paper A's
+            # interval, so its minimum detectable effect shrinks with seeds, not test questions
+            # (lib.stats.variance_components): offline_full runs ten
+            "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage"],  # the claim's two; offline_full adds one-stage
             "teacher": "lm:gemma-3-270m",
             "caps": {"pool": 256, "dev": 100, "test": 300, "dev_numeric": 20, "test_numeric": 50},
@@ -287,19 +302,21 @@ PRESETS: dict[str, dict] = {
             "epochs": 3,
             "lr": 3e-4,
             "batch_size": 8,
-            # the ε experiment (notebook 13) at its ends: a right and a half-wrong simulated hard teacher,
-            # one seed; offline_full adds the signal ablations and ε = 0.3
+            # the ε experiment (notebook 13) where the TA has most to catch: a half-wrong simulated hard
+            # teacher, one seed; offline_full adds ε = 0 and 0.3 and the signal ablations
             "ablation_groups": ["epsilon"],
-            "ablation_epsilons": [0.0, 0.5],
+            "ablation_epsilons": [0.5],
         },
         attribution={"gt_n": 50},
         # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on
-        # CommonsenseQA, not on StrategyQA, ARC-Challenge or MathQA), at its recipe; ft, DSS and tokens are
-        # the claims' three, offline_full adds hint
+        # CommonsenseQA, not on StrategyQA, ARC-Challenge or MathQA), at its recipe. Two methods on three
+        # seeds: paper B's interval is mostly question noise, so seeds buy it little; DSS (whose students
+        # train on rationales, the costliest runs) and hint run at offline_full
         b={
             "datasets": ["commonsense_qa"],
             "caps": {"pool": 128, "dev": 100, "test": 300},
-            "methods": ["ft", "dss", "tokens"],
+            "seeds": [0, 1, 2],
+            "methods": ["ft", "tokens"],
             "ablation_seeds": [0],
             # one seed, one change from the main table's tokens run each (k = 5, Saliency, α = 0.5 and the
             # whole pool are that run itself): offline_full runs the papers' grids
@@ -307,9 +324,9 @@ PRESETS: dict[str, dict] = {
             "ablation_methods": ["saliency"],
             "ablation_alphas": [0.5],
             "ablation_shares": [0.5, 1.0],
-            # notebook 25 against its baseline, tokens from the teacher's labels: 3 seeds, the TA's weights
-            "weak_variants": ["ft_teacher", "tokens_teacher", "tokens_ta_weight"],
-            "weak_seeds": [0, 1, 2],
+            # notebook 25: the TA's weights against their baseline, tokens from the teacher's labels, one seed
+            "weak_variants": ["tokens_teacher", "tokens_ta_weight"],
+            "weak_seeds": [0],
             "epochs": 3,
             "lr": 3e-4,
             "batch_size": 8,
@@ -346,13 +363,21 @@ PRESETS: dict[str, dict] = {
 # offline are offline's cache entries (SHARES_RUNS)
 PRESETS["offline_full"] = _with(
     PRESETS["offline"],
+    zero_shot={"eval_n": 50, "eval_n_generate": 20},
     recipe={
         "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "mathqa"],
+        "students": ["lm", "encoder"],
+        "bf16_check": True,
         "lrs": [3e-4, 1e-3],
         "encoder_lrs": [2e-5, 5e-5, 1e-4],
         "schedules": ["constant", "linear"],
     },
-    signals={"n": 200, "tas": ["smollm2-135m-instruct", "gemma-3-270m"]},
+    signals={
+        "n": 200,
+        "tas": ["smollm2-135m-instruct", "gemma-3-270m"],
+        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+    },
     a={
         "seeds": list(range(10)),
         "methods": ["plain", "one_stage", "two_stage"],
@@ -360,7 +385,7 @@ PRESETS["offline_full"] = _with(
         "ablation_epsilons": [0.0, 0.3, 0.5],
     },
     b={
-        "seeds": list(range(10)),
+        "seeds": [0, 1, 2, 3, 4],
         "methods": ["ft", "dss", "tokens", "hint"],
         "ablation_ks": [1, 3, 5, 10],
         "ablation_methods": ["saliency", "input_x_gradient"],

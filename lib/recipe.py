@@ -156,10 +156,11 @@ def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int
 
 def precision_check(P, chosen: pd.DataFrame) -> pd.DataFrame | None:
     """Step 3's runs: each cell trained in fp32 and with bf16 training (column `training`); None where the
-    run's precision is fp32 (no bf16 units, or the preset's choice) or no dataset is learned. In-process:
-    the switch is this process's environment, which Ray workers do not share."""
+    run's precision is fp32 (no bf16 units, or the preset's choice), the check is off (`bf16_check`) or no
+    dataset is learned. In-process: the switch is this process's environment, which Ray workers do not
+    share."""
     cells = precision_cells(P, chosen)
-    if precision() != "bf16" or not cells:
+    if precision() != "bf16" or not getattr(P, "bf16_check", True) or not cells:
         return None
     out = []
     for training_bf16 in (False, True):
