@@ -381,7 +381,7 @@ PRESETS["offline_full"] = _with(
     # seeds for a minimum detectable effect <= 10 % relative, projected from offline's variance components
     # (results/offline/12_A_runs.csv, 21_B_runs.csv): the two-level bootstrap's variance is about seed / S +
     # question / Q + 2 resid / (S Q); paper A is resid-dominated (~15 % at 3 seeds, ~7-10 % at 15), paper B
-    # question-dominated (~10 % at 5 seeds, ~8 % at 8)
+    # mostly question noise (~14 % at 3 seeds, ~9 % at 10)
     a={
         "seeds": list(range(15)),
         "methods": ["plain", "one_stage", "two_stage"],
@@ -389,7 +389,7 @@ PRESETS["offline_full"] = _with(
         "ablation_epsilons": [0.0, 0.3, 0.5],
     },
     b={
-        "seeds": list(range(8)),
+        "seeds": list(range(10)),
         "methods": ["ft", "dss", "tokens", "hint"],
         "ablation_ks": [1, 3, 5, 10],
         "ablation_methods": ["saliency", "input_x_gradient"],
