@@ -285,9 +285,9 @@ PRESETS: dict[str, dict] = {
         # linear, batch 8, dev 0.29 -> 0.42 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
         a={
             "datasets": ["commonsense_qa"],
-            # three seeds fit the 120-minute budget; a run's seed x question noise dominates paper A's
-            # interval, so its minimum detectable effect shrinks with seeds, not test questions
-            # (lib.stats.variance_components): offline_full runs fifteen
+            # three seeds aim at the 120-minute budget (measured: results/offline/run_times.md); a run's
+            # seed x question noise dominates paper A's interval, so its minimum detectable effect shrinks
+            # with seeds, not test questions (lib.stats.variance_components): offline_full runs fifteen
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage"],  # the claim's two; offline_full adds one-stage
             "teacher": "lm:gemma-3-270m",
