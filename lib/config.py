@@ -310,7 +310,7 @@ PRESETS: dict[str, dict] = {
         attribution={"gt_n": 50},
         # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on
         # CommonsenseQA, not on StrategyQA, ARC-Challenge or MathQA), at its recipe. Two methods on three
-        # seeds: paper B's interval is mostly question noise, so seeds buy it little; DSS (whose students
+        # seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
             "datasets": ["commonsense_qa"],
@@ -381,7 +381,7 @@ PRESETS["offline_full"] = _with(
     # seeds for a minimum detectable effect <= 10 % relative, projected from offline's variance components
     # (results/offline/12_A_runs.csv, 21_B_runs.csv): the two-level bootstrap's variance is about seed / S +
     # question / Q + 2 resid / (S Q); paper A is resid-dominated (~15 % at 3 seeds, ~7-10 % at 15), paper B
-    # mostly question noise (~14 % at 3 seeds, ~9 % at 10)
+    # as well (~14 % at 3 seeds, ~9 % at 10)
     a={
         "seeds": list(range(15)),
         "methods": ["plain", "one_stage", "two_stage"],
