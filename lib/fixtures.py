@@ -16,7 +16,7 @@ from pathlib import Path
 from .common import BB, LETTERS, OLMO, atomic_path, cache_dir
 
 N_PER_DATASET = 60
-VERSION = 1  # bump when the generator changes: the folder name includes it
+VERSION = 2  # bump when the generator changes: the folder name includes it
 
 CATEGORIES = {
     "color": ["red", "blue", "green", "yellow", "purple", "orange"],
@@ -71,6 +71,70 @@ def _write_bigbench(path: Path, examples: list[dict], name: str) -> None:
         tmp.write_text(json.dumps({"name": name, "examples": examples}))
 
 
+def _yesno_facts(rng: random.Random, n: int) -> list[tuple[str, str, bool]]:
+    """(passage, question, answer) triples a tiny model can learn: is a word of a category?"""
+    out = []
+    cats = list(CATEGORIES)
+    for _ in range(n):
+        cat, other = rng.sample(cats, 2)
+        word = rng.choice(CATEGORIES[rng.choice([cat, other])])
+        out.append(
+            (
+                f"The {cat} list holds {', '.join(CATEGORIES[cat])}.",
+                f"is {word} a {cat}",
+                word in CATEGORIES[cat],
+            )
+        )
+    return out
+
+
+def _write_olmo_extra(hf: Path, rng: random.Random, n: int) -> None:
+    """BoolQ, SciQ, PIQA and SocialIQA shards in their arrow schemas."""
+    facts = _yesno_facts(rng, n)
+    boolq = [{"question": q, "answer": a, "passage": p} for p, q, a in facts]
+    _write_arrow(hf / "boolq/none/validation/data-00000-of-00001.arrow", boolq)
+    sciq = []
+    for i, r in enumerate(_mc_rows(rng, n, 4, "sciq")):
+        texts, gold = r["choices"]["text"], LETTERS.index(r["answerKey"])
+        wrong = [t for k, t in enumerate(texts) if k != gold]
+        support = (
+            ""
+            if i % 9 == 8
+            else f"{texts[gold].capitalize()} is one of the {r['question'].split()[-1][:-1]}s."
+        )
+        sciq.append(
+            {
+                "question": r["question"],
+                "distractor3": wrong[2],
+                "distractor1": wrong[0],
+                "distractor2": wrong[1],
+                "correct_answer": texts[gold],
+                "support": support,
+            }
+        )
+    _write_arrow(hf / "sciq/none/validation/data-00000-of-00001.arrow", sciq)
+    piqa = [
+        {
+            "goal": r["question"],
+            "sol1": r["choices"]["text"][0],
+            "sol2": r["choices"]["text"][1],
+            "label": LETTERS.index(r["answerKey"]),
+        }
+        for r in _mc_rows(rng, n, 2, "piqa")
+    ]
+    _write_arrow(hf / "piqa/plain_text/validation/data-00000-of-00001.arrow", piqa)
+    siqa = [
+        {
+            "context": f"{rng.choice(NAMES)} sorted some words.",
+            "question": r["question"],
+            **{f"answer{c}": t for c, t in zip("ABC", r["choices"]["text"])},
+            "label": str(LETTERS.index(r["answerKey"]) + 1),
+        }
+        for r in _mc_rows(rng, n, 3, "siqa")
+    ]
+    _write_arrow(hf / "social_i_qa/none/validation/data-00000-of-00001.arrow", siqa)
+
+
 def write_synthetic_assets(root: Path, n: int = N_PER_DATASET, seed: int = 0) -> Path:
     rng = random.Random(seed)
     hf = root / OLMO / "hf_datasets"
@@ -115,6 +179,7 @@ def write_synthetic_assets(root: Path, n: int = N_PER_DATASET, seed: int = 0) ->
             }
         )
     _write_jsonl_gz(root / OLMO / "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz", gsm)
+    _write_olmo_extra(hf, rng, n)
     # StrategyQA-like yes/no with explanations
     sqa = []
     for _ in range(n):

@@ -9,6 +9,11 @@ the training `loss`. It imports nothing else of `lib`, so any module may use it 
 Causal models are fed prompt+continuation; scoring and training pad on the right (positions of real
 tokens never move, so padding cannot change a score), generation pads on the left (so every row's
 next token comes from its own last real token).
+
+Scoring runs in a fixed amount of memory, however many rows and however long the texts: a batch is split
+into forward passes of at most `TOKEN_BUDGET` tokens, and a causal model's hidden states are projected onto
+the vocabulary only at target positions, `LOGIT_BUDGET` logits at a time (rows x length x vocabulary fp32
+logits would be 7 GB for 64 options of 104 tokens with Gemma's 262,144-entry vocabulary).
 """
 
 from __future__ import annotations
@@ -16,6 +21,13 @@ from __future__ import annotations
 import functools
 
 import torch
+
+# rows x padded length (a cached prompt included) of one scoring forward pass: its activations and KV cache
+# stay below a fixed size (Gemma-3-270M: ~40 KB of KV cache per token in fp32, so ~0.3 GB)
+TOKEN_BUDGET = 8192
+# vocabulary logits that exist at once (positions x vocabulary size): 64 MiB in fp32, 64 target positions
+# at a time for Gemma's 262,144-entry vocabulary
+LOGIT_BUDGET = 2**24
 
 
 def _in_precision(method):
@@ -158,7 +170,9 @@ class LM:
         return {"input_ids": ids, "attention_mask": attn}, ids, mask
 
     def token_logprobs(self, kwargs, tgt, mask) -> torch.Tensor:
-        """Log-prob of every target token, 0 where mask is False. Shape of tgt."""
+        """Log-prob of every target token, 0 where mask is False. Shape of tgt. The training loss's path: the
+        model's forward runs whole (DDP and mixed-precision wrappers act there) and its logits stay for the
+        backward pass; scoring, which needs no gradient, goes through `_score_rows` in bounded memory."""
         if self.arch == "seq2seq":
             logits = self.model(**kwargs).logits  # aligned with labels
             lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
@@ -178,42 +192,126 @@ class LM:
         out[:, lo + 1 : hi + 1] = lp
         return out * mask
 
+    # -- bounded scoring: final hidden states, projected onto the vocabulary only where a target is predicted
+    def _hidden(self, **kwargs):
+        """(final hidden states, model output) of a causal forward pass that projects no position onto the
+        vocabulary. The model's own forward runs, read at its decoder's output, so whatever is wrapped around
+        it (the autocast of mixed-precision training, during dev scoring) still applies."""
+        got = {}
+
+        def keep(module, args, out):  # returns None: the decoder's output goes on unchanged
+            got["h"] = out[0]
+
+        hook = self.model.get_decoder().register_forward_hook(keep)
+        try:
+            none = torch.zeros(0, dtype=torch.long, device=self.device)
+            out = self.model(**kwargs, logits_to_keep=none)
+        finally:
+            hook.remove()
+        return got["h"], out
+
+    def _project(self, h: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of final hidden states as the model's forward computes them: the output
+        embeddings, then the final soft-capping of the Gemma family where the config sets one."""
+        logits = self.model.get_output_embeddings()(h)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def _target_logprobs(self, h: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """log p(tgt[n]) for final hidden states h [n, d], each predicting the token tgt[n]."""
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        return _chunked_logprobs(lambda a, b: self._project(h[a:b]), tgt, max(1, LOGIT_BUDGET // vocab))
+
+    def _score_rows(self, prompts: list[str], conts: list[str]) -> list[torch.Tensor]:
+        """Per-token log-probs of each continuation after its prompt, one forward pass for all rows."""
+        kwargs, tgt, mask = self.batch(prompts, conts)
+        if self.arch == "seq2seq":  # the model projects every decoder position itself
+            logits = self.model(**kwargs).logits
+            flat, at = logits.flatten(0, 1), mask.flatten().nonzero()[:, 0]
+            step = max(1, LOGIT_BUDGET // logits.shape[-1])
+            lp = _chunked_logprobs(lambda a, b: flat[at[a:b]], tgt.flatten()[at], step)
+            return list(lp.split(mask.sum(1).tolist()))
+        h, _ = self._hidden(**kwargs)
+        pred = mask[:, 1:]  # the hidden state at t-1 predicts the token at t
+        lp = self._target_logprobs(h[:, :-1][pred], tgt[:, 1:][pred])
+        return list(lp.split(pred.sum(1).tolist()))
+
+    def _option_rows(
+        self, prompts: list[list[int]], opts: list[list[int]], of: list[int]
+    ) -> list[torch.Tensor]:
+        """Per-token log-probs of option rows `opts[j]` after `prompts[of[j]]`: each prompt runs once
+        (left-padded with explicit position ids, so padding changes no score), its KV cache is repeated once
+        per option, and the options (right-padded: pads follow every real token) run together on it."""
+        dev, pad = self.device, self.tok.pad_token_id
+        ids, attn = self.pad_with_mask(prompts, pad, left=True)
+        sel = torch.tensor(of, device=dev)
+        multi = max(len(c) for c in opts) > 1
+        h, out = self._hidden(
+            input_ids=ids, attention_mask=attn, position_ids=_prefill_positions(attn), use_cache=multi
+        )
+        states, tgt = [h[sel, -1]], [torch.tensor([c[0] for c in opts], device=dev)]  # first option tokens
+        if multi:
+            cache = out.past_key_values
+            cache.batch_select_indices(sel)
+            o_ids, o_attn = self.pad_with_mask(opts, pad)
+            o_pos = attn.sum(1)[sel, None] + torch.arange(o_ids.shape[1], device=dev)
+            h, _ = self._hidden(
+                input_ids=o_ids,
+                attention_mask=torch.cat([attn[sel], o_attn], 1),
+                position_ids=o_pos,
+                past_key_values=cache,
+            )
+            pred = o_attn[:, 1:].bool()
+            states.append(h[:, :-1][pred])
+            tgt.append(o_ids[:, 1:][pred])
+        lp = self._target_logprobs(torch.cat(states), torch.cat(tgt))
+        first, rest = lp[: len(opts)], lp[len(opts) :].split([len(c) - 1 for c in opts])
+        return [torch.cat([f.reshape(1), r]) for f, r in zip(first, rest)]
+
     # -- the three operations
     @torch.no_grad()
     @_in_precision
     def score(
-        self, prompts: list[str], continuations: list[str], batch_size: int = 16, progress: bool = False
+        self,
+        prompts: list[str],
+        continuations: list[str],
+        batch_size: int = 16,
+        progress: bool = False,
+        token_budget: int = TOKEN_BUDGET,
     ) -> list[torch.Tensor]:
-        """Per-token log-probs of each continuation given its prompt (teacher-forced, pad-masked)."""
+        """Per-token log-probs of each continuation given its prompt (teacher-forced, pad-masked). A forward
+        pass holds at most `batch_size` rows and `token_budget` tokens (a longer row runs alone)."""
         from tqdm.auto import tqdm
 
         assert len(prompts) == len(continuations)
-        out: list[torch.Tensor] = []
+        n_tok = [self.n_tokens(p, c) for p, c in zip(prompts, continuations)]
         # sort by length so each batch pads little; results are returned in input order
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(continuations[i]))
+        groups = list(_groups(order, batch_size, token_budget, lambda g: max(n_tok[i] for i in g)))
         res: dict[int, torch.Tensor] = {}
-        for s in tqdm(
-            range(0, len(order), batch_size), disable=not progress, desc=f"score {self.name}", leave=False
-        ):
-            idx = order[s : s + batch_size]
-            kwargs, tgt, mask = self.batch([prompts[i] for i in idx], [continuations[i] for i in idx])
-            lp = self.token_logprobs(kwargs, tgt, mask)
-            for row, i in enumerate(idx):
-                res[i] = lp[row][mask[row]].cpu()
-        out = [res[i] for i in range(len(prompts))]
-        return out
+        for idx in tqdm(groups, disable=not progress, desc=f"score {self.name}", leave=False):
+            lps = self._score_rows([prompts[i] for i in idx], [continuations[i] for i in idx])
+            for i, lp in zip(idx, lps):
+                res[i] = lp.cpu()
+        return [res[i] for i in range(len(prompts))]
 
     @torch.no_grad()
     @_in_precision
     def score_options(
-        self, prompts: list[str], options: list[list[str]], batch_size: int = 16, progress: bool = False
+        self,
+        prompts: list[str],
+        options: list[list[str]],
+        batch_size: int = 16,
+        progress: bool = False,
+        token_budget: int = TOKEN_BUDGET,
     ) -> list[list[torch.Tensor]]:
         """Per-token log-probs of each option continuation after its example's prompt: the same numbers as
         `score(prompt, option)` for every pair, but each prompt runs once and its KV cache is shared by its
         options (multiple-choice scoring repeated the ~60-token prompt for each of 4-5 options).
 
-        Causal models only (seq2seq falls back to `score`). `batch_size` counts option sequences; prompts of
-        a batch are left-padded with explicit position ids, so padding changes no score."""
+        Causal models only (seq2seq falls back to `score`). A forward pass holds at most `batch_size` option
+        sequences and `token_budget` tokens (rows x (longest prompt + longest option)); an example whose
+        options fall in two passes runs its prompt in both."""
         from tqdm.auto import tqdm
 
         assert len(prompts) == len(options)
@@ -223,56 +321,24 @@ class LM:
                 [o for os in options for o in os],
                 batch_size=batch_size,
                 progress=progress,
+                token_budget=token_budget,
             )
             it = iter(flat)
             return [[next(it) for _ in os] for os in options]
-        m, dev, pad = self.model, self.device, self.tok.pad_token_id
+        p_ids = [self.prompt_ids(p) for p in prompts]
+        c_ids = [[self.encode(o) for o in os] for os in options]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        per_batch = max(1, batch_size // max(1, max((len(o) for o in options), default=1)))
-        res: dict[int, list[torch.Tensor]] = {}
-        for s in tqdm(
-            range(0, len(order), per_batch), disable=not progress, desc=f"options {self.name}", leave=False
-        ):
-            idx = order[s : s + per_batch]
-            p_ids = [self.prompt_ids(prompts[i]) for i in idx]
-            c_ids = [[self.encode(o) for o in options[i]] for i in idx]
-            ids, attn = self.pad_with_mask(p_ids, pad, left=True)
-            L, pos = ids.shape[1], _prefill_positions(attn)
-            out = m(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[:, -1].float(), -1)  # predicts every option's first token
-            n_opt = [len(c) for c in c_ids]
-            rows = [(r, c) for r, cs in enumerate(c_ids) for c in cs]  # one row per (example, option)
-            T = max(len(c) for _, c in rows)
-            lps = [[first[r, c[0]].reshape(1)] for r, c in rows]
-            if T > 1:
-                # repeat each example's prompt cache once per option, then run all options in one pass
-                cache = out.past_key_values
-                cache.batch_select_indices(torch.tensor([r for r, _ in rows], device=dev))
-                o_ids = torch.tensor([c + [pad] * (T - len(c)) for _, c in rows], device=dev)
-                o_attn = torch.cat(
-                    [attn[[r for r, _ in rows]], torch.zeros(len(rows), T, dtype=attn.dtype, device=dev)], 1
-                )
-                o_pos = torch.zeros(len(rows), T, dtype=torch.long, device=dev)
-                for j, (r, c) in enumerate(rows):  # right padding of options: pads follow every real token
-                    o_attn[j, L : L + len(c)] = 1
-                    o_pos[j] = len(p_ids[r]) + torch.arange(T)
-                logp = torch.log_softmax(
-                    m(
-                        input_ids=o_ids,
-                        attention_mask=o_attn,
-                        position_ids=o_pos,
-                        past_key_values=cache,
-                        logits_to_keep=T,
-                    ).logits.float(),
-                    -1,
-                )
-                for j, (_, c) in enumerate(rows):
-                    if len(c) > 1:
-                        lps[j].append(logp[j, torch.arange(len(c) - 1), torch.tensor(c[1:])].cpu())
-            it = iter(torch.cat(x).cpu() for x in lps)
-            for r, i in enumerate(idx):
-                res[i] = [next(it) for _ in range(n_opt[r])]
-        return [res[i] for i in range(len(prompts))]
+        rows = [(i, k) for i in order for k in range(len(options[i]))]  # one row per (example, option)
+        width = lambda g: max(len(p_ids[i]) for i, _ in g) + max(len(c_ids[i][k]) for i, k in g)
+        groups = list(_groups(rows, batch_size, token_budget, width))
+        res: list[list] = [[None] * len(os) for os in options]
+        for g in tqdm(groups, disable=not progress, desc=f"options {self.name}", leave=False):
+            ex = list(dict.fromkeys(i for i, _ in g))  # the examples of this pass, each prompt once
+            of = [ex.index(i) for i, _ in g]
+            lps = self._option_rows([p_ids[i] for i in ex], [c_ids[i][k] for i, k in g], of)
+            for (i, k), lp in zip(g, lps):
+                res[i][k] = lp.cpu()
+        return res
 
     def loss(
         self, prompts: list[str], targets: list[str], weights: torch.Tensor | None = None
@@ -363,6 +429,34 @@ class LM:
             for r, i in enumerate(idx):
                 res[i] = texts[r * K : (r + 1) * K]
         return [res[i] if K > 1 else res[i][0] for i in range(len(prompts))]
+
+
+def _groups(items: list, max_rows: int, budget: int, width) -> list[list]:
+    """`items` cut into consecutive runs, one forward pass each: at most `max_rows` rows, and rows x padded
+    length (`width(run)`) within `budget`; an item wider than the budget alone makes a run."""
+    runs, run = [], []
+    for it in items:
+        if run and (len(run) == max_rows or (len(run) + 1) * width(run + [it]) > budget):
+            runs.append(run)
+            run = []
+        run.append(it)
+    return runs + [run] if run else runs
+
+
+def _chunked_logprobs(logits_of, tgt: torch.Tensor, step: int) -> torch.Tensor:
+    """log_softmax(logits[n])[tgt[n]] for every n, where `logits_of(a, b)` gives the logits of targets
+    a..b-1 as a fresh tensor: `step` targets at a time, so only `step` vocabulary-sized rows exist at once."""
+    out = [tgt.new_zeros(0, dtype=torch.float)]
+    for a in range(0, len(tgt), step):
+        x = logits_of(a, a + step).float()
+        out.append(x.gather(-1, tgt[a : a + step, None])[:, 0] - _logsumexp_(x))
+    return torch.cat(out)
+
+
+def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last dim, computed in place in x: no second vocabulary-sized buffer."""
+    top = x.amax(-1, keepdim=True)
+    return x.sub_(top).exp_().sum(-1).log_() + top[:, 0]
 
 
 def _prefill_positions(attn: torch.Tensor) -> torch.Tensor:

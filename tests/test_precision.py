@@ -54,7 +54,7 @@ def test_two_precisions_never_share_a_cache_entry(monkeypatch, tmp_path):
 
 def _curve(monkeypatch, precision, bf16_training):
     monkeypatch.setenv("DISTILL_BF16_TRAINING", "1" if bf16_training else "0")
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("boolq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     lm = _lm(monkeypatch, precision)
     return training.train(
@@ -77,7 +77,7 @@ def test_bf16_inference_trains_in_fp32_unless_bf16_training_is_on(monkeypatch, t
 
 
 def test_bf16_training_learns_as_fp32_and_returns_a_bare_model(monkeypatch):
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("boolq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     monkeypatch.setenv("DISTILL_BF16_TRAINING", "1")
     last, curves = {}, {}

@@ -16,14 +16,14 @@ RUNNER = """
 import json, sys, torch
 torch.set_num_threads(1)
 from lib import config, data, ta_loop, common
-s = data.load_splits("strategyqa", "smoke", caps={"pool": 24, "dev": 8, "test": 8})
+s = data.load_splits("boolq", "smoke", caps={"pool": 24, "dev": 8, "test": 8})
 cfg = config.ta_run(
     config.params("smoke", "a"), budget=8, K=2, sc_max_new_tokens=4, epochs=1, lr=3e-3, batch_size=4
 )
 out = []
 for seed in (0, 1, 2):
     for m in ("plain", "two_stage"):
-        r = ta_loop.run(m, "strategyqa", s, cfg, seed=seed, preset="smoke", progress=False)
+        r = ta_loop.run(m, "boolq", s, cfg, seed=seed, preset="smoke", progress=False)
         out.append(r["correct"])
 print("RESULT " + json.dumps({"out": out, "stats": dict(common.CACHE_STATS)}))
 """

@@ -26,7 +26,7 @@ def ray_local():
 @pytest.fixture(scope="module")
 def calls():
     """4 real runs (2 seeds x 2 learning rates) of the tiny student on the smoke data: ~0.2 s each."""
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("boolq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     load_model("tiny-llama")  # built once into the session cache, which fresh_cache shares
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     return [

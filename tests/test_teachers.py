@@ -123,7 +123,7 @@ def test_truncated_last_line_is_ignored_and_recomputed(tcache):
 
 @pytest.mark.parametrize("answer_by", ["generate", "options"])
 def test_lm_teacher_on_tiny_llama_never_crashes_on_garbage(tcache, answer_by):
-    exs = [e for d in ("strategyqa", "commonsense_qa", "gsm8k") for e in load_dataset(d, "smoke")[:3]]
+    exs = [e for d in ("boolq", "commonsense_qa", "gsm8k") for e in load_dataset(d, "smoke")[:3]]
     t = T.LMTeacher("tiny-llama", answer_by=answer_by, max_new_tokens=10, n_shots=4, batch_size=4)
     demos = T.annotate(t, exs, "mixed", progress=False)
     assert len(demos) == len(exs) and all(isinstance(d, T.Demo) for d in demos)
@@ -141,7 +141,7 @@ def test_lm_teacher_on_tiny_llama_never_crashes_on_garbage(tcache, answer_by):
 def test_lm_teacher_options_takes_the_best_scored_option(tiny_causal):
     from lib.evaluation import option_scores
 
-    exs = [e for d in ("strategyqa", "commonsense_qa") for e in load_dataset(d, "smoke")[:3]]
+    exs = [e for d in ("boolq", "commonsense_qa") for e in load_dataset(d, "smoke")[:3]]
     t = T.LMTeacher(
         "tiny-llama", answer_by="options", max_new_tokens=6, n_shots=4, batch_size=16, lm=tiny_causal
     )
@@ -407,7 +407,7 @@ def test_reference_difficulty_by_hand(tiny_causal, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     exs = [
         Example("a", "commonsense_qa", "mc", "Which is a fruit?", "apple", ["saw", "apple", "red"], 1),
-        Example("b", "strategyqa", "yesno", "Is 9 larger than 4?", "yes", ["yes", "no"], 0),
+        Example("b", "boolq", "yesno", "Is 9 larger than 4?", "yes", ["yes", "no"], 0),
     ]
     diff, plaus = T.reference_difficulty(tiny_causal, exs)
     for e, s in zip(exs, option_scores(tiny_causal, exs)):

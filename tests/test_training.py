@@ -7,13 +7,13 @@ from lib.training import make_items, train
 
 
 def _splits():
-    return data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    return data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
 
 
 def test_multitask_weights_give_the_dss_loss():
     """2α / 2(1−α) part weights + batch mean == α·mean(L_answer) + (1−α)·mean(L_explain)."""
     s = _splits()
-    ex = s["pool"][:4]
+    ex = [e for e in s["pool"] if e.rationale][:4]  # two parts each
     lm = load_model("tiny-llama")
     items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex], alpha=0.3)
     parts = [p for it in items for p in it.parts]
@@ -180,9 +180,9 @@ def test_the_ta_is_frozen_and_never_the_student(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     monkeypatch.setattr(models, "_SHARED", {})
     seen = _ta_run_spies(monkeypatch)
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=2, epochs=1)
-    r = ta_loop.run("two_stage", "strategyqa", s, cfg, seed=0, preset="smoke", progress=False)
+    r = ta_loop.run("two_stage", "sciq", s, cfg, seed=0, preset="smoke", progress=False)
     assert seen["tas"] and len(seen["students"]) == 2 and r["steps"] > 0  # warm-up and stage 2 trained
     assert all(ta is not st for ta in seen["tas"] for st in seen["students"])
     ta, fresh = seen["tas"][0], load_model("tiny-llama")
@@ -197,10 +197,10 @@ def test_every_method_takes_the_same_optimizer_steps(tmp_path, monkeypatch):
     from lib import config, ta_loop
 
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=12, K=2, epochs=2, batch_size=4)
     steps = {
-        m: ta_loop.run(m, "strategyqa", s, cfg, seed=0, preset="smoke", progress=False)["steps"]
+        m: ta_loop.run(m, "sciq", s, cfg, seed=0, preset="smoke", progress=False)["steps"]
         for m in ("plain", "one_stage", "two_stage")
     }
     assert steps == {"plain": 6, "one_stage": 6, "two_stage": 6}  # 2 epochs x 12 demonstrations / 4
@@ -211,10 +211,10 @@ def test_every_seed_draws_its_own_student_samples(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     seen = _ta_run_spies(monkeypatch)
-    s = data.load_splits("strategyqa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=3, epochs=1)
     for seed in (0, 1):
-        ta_loop.run("one_stage", "strategyqa", s, cfg, seed=seed, preset="smoke", progress=False)
+        ta_loop.run("one_stage", "sciq", s, cfg, seed=seed, preset="smoke", progress=False)
     assert len(seen["samples"]) == 2 and seen["samples"][0] != seen["samples"][1]
 
 
