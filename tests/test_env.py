@@ -115,3 +115,25 @@ def test_register_refuses_a_python_outside_any_environment(tmp_path, monkeypatch
     assert "activate the project's environment first" in capsys.readouterr().err
     (tmp_path / "conda-meta").mkdir()  # a conda env is no venv: its prefix is its base prefix
     assert register.in_environment()
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
+    return {_norm(n): v for n, _, v in (ln.partition("==") for ln in lines if "==" in ln)}
+
+
+def test_the_lock_pins_every_installed_package_and_agrees_with_its_input():
+    """env/requirements.txt (pip-compile's output) pins what env/requirements.in asks for at the same
+    versions, and this environment holds exactly the locked versions: nothing floats."""
+    from importlib.metadata import distributions
+
+    asked, lock = _pins(ROOT / "env" / "requirements.in"), _pins(ROOT / "env" / "requirements.txt")
+    assert all(lock.get(n, "").split("+")[0] == v for n, v in asked.items()), "run `make lock`"
+    installed = {_norm(d.metadata["Name"]): d.version for d in distributions()}
+    unlocked = set(installed) - set(lock) - {"pip", "setuptools", "wheel"}
+    assert not unlocked, f"installed but not in the lock: {sorted(unlocked)}"
+    assert {n: v for n, v in installed.items() if n in lock and lock[n] != v} == {}
