@@ -309,7 +309,7 @@ PRESETS: dict[str, dict] = {
         },
         attribution={"gt_n": 50},
         # paper B on the dataset the student learns (notebook 05's gold-vs-shuffled test,
-        # results/offline_full/05_recipe.csv), at its recipe. Two methods on three
+        # results/offline/05_recipe.csv), at its recipe. Two methods on three
         # seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
         # train on rationales, the costliest runs) and hint run at offline_full
         b={

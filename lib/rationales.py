@@ -2,7 +2,7 @@
 
   ft        standard fine-tuning: predict: -> answer only
   dss       Distilling Step-by-Step: explain: -> a free-text rationale (the dataset's gold explanation where
-            it has one: StrategyQA, GSM8K, MathQA; otherwise the LM teacher's chain of thought, cached)
+            it has one: SciQ, GSM8K, StrategyQA, MathQA; otherwise the LM teacher's chain of thought, cached)
   tokens    the paper's method in the multi-task format: explain: -> the teacher's top-k influential words
             (attribution target = gold answer); no teacher at test time
   hint      the influential words appended to the input (train and test); the teacher is needed at test
