@@ -307,13 +307,17 @@ def _raise_miss():
     raise _Miss
 
 
-def _cached_many(kind: str, keys: list[dict], compute, batch_size: int, progress: bool, desc: str) -> list:
+def _cached_many(
+    kind: str, keys: list[dict], compute, batch_size: int, progress: bool, desc: str, cache: bool = True
+) -> list:
     """cached_json per item, but the missing items are computed together in batches (sorted by length so
-    batches pad little). compute(list of keys) -> list of values."""
+    batches pad little). compute(list of keys) -> list of values. `cache=False`: every item is missing and
+    nothing is written."""
     from tqdm.auto import tqdm
 
+    store = cached_json if cache else (lambda kind, key, fn, version: fn())
     vals = {}
-    for i, k in enumerate(keys):
+    for i, k in enumerate(keys if cache else []):
         try:
             vals[i] = cached_json(kind, k, _raise_miss, VERSION)
         except _Miss:
@@ -322,7 +326,7 @@ def _cached_many(kind: str, keys: list[dict], compute, batch_size: int, progress
     for s in tqdm(range(0, len(todo), batch_size), disable=not progress or not todo, desc=desc, leave=False):
         idx = todo[s : s + batch_size]
         for i, v in zip(idx, compute([keys[i] for i in idx])):
-            vals[i] = cached_json(kind, keys[i], lambda v=v: v, VERSION)
+            vals[i] = store(kind, keys[i], lambda v=v: v, VERSION)
     return [vals[i] for i in range(len(keys))]
 
 
@@ -338,6 +342,7 @@ def teacher_option_scores(
         keys.append(
             {
                 "model": lm.name,
+                **({"precision": "bf16"} if lm.bf16 else {}),
                 "prompt": build_prompt(e, answer_form)[0],
                 "options": [continuation(e, i, answer_form) for i in range(len(e.choices))],
             }
@@ -382,10 +387,12 @@ def influential_words(
     batch_size: int = 8,
     progress: bool = True,
     n_steps: int = 20,
+    cache: bool = True,
 ) -> list[dict]:
     """Per example: the top-k words (input order) and their scores, every word's score and kind (for
-    heat-maps), the tokens and token scores. Attributions are cached per example on disk, keyed by model,
-    method, n_steps, prompt and answer text; k and allow_template only re-select, so they cost nothing."""
+    heat-maps), the tokens and token scores. Attributions are cached per example on disk, keyed by model and
+    its precision, method, n_steps, prompt and answer text (`cache=False`: computed anew, as a benchmark
+    times them); k and allow_template only re-select, so they cost nothing."""
     check_choice("method", method, METHODS)
     check_choice("target", target, TARGETS)
     if k <= 0:
@@ -406,6 +413,7 @@ def influential_words(
     keys = [
         {
             "model": lm.name,
+            **({"precision": "bf16"} if lm.bf16 else {}),
             "method": method,
             "n_steps": n_steps if "integrated" in method else None,
             "prompt": p,
@@ -419,7 +427,7 @@ def influential_words(
             lm, [k_["prompt"] for k_ in ks], [k_["continuation"] for k_ in ks], method, n_steps
         )
 
-    tok = _cached_many("attribution", keys, compute, batch_size, progress, f"{method} {lm.name}")
+    tok = _cached_many("attribution", keys, compute, batch_size, progress, f"{method} {lm.name}", cache)
     out = []
     for e, (prompt, segs, cont), idx, t in zip(examples, jobs, pred, tok):
         words = prompt_words(prompt, segs)

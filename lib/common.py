@@ -106,37 +106,6 @@ def bf16_hardware() -> bool:
     return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
-def precision() -> str:
-    """The numeric precision of every model forward: $DISTILL_PRECISION (set from the preset's `run` section
-    by config.resolve_preset), `auto` = bf16 where the hardware has bf16 units, else fp32; unset: fp32."""
-    p = check_choice("precision", os.environ.get("DISTILL_PRECISION") or "fp32", PRECISIONS)
-    if p == "auto":
-        return "bf16" if bf16_hardware() else "fp32"
-    return p
-
-
-def bf16_training() -> bool:
-    """Whether training's forward pass and loss also run under bf16 autocast: only where precision() is bf16
-    and $DISTILL_BF16_TRAINING is 1 (the preset's run.bf16_training, set by config.resolve_preset). Off, a
-    bf16 run scores and generates in bf16 and trains in fp32."""
-    return precision() == "bf16" and os.environ.get("DISTILL_BF16_TRAINING") == "1"
-
-
-@contextmanager
-def bf16_training_as(on: bool):
-    """Training in this process with bf16 autocast on or off, whatever the preset says (notebook 05's
-    learning-curve check trains the same recipe both ways); the cache keys follow, as bf16_training() does."""
-    old = os.environ.get("DISTILL_BF16_TRAINING")
-    os.environ["DISTILL_BF16_TRAINING"] = "1" if on else "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISTILL_BF16_TRAINING", None)
-        else:
-            os.environ["DISTILL_BF16_TRAINING"] = old
-
-
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -152,16 +121,10 @@ CACHE_STATS: Counter = Counter()  # "<kind>:hit" / "<kind>:miss", for tests and 
 def cached_json(kind: str, key: dict, compute, version: int = 1):
     """Return compute()'s JSON-able value, cached on disk under a hash of everything that determines it.
 
-    `key` holds every input (preset, dataset, model, parameters, seed) and `version` the step's code
-    version: change either and the value is recomputed. A corrupted or foreign file is recomputed, never
-    trusted; writes are atomic, so a killed run leaves nothing half-written."""
-    # two precisions never share an entry
-    extra = {} if precision() == "fp32" else {"_precision": precision()}
-    if bf16_training():
-        extra["_bf16_training"] = True
-    key = json.loads(
-        json.dumps({**key, **extra, "_kind": kind, "_version": version}, sort_keys=True, default=str)
-    )
+    `key` holds every input (preset, dataset, model and its precision, the run's config object, seed) and
+    `version` the step's code version: change either and the value is recomputed. A corrupted or foreign
+    file is recomputed, never trusted; writes are atomic, so a killed run leaves nothing half-written."""
+    key = json.loads(json.dumps({**key, "_kind": kind, "_version": version}, sort_keys=True, default=str))
     path = cache_dir() / "artifacts" / kind / f"{stable_hash(key, 20)}.json"
     if path.exists():
         try:

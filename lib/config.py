@@ -13,7 +13,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
                paper A's runs use)
   a            paper A runs, notebooks 12-13 (`TARun` holds what one run reads)
   attribution  notebooks 20 and 23
-  b            paper B students, notebooks 21, 22 and 25 (`BTrain` holds what one run's training reads)
+  b            paper B students, notebooks 21, 22 and 25 (`BRun` holds what one run reads)
   encoder      notebook 24
 
 A notebook's parameter cell holds `None` for each value it takes from here; `params()` fills them in.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import ReproError, check_choice
+from .common import PRECISIONS, ReproError, bf16_hardware, check_choice
 
 DEFAULTS: dict = {
     "models": {"teacher": None, "ta": None, "student": None, "encoder": None},
@@ -89,6 +89,10 @@ DEFAULTS: dict = {
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
         "ablation_epsilons": [0.0, 0.3, 0.5],  # the ε group's error rates of the simulated hard teacher
+        "ablation_uses": ["weight", "filter"],
+        "ablation_rhos": [0.1, 0.2, 0.4],
+        "ablation_Ks": [2, 4, 8],
+        "ablation_budget_factors": [0.5, 1.0, 2.0],  # the budget group's budgets, times `budget`
         # simulated:EPS[:random|hard] (hard: errors on the questions the LM teacher finds least likely,
         # with the likeliest wrong option) | lm:MODEL | openai:MODEL
         "teacher": "simulated:0.3",
@@ -100,15 +104,14 @@ DEFAULTS: dict = {
         "K": 5,  # self-consistency samples per question
         "temperature": 0.7,
         # a sample with no parseable answer: parse (it agrees with nothing) | options (the student's likeliest
-        # option after the sample, on questions with options). Options: un-warmed, the offline student writes
-        # a parseable answer in 40 % of CommonsenseQA samples and 12 % of ARC ones (notebook 11), and under
-        # parse an unread majority also counts as a wrong output
+        # option after the sample, on questions with options). Options, because an un-warmed student leaves
+        # many samples without a parseable answer (results/<preset>/11_parse_rate.csv), and under parse an
+        # unread majority also counts as a wrong output
         "sc_answer_by": "options",
         "ta_shots": 0,  # exemplars in the TA's prompt: the question (and options) only
         # which tokens of an output the TA's confidence averages: full (all) | answer (the final answer's,
-        # given question and rationale). Notebook 11 (offline_full, 200 pool questions per dataset): mean
-        # AUROC over outputs and datasets 0.56 full against 0.51 answer with the frozen SmolLM2 TA,
-        # 0.55 / 0.45 with Gemma-3-270M; so full, and the offline TA is SmolLM2 (models.ta)
+        # given question and rationale); notebook 11 measures both for each TA candidate
+        # (results/<preset>/11_signal_auroc.csv) and says which separates right from wrong outputs better
         "ta_span": "full",
         "sc_max_new_tokens": 128,  # sample length of a warmed student (its trained format)
         "cot_shots": 4,  # exemplars in an un-warmed student's chain-of-thought prompt
@@ -253,7 +256,7 @@ PRESETS: dict[str, dict] = {
             "lrs": [3e-4],
             "encoder_lrs": [2e-5],
             "schedules": ["linear"],
-            "recipe_batch_size": 8,  # 0.35 s per CommonsenseQA question against 0.7 s at batch 4
+            "recipe_batch_size": 8,  # as the paper-A and paper-B students train (a.batch_size, b.batch_size)
             "recipe_caps": {"dev": 100, "test": 200},
             # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
             "bf16_check": False,
@@ -285,9 +288,9 @@ PRESETS: dict[str, dict] = {
         # notebook 05's pick for CommonsenseQA. GSM8K: the 135M student sits at its floor (00_zero_shot.csv)
         a={
             "datasets": ["commonsense_qa"],
-            # three seeds aim at the 120-minute budget (measured: results/offline/run_times.md); a run's
-            # seed x question noise dominates paper A's interval, so its minimum detectable effect shrinks
-            # with seeds, not test questions (lib.stats.variance_components): offline_full runs fifteen
+            # three seeds fit offline's time budget (results/offline/run_times.md); a run's seed x question
+            # noise dominates paper A's interval, so its minimum detectable effect shrinks with seeds, not
+            # test questions (lib.stats.variance_components): offline_full runs more
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage"],  # the claim's two; offline_full adds one-stage
             "teacher": "lm:gemma-3-270m",
@@ -391,9 +394,8 @@ PRESETS["offline_full"] = _with(
         "student_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
     },
     # seeds for a minimum detectable effect <= 10 % relative, projected from offline's variance components
-    # (results/offline/12_A_runs.csv, 21_B_runs.csv): the two-level bootstrap's variance is about seed / S +
-    # question / Q + 2 resid / (S Q); paper A is resid-dominated (~15 % at 3 seeds, ~7-10 % at 15), paper B
-    # as well (~14 % at 3 seeds, ~9 % at 10)
+    # (lib.stats.variance_components on results/offline/12_A_runs.csv and 21_B_runs.csv; the MDE per seed
+    # count is in results/offline/README.md)
     a={
         "seeds": list(range(15)),
         "methods": ["plain", "one_stage", "two_stage"],
@@ -437,10 +439,7 @@ def resolve_preset(preset: str) -> str:
     """The notebook's `preset` parameter, unless $DISTILL_PRESET overrides it (how `make test` runs every
     notebook at `smoke` under nbmake, which cannot pass papermill parameters)."""
     preset = os.environ.get("DISTILL_PRESET") or preset
-    cfg = get_preset(preset)
-    # model loads, training and cache keys read them
-    os.environ.setdefault("DISTILL_PRECISION", cfg["run"]["precision"])
-    os.environ.setdefault("DISTILL_BF16_TRAINING", "1" if cfg["run"]["bf16_training"] else "0")
+    get_preset(preset)
     if preset == "smoke":
         # tiny models: thread start-up costs more than it buys, and 1 thread per process stays fast when
         # several notebooks or tests share the 2 cores
@@ -448,6 +447,12 @@ def resolve_preset(preset: str) -> str:
 
         torch.set_num_threads(1)
     return preset
+
+
+def resolve_precision(name: str) -> str:
+    """fp32 | bf16 | auto (bf16 where the hardware has bf16 units) -> fp32 or bf16, once, here."""
+    check_choice("precision", name, PRECISIONS)
+    return ("bf16" if bf16_hardware() else "fp32") if name == "auto" else name
 
 
 def as_list(value, cast=str):
@@ -491,6 +496,15 @@ def params(preset: str, *sections: str, **given) -> SimpleNamespace:
     for name, v in merged.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 and name not in _MAY_BE_ZERO:
             raise ReproError(f"parameter {name} must be positive, got {v!r}")
+    run = {**cfg["run"], **{k: merged[k] for k in ("precision", "bf16_training") if k in merged}}
+    precision = resolve_precision(run["precision"])
+    merged.update(
+        precision=precision,
+        # training's forward pass and loss join bf16 only where every model forward is bf16
+        bf16_training=precision == "bf16" and bool(run["bf16_training"]),
+        # the teacher section's values as this notebook set them, where it reads that section
+        teacher_settings=teacher_settings(cfg, precision, merged),
+    )
     return SimpleNamespace(
         preset=preset, models=SimpleNamespace(**cfg["models"]), data=SimpleNamespace(**cfg["data"]), **merged
     )
@@ -512,12 +526,60 @@ def _pick(cls, p, over: dict):
 
 
 @dataclass(frozen=True)
+class Train:
+    """What one training run of a student reads, LM or encoder (lib.training.train_and_test): the same for
+    every method a table compares."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    schedule: str
+    eval_batch_size: int
+    bf16: bool  # forward pass and loss under bf16 autocast
+    warmup_frac: float = 0.1
+
+
+def train_cfg(p: SimpleNamespace, **over) -> Train:
+    """The Train of notebook parameters `p`, with `over` replaced."""
+    base = {"eval_batch_size": p.data.batch_size, "bf16": p.bf16_training}
+    return _pick(Train, p, {**base, **over})
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the local LM teacher answers (notebook 10's `teachers` section) and which model ranks the questions
+    of a `simulated:ε:hard` teacher: every teacher of a preset reads these."""
+
+    answer_by: str
+    max_new_tokens: int
+    n_shots: int
+    batch_size: int
+    reference: str | None  # the preset's LM teacher
+    precision: str
+
+
+def teacher_settings(cfg: dict, precision: str, given: dict | None = None) -> TeacherSettings:
+    t = {k: (given or {}).get(k, v) for k, v in cfg["teachers"].items()}
+    return TeacherSettings(
+        answer_by=t["lm_answer_by"],
+        max_new_tokens=t["lm_max_new_tokens"],
+        n_shots=t["lm_shots"],
+        batch_size=cfg["data"]["batch_size"],
+        reference=cfg["models"]["teacher"],
+        precision=precision,
+    )
+
+
+@dataclass(frozen=True)
 class TARun:
     """Everything one paper-A run (lib.ta_loop.run) reads besides its data, method and seed."""
 
+    data: str  # whose data and cache entries the run uses (run_preset: offline_full shares offline's)
     teacher: str
+    teacher_settings: TeacherSettings
     student: str
     ta: str
+    precision: str
     budget: int
     rho: float
     signals: tuple
@@ -534,45 +596,63 @@ class TARun:
     cot_max_new_tokens_numeric: int
     alpha: float
     fmt: str
-    epochs: float
-    lr: float
-    batch_size: int
-    eval_batch_size: int
-    schedule: str
     stage2_from: str
+    train: Train
+
+
+# TARun fields an ablation may replace that live in its Train
+_TRAIN_FIELDS = {f.name for f in fields(Train)}
 
 
 def ta_run(p: SimpleNamespace, **over) -> TARun:
-    """The TARun of notebook parameters `p` (from params(preset, "a")), with `over` replaced (ablations)."""
-    base = {"student": p.models.student, "ta": p.models.ta, "eval_batch_size": p.data.batch_size}
-    return _pick(TARun, p, {**base, **over})
+    """The TARun of notebook parameters `p` (from params(preset, "a")), with `over` replaced (ablations; a
+    training field such as `epochs` goes to its Train)."""
+    train = train_cfg(p, **{k: v for k, v in over.items() if k in _TRAIN_FIELDS})
+    base = {"data": run_preset(p.preset), "student": p.models.student, "ta": p.models.ta, "train": train}
+    return _pick(TARun, p, {**base, **{k: v for k, v in over.items() if k not in _TRAIN_FIELDS}})
 
 
 @dataclass(frozen=True)
-class BTrain:
-    """How a fine-tuned student trains (lib.training.finetune_and_test: paper B, notebook 05): the same for
-    every method it compares."""
+class BRun:
+    """Everything one paper-B run (lib.rationales.run) reads besides its data, method and seed: the teacher's
+    rationales and the student's training."""
 
-    epochs: float
-    lr: float
-    batch_size: int
-    eval_batch_size: int
-    schedule: str
+    data: str  # whose data and cache entries the run uses (run_preset)
+    teacher: str
+    student: str
+    precision: str
+    k: int
+    attr_method: str
+    attr_batch_size: int
+    dss_max_new_tokens: int
+    dss_shots: int
+    alpha: float
+    train: Train
 
 
-def b_train(p: SimpleNamespace) -> BTrain:
-    return _pick(BTrain, p, {"eval_batch_size": p.data.batch_size})
+def b_run(p: SimpleNamespace, **over) -> BRun:
+    """The BRun of notebook parameters `p` (from params(preset, "b")), with `over` replaced."""
+    train = train_cfg(p, **{k: v for k, v in over.items() if k in _TRAIN_FIELDS})
+    base = {
+        "data": run_preset(p.preset),
+        "teacher": p.models.teacher,
+        "student": p.models.student,
+        "train": train,
+    }
+    return _pick(BRun, p, {**base, **{k: v for k, v in over.items() if k not in _TRAIN_FIELDS}})
 
 
 @dataclass(frozen=True)
 class EncoderRun:
     """How the encoder student of notebook 24 trains (lib.encoder.train_and_test)."""
 
-    epochs: float
-    lr: float
-    batch_size: int
+    encoder: str
+    precision: str
     max_len: int
+    train: Train
 
 
-def encoder_run(p: SimpleNamespace) -> EncoderRun:
-    return _pick(EncoderRun, p, {})
+def encoder_run(p: SimpleNamespace, **over) -> EncoderRun:
+    # the encoder keeps its learning rate fixed after no warm-up: its heads start from zero knowledge
+    train = train_cfg(p, schedule="constant", warmup_frac=0.0, **over)
+    return EncoderRun(encoder=p.models.encoder, precision=p.precision, max_len=p.max_len, train=train)

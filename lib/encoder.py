@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from .attribution import norm_word
-from .common import ReproError, bf16_training, cached_json, precision, stable_hash
+from .common import ReproError, cached_json, stable_hash
 from .config import EncoderRun
 from .data import Example
-from .training import fit
+from .training import Student
+from .training import train_and_test as train_then_test
 
 VERSION = 3  # bump when a run's definition changes: cached runs are then recomputed
 
@@ -97,16 +98,20 @@ def losses(model, batch, labels: list[int]):
 
 
 @torch.no_grad()
-def predict(model, tok, examples: list[Example], batch_size: int = 32, max_len: int = 64) -> list[int]:
+def predict(
+    model, tok, examples: list[Example], batch_size: int = 32, max_len: int = 64, bf16: bool = False
+) -> list[int]:
+    """The index of the option each example's pairs score highest; `bf16`: under bf16 autocast."""
+    was_training = model.training
     model.eval()
     out = []
-    bf16 = precision() == "bf16"
     dev_type = model.score.weight.device.type
     for s in range(0, len(examples), batch_size):
         input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
             scores, _ = model(input_ids, attn)
         out += [int(scores[a:b].argmax()) for a, b in spans]
+    model.train(was_training)
     return out
 
 
@@ -139,16 +144,13 @@ def accuracy(model, tok, examples, **kw) -> tuple[float, list[bool]]:
     return float(np.mean(correct)), correct
 
 
-def _run_key(
-    encoder_name: str, train, dev, test, *, words, lam: float, seed: int, key: dict, run: EncoderRun
-) -> dict:
+def _run_key(train, dev, test, *, words, lam: float, seed: int, key: dict, cfg: EncoderRun) -> dict:
     """Everything that determines one train_and_test run (its cache key; progress / return_model do not)."""
     return {
         **key,
-        "encoder": encoder_name,
+        "cfg": asdict(cfg),
         "lam": lam,
         "seed": seed,
-        "run": asdict(run),
         "train": [e.id for e in train],
         "dev": [e.id for e in dev],
         "test": [e.id for e in test],
@@ -157,7 +159,7 @@ def _run_key(
 
 
 def train_and_test(
-    encoder_name: str,
+    cfg: EncoderRun,
     train: list[Example],
     dev: list[Example],
     test: list[Example],
@@ -166,11 +168,10 @@ def train_and_test(
     lam: float,
     seed: int,
     key: dict,
-    run: EncoderRun,
     progress: bool = True,
     return_model: bool = False,
 ):
-    """Fresh encoder + heads -> train with lib.training.fit (dev selection, epoch 0 included) -> test
+    """Fresh encoder + heads -> lib.training.train_and_test (dev selection, epoch 0 included) -> test
     accuracy; cached under `key` and every input. `return_model=True` also returns the selected model (not
     cached)."""
     from .models import load_encoder
@@ -179,11 +180,11 @@ def train_and_test(
         raise ReproError(f"lam must be >= 0, got {lam}")
     if lam > 0 and not words:
         raise ReproError("lam > 0 needs the teacher's influential words to tag")
-    full_key = _run_key(encoder_name, train, dev, test, words=words, lam=lam, seed=seed, key=key, run=run)
+    full_key = _run_key(train, dev, test, words=words, lam=lam, seed=seed, key=key, cfg=cfg)
     state = {}
 
     def compute():
-        enc, tok = load_encoder(encoder_name)
+        enc, tok = load_encoder(cfg.encoder)
         # seed after loading: building a missing (smoke) encoder draws random numbers, loading a built one
         # does not, so seeding first would tie the heads' initialisation to whether the encoder exists yet
         torch.manual_seed(seed)
@@ -192,44 +193,25 @@ def train_and_test(
 
         def batch_loss(idx):
             batch = encode(
-                tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, run.max_len
+                tok, [train[i] for i in idx], [words[i] for i in idx] if words else None, cfg.max_len
             )
             ce, bce = losses(model, batch, [train[i].label for i in idx])
             parts["ce"].append(float(ce.detach()))
             parts["bce"].append(float(bce.detach()))
             return ce + lam * bce
 
-        hist = fit(
-            model,
-            len(train),
-            batch_loss,
-            lambda: accuracy(model, tok, dev, max_len=run.max_len)[0],
-            epochs=run.epochs,
-            lr=run.lr,
-            batch_size=run.batch_size,
-            seed=seed,
-            schedule="constant",
-            bf16=bf16_training(),
-            warmup_frac=0.0,
-            progress=progress,
-            desc=f"train {encoder_name} lam={lam}",
-        )
-        acc, correct = accuracy(model, tok, test, max_len=run.max_len)
+        def score(examples, hints=None):
+            return accuracy(model, tok, examples, max_len=cfg.max_len, bf16=cfg.precision == "bf16")
+
+        student = Student(model, len(train), batch_loss, score, name=f"{cfg.encoder} lam={lam}")
+        r = train_then_test(student, cfg.train, seed, dev, test, progress=progress)
         state["model"], state["tok"] = model, tok
         return {
-            "test_acc": acc,
-            "correct": correct,
-            "zero_shot_dev": hist["dev_acc"][0],
-            "best_dev": hist["best_dev_acc"],
-            "best_epoch": hist["best_epoch"],
-            "dev_curve": hist["dev_acc"],
-            "trained": bool(hist["beat_start"]),  # the trained encoder beats its untrained head on dev
-            "steps": hist["steps"],
+            **r,
             "ce_first": parts["ce"][:3],
             "ce_last": parts["ce"][-3:],
             "bce_first": parts["bce"][:3],
             "bce_last": parts["bce"][-3:],
-            "seconds": hist["seconds"],
         }
 
     r = cached_json("encoder_student", full_key, compute, version=VERSION)
@@ -241,15 +223,15 @@ def train_and_test(
 
 
 def selected_tag_probs(
-    encoder_name: str, train, dev, test, question: Example, **run_kw
+    cfg: EncoderRun, train, dev, test, question: Example, **run_kw
 ) -> list[tuple[str, float]]:
-    """tag_probs of the dev-selected model of train_and_test(..., **run_kw) on one question, cached under that
-    run's key: a warm notebook render draws the figure without retraining the encoder."""
+    """tag_probs of the dev-selected model of train_and_test(cfg, ..., **run_kw) on one question, cached under
+    that run's key: a warm notebook render draws the figure without retraining the encoder."""
 
     def compute():
-        _, model, tok = train_and_test(encoder_name, train, dev, test, **{**run_kw, "return_model": True})
-        return [[w, float(p)] for w, p in tag_probs(model, tok, question, max_len=run_kw["run"].max_len)]
+        _, model, tok = train_and_test(cfg, train, dev, test, **{**run_kw, "return_model": True})
+        return [[w, float(p)] for w, p in tag_probs(model, tok, question, max_len=cfg.max_len)]
 
     kw = {k: v for k, v in run_kw.items() if k not in ("progress", "return_model")}
-    full_key = {**_run_key(encoder_name, train, dev, test, **kw), "question": question.id}
+    full_key = {**_run_key(train, dev, test, cfg=cfg, **kw), "question": question.id}
     return [(w, p) for w, p in cached_json("encoder_tag_probs", full_key, compute, VERSION)]

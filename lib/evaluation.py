@@ -77,8 +77,10 @@ def zero_shot_cell(
     *,
     batch_size: int,
     max_new_tokens: int,
+    precision: str = "fp32",
 ) -> dict:
-    """Zero-shot accuracy of one model on one dataset's examples, cached on disk (see common.cached_json)."""
+    """Zero-shot accuracy of one model (loaded by `lm_loader` at `precision`) on one dataset's examples,
+    cached on disk (see common.cached_json)."""
     from .common import cached_json
     from .config import run_preset
     from .stats import clopper_pearson
@@ -89,6 +91,7 @@ def zero_shot_cell(
         "dataset": dataset,
         "ids": [e.id for e in examples],
         "max_new_tokens": max_new_tokens,
+        **({"precision": precision} if precision != "fp32" else {}),
     }
 
     def compute():

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as _hf_logging
 
-from .common import ReproError, cache_dir, check_choice, precision, read_json, write_json
+from .common import ReproError, cache_dir, check_choice, read_json, write_json
 from .lm import LM
 
 # per-load "Loading weights" bars are noise in notebooks; the one slow step (GGUF dequantise) turns them on
@@ -273,9 +273,16 @@ def _pin(name: str) -> dict:
     return {"revision": rev} if rev else {}
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False, frozen: bool = False) -> LM:
-    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `lazy`: the
-    weights are read on first use of `LM.model` (see load_shared); `frozen`: no parameter takes a gradient."""
+def load_model(
+    name: str,
+    precision: str = "fp32",
+    dtype: torch.dtype = torch.float32,
+    lazy: bool = False,
+    frozen: bool = False,
+) -> LM:
+    """A causal or seq2seq LM by registry name, hub id or local directory, wrapped in `LM`; `precision`
+    (fp32 | bf16, resolved by lib.config): every forward of its inference methods; `lazy`: the weights are
+    read on first use of `LM.model` (see load_shared); `frozen`: no parameter takes a gradient."""
     from transformers import AutoTokenizer
 
     path, arch = resolve(name)
@@ -284,8 +291,14 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, lazy: bool = False
     pin = _pin(name)
     load = lambda: _weights(path, arch, dtype, **pin).requires_grad_(not frozen)
     tok = AutoTokenizer.from_pretrained(path, **pin)
-    bf16 = precision() == "bf16"
-    return LM(None if lazy else load(), tok, name=name, arch=arch, loader=load, bf16=bf16)
+    check_choice("precision", precision, ("fp32", "bf16"))
+    return LM(None if lazy else load(), tok, name=name, arch=arch, loader=load, bf16=precision == "bf16")
+
+
+def model_key(lm: LM) -> dict:
+    """What a cache key needs of a model: its name, and its precision where that is not fp32 (bf16 writes
+    other text and other scores)."""
+    return {"model": lm.name, **({"precision": "bf16"} if lm.bf16 else {})}
 
 
 def _weights(path, arch: str, dtype: torch.dtype, **pin):
@@ -295,20 +308,20 @@ def _weights(path, arch: str, dtype: torch.dtype, **pin):
     return cls.from_pretrained(path, dtype=dtype, **pin).to(device()).eval()
 
 
-_SHARED: dict[str, LM] = {}
+_SHARED: dict[tuple[str, str], LM] = {}
 
 
-def load_shared(name: str) -> LM:
+def load_shared(name: str, precision: str = "fp32") -> LM:
     """One process-wide instance of a model that is only read, never trained (the attribution teacher, the
     TA): a notebook with 12 ablation settings loads it once instead of 12 times (~4 s each for Gemma-3-270M).
     The tokenizer comes now, the weights on first use: cache keys need only the name and the tokenizer, so a
     notebook whose every step is a cache hit (a warm rerun) never reads them. Students are trained in place
     and must come from load_model()."""
-    if name not in _SHARED:
+    if (name, precision) not in _SHARED:
         # read-only models hold half the memory in bf16 on a GPU (a 7B TA: ~14 GB instead of ~27)
         dtype = torch.bfloat16 if device().type == "cuda" else torch.float32
-        _SHARED[name] = load_model(name, dtype=dtype, lazy=True, frozen=True)
-    return _SHARED[name]
+        _SHARED[name, precision] = load_model(name, precision, dtype=dtype, lazy=True, frozen=True)
+    return _SHARED[name, precision]
 
 
 def load_encoder(name: str):

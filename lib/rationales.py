@@ -14,11 +14,13 @@ All four share lib.training (same student, same budget, same dev selection, same
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from .attribution import contains_gold, influential_words
 from .common import ReproError, check_choice
-from .config import BTrain, run_preset
+from .config import BRun
 from .models import load_shared
 from .teachers import annotate, get_teacher
 from .training import finetune_and_test, make_items
@@ -37,40 +39,16 @@ def methods_for(examples, methods=METHODS) -> tuple[str, ...]:
 
 
 class Rationales:
-    """Lazily computed, cached rationales of every kind for one dataset's train/test examples."""
+    """Lazily computed, cached rationales of every kind for one dataset's train/test examples, as a paper-B
+    run config (`cfg`) says: teacher, k, attribution method, DSS generation."""
 
-    def __init__(
-        self,
-        teacher_model: str,
-        dataset: str,
-        *,
-        k: int,
-        method: str,
-        batch_size: int,
-        dss_max_new_tokens: int,
-        dss_shots: int,
-        progress: bool = True,
-    ):
-        self.teacher_model, self.dataset, self.k, self.method = teacher_model, dataset, k, method
-        self.batch_size, self.progress = batch_size, progress
-        self.dss = {"answer_by": "generate", "max_new_tokens": dss_max_new_tokens, "n_shots": dss_shots}
+    def __init__(self, cfg: BRun, dataset: str, progress: bool = True):
+        self.cfg, self.dataset, self.progress = cfg, dataset, progress
         self._lm = None
-
-    @classmethod
-    def of(cls, p, dataset: str, **over) -> "Rationales":
-        """The Rationales of notebook parameters `p` (config.params(preset, "b")), with `over` replaced."""
-        kw = dict(
-            k=p.k,
-            method=p.attr_method,
-            batch_size=p.attr_batch_size,
-            dss_max_new_tokens=p.dss_max_new_tokens,
-            dss_shots=p.dss_shots,
-        )
-        return cls(p.models.teacher, dataset, **{**kw, **over})
 
     def key(self) -> dict:
         """What of these rationales a run's cache key needs."""
-        return {"teacher": self.teacher_model, "k": self.k, "attr_method": self.method}
+        return {"teacher": self.cfg.teacher, "k": self.cfg.k, "attr_method": self.cfg.attr_method}
 
     def __getstate__(self):  # a Ray task receives the settings, never a loaded teacher model
         return {**self.__dict__, "_lm": None}
@@ -90,17 +68,17 @@ class Rationales:
     def lm(self):
         if self._lm is None:
             # read-only: shared by every Rationales of the notebook
-            self._lm = load_shared(self.teacher_model)
+            self._lm = load_shared(self.cfg.teacher, self.cfg.precision)
         return self._lm
 
     def words(self, examples, target: str) -> list[str]:
         recs = influential_words(
             self.lm,
             examples,
-            method=self.method,
-            k=self.k,
+            method=self.cfg.attr_method,
+            k=self.cfg.k,
             target=target,
-            batch_size=self.batch_size,
+            batch_size=self.cfg.attr_batch_size,
             progress=self.progress,
         )
         return [" ".join(r["words"]) for r in recs]
@@ -110,24 +88,19 @@ class Rationales:
         missing = [e for e in examples if not e.rationale]
         demos = {}
         if missing:
-            T = get_teacher(f"lm:{self.teacher_model}", batch_size=2 * self.batch_size, **self.dss)
+            T = get_teacher(
+                f"lm:{self.cfg.teacher}",
+                answer_by="generate",
+                max_new_tokens=self.cfg.dss_max_new_tokens,
+                n_shots=self.cfg.dss_shots,
+                batch_size=2 * self.cfg.attr_batch_size,
+                precision=self.cfg.precision,
+            )
             demos = {d.id: d for d in annotate(T, missing, self.dataset, progress=self.progress)}
         return [e.rationale or (demos[e.id].rationale or None) for e in examples]
 
 
-def run(
-    method: str,
-    dataset: str,
-    splits: dict,
-    R: Rationales,
-    *,
-    student: str,
-    seed: int,
-    preset: str,
-    train: BTrain,
-    alpha: float,
-    n_train: int | None = None,
-) -> dict:
+def run(method: str, dataset: str, splits: dict, cfg: BRun, *, seed: int, n_train: int | None = None) -> dict:
     """One (method, dataset, seed) run of a paper-B student; cached via finetune_and_test."""
     check_choice("method", method, METHODS)
     if method == "hint" and not splits["test"][0].choices:
@@ -137,17 +110,18 @@ def run(
         )
     pool = splits["pool"][:n_train] if n_train else splits["pool"]
     longest = max(len(e.question.split()) + sum(len(c.split()) for c in e.choices or []) for e in pool)
-    if R.k > longest:
-        raise ReproError(f"k={R.k} is larger than the longest input ({longest} words in {dataset})")
+    R = Rationales(cfg, dataset)
+    if cfg.k > longest:
+        raise ReproError(f"k={cfg.k} is larger than the longest input ({longest} words in {dataset})")
     dev, test = splits["dev"], splits["test"]
     answers = [e.answer for e in pool]
     hints = test_hints = dev_hints = None
     if method == "ft":
         items = make_items(pool, answers, [None] * len(pool), fmt="answer_only")
     elif method == "dss":
-        items = make_items(pool, answers, R.free_text(pool), alpha=alpha)
+        items = make_items(pool, answers, R.free_text(pool), alpha=cfg.alpha)
     elif method == "tokens":
-        items = make_items(pool, answers, R.words(pool, "gold"), alpha=alpha)
+        items = make_items(pool, answers, R.words(pool, "gold"), alpha=cfg.alpha)
     else:
         hints, dev_hints, test_hints = (R.words(x, "predicted") for x in (pool, dev, test))
         items = make_items(pool, answers, [None] * len(pool), fmt="answer_only", hints=hints)
@@ -156,22 +130,21 @@ def run(
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "preset": run_preset(preset),
-        "alpha": alpha,
-        **R.key(),
+        "cfg": asdict(cfg),
     }
     fmt = "answer_only" if method in ("ft", "hint") else "multitask"
     r = finetune_and_test(
-        student,
+        cfg.student,
         items,
         dev,
         test,
         key=key,
+        seed=seed,
+        cfg=cfg.train,
+        precision=cfg.precision,
         fmt=fmt,
         test_hints=test_hints,
         dev_hints=dev_hints,
-        seed=seed,
-        train_cfg=train,
     )
     if method == "hint":
         r = {

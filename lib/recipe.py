@@ -22,8 +22,7 @@ import pandas as pd
 
 from . import data, training
 from . import encoder as E
-from .common import bf16_training_as, precision
-from .config import BTrain, EncoderRun, run_preset
+from .config import EncoderRun, Train, run_preset
 from .runner import run_grid
 
 KEEP = (
@@ -63,10 +62,13 @@ def trains_on(student: str, dataset: str, example) -> bool:
     return student == "lm" or (bool(example.choices) and dataset not in data.MATH)
 
 
-def run(P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local") -> pd.DataFrame:
-    """One row per (dataset, recipe, labels, seed) cell: the fine-tuned student's dev and test results.
-    Each run is cached (lib.training.finetune_and_test, lib.encoder.train_and_test), so the confirm step
-    reuses the screen's gold-label run of the first seed."""
+def run(
+    P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local", bf16: bool = False
+) -> pd.DataFrame:
+    """One row per (dataset, recipe, labels, seed) cell: the fine-tuned student's dev and test results;
+    `bf16`: training's forward pass and loss under bf16 autocast. Each run is cached
+    (lib.training.finetune_and_test, lib.encoder.train_and_test), so the confirm step reuses the screen's
+    gold-label run of the first seed."""
     splits = {
         d: data.load_splits(d, P.preset, caps={"pool": max(P.n_train), **P.recipe_caps})
         for d in dict.fromkeys(c[0] for c in cells)
@@ -78,23 +80,24 @@ def run(P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local") -> 
         answers = [e.answer for e in pool] if labels == "gold" else training.shuffled_answers(pool, seed)
         key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": run_preset(P.preset)}
         meta.append({"student": r.student, "dataset": d, "recipe": r.name, "labels": labels, "seed": seed})
+        cfg = Train(
+            epochs=P.recipe_epochs,
+            lr=r.lr,
+            batch_size=P.recipe_batch_size,
+            schedule=r.schedule if r.student == "lm" else "constant",
+            eval_batch_size=P.data.batch_size,
+            bf16=bf16,
+            warmup_frac=0.1 if r.student == "lm" else 0.0,
+        )
         if r.student == "lm":
             items = training.make_items(pool, answers, [None] * len(pool), fmt="answer_only")
-            cfg = BTrain(
-                epochs=P.recipe_epochs,
-                lr=r.lr,
-                batch_size=P.recipe_batch_size,
-                eval_batch_size=P.data.batch_size,
-                schedule=r.schedule,
-            )
             call = dict(student=P.models.student, items=items, dev=s["dev"], test=s["test"], key=key)
-            lm_calls.append((len(meta) - 1, {**call, "seed": seed, "train_cfg": cfg, "fmt": "answer_only"}))
+            call.update(seed=seed, cfg=cfg, precision=P.precision, fmt="answer_only")
+            lm_calls.append((len(meta) - 1, call))
         else:
-            er = EncoderRun(
-                epochs=P.recipe_epochs, lr=r.lr, batch_size=P.recipe_batch_size, max_len=P.max_len
-            )
-            call = dict(encoder_name=P.models.encoder, train=training.relabel(pool, answers), dev=s["dev"])
-            call.update(test=s["test"], words=None, lam=0.0, seed=seed, key=key, run=er)
+            er = EncoderRun(encoder=P.models.encoder, precision=P.precision, max_len=P.max_len, train=cfg)
+            call = dict(cfg=er, train=training.relabel(pool, answers), dev=s["dev"])
+            call.update(test=s["test"], words=None, lam=0.0, seed=seed, key=key)
             enc_calls.append((len(meta) - 1, call))
     results: dict[int, dict] = {}
     for fn, calls in ((training.finetune_and_test, lm_calls), (E.train_and_test, enc_calls)):
@@ -157,13 +160,9 @@ def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int
 def precision_check(P, chosen: pd.DataFrame) -> pd.DataFrame | None:
     """Step 3's runs: each cell trained in fp32 and with bf16 training (column `training`); None where the
     run's precision is fp32 (no bf16 units, or the preset's choice), the check is off (`bf16_check`) or no
-    dataset is learned. In-process: the switch is this process's environment, which Ray workers do not
-    share."""
+    dataset is learned."""
     cells = precision_cells(P, chosen)
-    if precision() != "bf16" or not getattr(P, "bf16_check", True) or not cells:
+    if P.precision != "bf16" or not getattr(P, "bf16_check", True) or not cells:
         return None
-    out = []
-    for training_bf16 in (False, True):
-        with bf16_training_as(training_bf16):
-            out.append(run(P, cells).assign(training="bf16" if training_bf16 else "fp32"))
+    out = [run(P, cells, bf16=b).assign(training="bf16" if b else "fp32") for b in (False, True)]
     return pd.concat(out, ignore_index=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice, precision
+from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice
 
 RUNNERS = ("local", "ray")
 _SCALARS = (str, int, float, bool, type(None))
@@ -61,12 +61,8 @@ def ray_init(num_cpus: int | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or None
     path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
-    env = {
-        "PYTHONPATH": path,
-        "DISTILL_CACHE": str(cache_dir()),
-        "DISTILL_PRECISION": precision(),
-        "DISTILL_BF16_TRAINING": os.environ.get("DISTILL_BF16_TRAINING", "0"),
-    }
+    # runs carry their settings in their config objects; the workers need only the code and the cache
+    env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
     # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
     # notebook); the workers' own output (their progress bars) stays in Ray's log files
     ray.init(

@@ -137,6 +137,7 @@ def self_consistency(
         return compute()
     key = {
         "model": model_fingerprint(lm),
+        **({"precision": "bf16"} if lm.bf16 else {}),
         "prompts": stable_hash(prompts, 20),
         "examples": stable_hash([e.to_dict() for e in examples], 20),
         "K": K,
@@ -238,6 +239,7 @@ def ta_confidence(
         return compute()
     key = {
         "model": model_fingerprint(ta_lm),
+        **({"precision": "bf16"} if ta_lm.bf16 else {}),
         "prompts": stable_hash(prompts, 20),
         "outputs": stable_hash(conts, 20),
     }
@@ -300,3 +302,100 @@ def auroc_ci(scores, correct, n_boot: int = 500, seed: int = 0, level: float = 0
     vals = _auroc_resamples(s, y, np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y))))
     a = (1 - level) / 2
     return float(np.nanquantile(vals, a)), float(np.nanquantile(vals, 1 - a))
+
+
+# ---------------------------------------------------------------- notebook 11: does a signal see mistakes?
+
+
+def signal_rows(P, pools: dict, student_lm, teachers: dict, seed: int) -> tuple[list[dict], list[dict]]:
+    """Per example, every signal notebook 11 measures (self-consistency of the un-warmed student, each TA's
+    confidence in each output under each span, 1 - need) with whether that output is right, and the student's
+    parse rates. `teachers`: dataset -> {whose: list of Demo} for the teachers' outputs on that pool. Settings
+    come from notebook parameters `P` (config sections "a" and "signals")."""
+    from .models import load_shared
+    from .prompts import is_correct
+
+    rows, parsed = [], []
+
+    def add(d, exs, signal, whose, ta, span, scores, correct):
+        rows.extend(
+            {"dataset": d, "id": e.id, "signal": signal, "of": whose, "ta": ta, "span": span, "score": s}
+            | {"correct": bool(c)}
+            for e, s, c in zip(exs, scores, correct)
+        )
+
+    for d, exs in pools.items():
+        # a simulated demonstration is right when it was not corrupted; an LM teacher's when its answer is
+        outputs = {
+            who: (
+                [x.text() for x in ds],
+                [x.correct if x.true_correct is None else x.true_correct for x in ds],
+            )
+            for who, ds in teachers[d].items()
+        }
+        sc = None
+        if d in P.student_datasets:
+            sc = _unwarmed_consistency(P, student_lm, exs, seed)
+            right = [is_correct(m, e) for m, e in zip(sc["majority"], exs)]
+            parsed.append(_parse_rates(P, d, exs, sc))
+            add(d, exs, "self-consistency", "student", "-", "-", sc["sc"], right)
+            outputs = {"student": (sc["output"], right), **outputs}
+        for ta in P.tas or [P.models.ta]:
+            ta_lm = load_shared(ta, P.precision)  # read-only and frozen, as in paper A's runs
+            for span in P.ta_spans:
+                for whose, (texts, right) in outputs.items():
+                    conf = ta_confidence(
+                        ta_lm, exs, texts, batch_size=P.data.batch_size, n_shots=P.ta_shots, span=span
+                    )
+                    add(d, exs, "TA confidence", whose, ta, span, conf, right)
+                    if whose == "student":
+                        need = 1 - need_score(sc["sc"], conf)
+                        add(d, exs, "1 - need (both student signals)", whose, ta, span, need, right)
+    return rows, parsed
+
+
+def _unwarmed_consistency(P, student_lm, exs, seed: int) -> dict:
+    mnt = P.cot_max_new_tokens_numeric if exs[0].kind == "numeric" else P.cot_max_new_tokens
+    return self_consistency(
+        student_lm,
+        exs,
+        K=P.K,
+        temperature=P.temperature,
+        max_new_tokens=mnt,
+        batch_size=P.data.batch_size,
+        seed=seed,
+        n_shots=P.cot_shots,
+        answer_by=P.sc_answer_by,
+        progress=True,
+    )
+
+
+def _parse_rates(P, d: str, exs, sc: dict) -> dict:
+    samples = [parse_answer(s, e) is not None for e, x in zip(exs, sc["samples"]) for s in x]
+    return {
+        "dataset": d,
+        "student": "un-warmed (few-shot CoT)",
+        "n": len(exs),
+        "samples_parsed": float(np.mean(samples)),
+        f"samples_answered ({P.sc_answer_by})": float(
+            np.mean([a is not None for x in sc["answers"] for a in x])
+        ),
+        "questions_with_an_answer": float(np.mean([m is not None for m in sc["majority"]])),
+    }
+
+
+def auroc_table(per_ex, n_boot: int, seed: int, keys=("signal", "of", "ta", "span", "dataset")):
+    """One row per signal cell: AUROC of its scores against right / wrong outputs, with its bootstrap
+    interval; `informative`: the interval lies above 0.5 (no separation)."""
+    import pandas as pd
+
+    out = []
+    for k, g in per_ex.groupby(list(keys), sort=False):
+        lo, hi = auroc_ci(g.score, g.correct, n_boot=n_boot, seed=seed)
+        out.append(
+            {**dict(zip(keys, k)), "n": len(g), "n_correct": int(g.correct.sum())}
+            | {"auroc": auroc(g.score, g.correct), "ci_lo": lo, "ci_hi": hi}
+        )
+    t = pd.DataFrame(out)
+    t["informative"] = t.ci_lo > 0.5
+    return t

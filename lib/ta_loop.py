@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from .common import ReproError, cached_json, check_choice, stable_hash
-from .config import TARun, run_preset
+from .config import TARun
 from .data import Example
 from .models import load_model, load_shared
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
-from .training import accuracy, make_items, predict_prompt, start_dev_accuracy, train
+from .training import lm_student, make_items, predict_prompt, start_dev_accuracy, train, train_and_test
 
 METHODS = ("plain", "one_stage", "two_stage")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
@@ -88,11 +88,16 @@ def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) 
         max_new_tokens=run.sc_max_new_tokens if warmed else cot_len,
         prompt_fn=predict_prompt if warmed else None,
         n_shots=run.cot_shots,
-        batch_size=run.eval_batch_size,
+        batch_size=run.train.eval_batch_size,
         answer_by=run.sc_answer_by,
     )
     conf = ta_confidence(
-        ta, examples, sc["output"], n_shots=run.ta_shots, span=run.ta_span, batch_size=run.eval_batch_size
+        ta,
+        examples,
+        sc["output"],
+        n_shots=run.ta_shots,
+        span=run.ta_span,
+        batch_size=run.train.eval_batch_size,
     )
     # parsed: the share of samples with an answer (an unparseable one counts as disagreeing with the majority)
     parsed = float(np.mean([a is not None for x in sc["answers"] for a in x]))
@@ -110,19 +115,17 @@ def _choose(candidates: list[Example], need_, n: int, rng) -> list[int]:
     return [int(i) for i in sorted(order, key=lambda i: -need_[i])[:n]]
 
 
-def run(
-    method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, preset: str, progress: bool = True
-) -> dict:
+def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, progress: bool = True) -> dict:
     """One (method, dataset, seed) run; returns test accuracy, per-example correctness and diagnostics."""
     _check(method, cfg)
     pool, dev, test = splits["pool"], splits["dev"], splits["test"]
     B = min(cfg.budget, len(pool))
-    T = get_teacher(cfg.teacher, preset=preset, pool=pool)
+    T = get_teacher(cfg.teacher, cfg.teacher_settings, pool=pool)
+    # the run's config object is its key, with what it draws from (data, seed) and the teacher's own config
     key = {
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "preset": run_preset(preset),
         "cfg": asdict(cfg),
         "teacher_config": T.config(),
         "pool": stable_hash([e.id for e in pool]),
@@ -133,25 +136,16 @@ def run(
     def compute():
         t0 = time.time()
         rng = np.random.default_rng(seed)
-        lm = load_model(cfg.student)
+        lm = load_model(cfg.student, cfg.precision)
         # the TA is read-only and never the student object, also when it is the same pretrained model: the
         # student trains in place, and a TA that trained with it would judge outputs with the student's eyes
-        ta_lm = load_shared(cfg.ta)
-        train_kw = dict(
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
-            schedule=cfg.schedule,
-            seed=seed,
-            dev=dev,
-            fmt=cfg.fmt,
-            eval_batch_size=cfg.eval_batch_size,
-            progress=progress,
-        )
+        ta_lm = load_shared(cfg.ta, cfg.precision)
+        bs = cfg.train.eval_batch_size
+        student = lambda items: lm_student(lm, items, fmt=cfg.fmt, batch_size=bs)  # noqa: E731
         diag = {}
         uses_student = "sc" in cfg.signals or "ta_student" in cfg.signals
         # the pretrained student's dev accuracy is the same in every run: computed once (cached), not per run
-        zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
+        zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=bs)
         start = zero_dev
         steps = 0  # optimizer steps before the final stage (two-stage's warm-up)
         if method == "plain":
@@ -168,7 +162,14 @@ def run(
             stage1 = [pool[i] for i in perm[:n1]]
             rest = [pool[i] for i in perm[n1:]]
             d1 = annotate(T, stage1, dataset, progress=progress)
-            h1 = train(lm, _items(stage1, d1, cfg), start_dev_acc=zero_dev, **train_kw)
+            h1 = train(
+                student(_items(stage1, d1, cfg)),
+                cfg.train,
+                seed,
+                dev,
+                start_dev_acc=zero_dev,
+                progress=progress,
+            )
             # train() returns its dev-selected model: stage 2 starts there
             diag["warm"] = start = h1["best_dev_acc"]
             steps = h1["steps"]
@@ -178,7 +179,7 @@ def run(
                 n, diag["sc_parsed"] = need(sig, cfg.signals), sig["parsed"]
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
-                lm, start = load_model(cfg.student), zero_dev
+                lm, start = load_model(cfg.student, cfg.precision), zero_dev
         demos = annotate(T, chosen, dataset, progress=progress)
         weights = None
         if method != "plain" and "ta_teacher" in cfg.signals:
@@ -188,7 +189,7 @@ def run(
                 [d.text() for d in demos],
                 n_shots=cfg.ta_shots,
                 span=cfg.ta_span,
-                batch_size=cfg.eval_batch_size,
+                batch_size=bs,
             )
             weights = demo_weights(conf, cfg.use, filter_q=cfg.filter_q).tolist()
             right = [w for w, d in zip(weights, demos) if d.correct]
@@ -198,25 +199,20 @@ def run(
         items = _items(chosen, demos, cfg, weights)
         # equal compute: every method takes round(epochs x ceil(B / batch)) optimizer steps in all, whatever
         # its demonstrations without an answer dropped; two-stage's warm-up steps come out of its stage 2
-        target = round(cfg.epochs * math.ceil(B / cfg.batch_size))
-        per_epoch = max(1, math.ceil(len(items) / cfg.batch_size))
-        epochs = max(1, target - steps) / per_epoch
-        hist = train(lm, items, start_dev_acc=start, **{**train_kw, "epochs": epochs})
-        acc, correct = accuracy(lm, test, fmt=cfg.fmt, batch_size=cfg.eval_batch_size)
+        target = round(cfg.train.epochs * math.ceil(B / cfg.train.batch_size))
+        per_epoch = max(1, math.ceil(len(items) / cfg.train.batch_size))
+        final = replace(cfg.train, epochs=max(1, target - steps) / per_epoch)
+        r = train_and_test(student(items), final, seed, dev, test, start_dev_acc=start, progress=progress)
         kept = [
             d.answer is not None and (weights is None or w > 0)
             for d, w in zip(demos, weights or [1.0] * len(demos))
         ]
-        # trained: the dev-selected student beats the pretrained one on dev (every returned student trained)
-        trained = bool(hist["best_dev_acc"] > zero_dev)
         return {
-            "test_acc": acc,
-            "correct": correct,
+            **r,
             "zero_shot_dev": zero_dev,
-            "best_dev": hist["best_dev_acc"],
-            "best_epoch": hist["best_epoch"],
-            "trained": trained,
-            "steps": steps + hist["steps"],
+            # trained: the dev-selected student beats the pretrained one on dev
+            "trained": bool(r["best_dev"] > zero_dev),
+            "steps": steps + r["steps"],
             "teacher_acc_bought": float(np.mean([d.correct for d in demos])),
             # what the run learned from: the demonstrations bought, the teacher's answers and their weights
             "bought": stable_hash(
@@ -224,25 +220,27 @@ def run(
             ),
             "n_bought": len(demos),
             "n_trained": int(sum(kept)),
-            "seconds": time.time() - t0,
             **diag,
+            "seconds": time.time() - t0,
         }
 
     return cached_json("ta_run", key, compute, version=VERSION)
 
 
-def buy_pool(dataset: str, splits: dict, cfg: TARun, *, preset: str) -> None:
+def buy_pool(dataset: str, splits: dict, cfg: TARun) -> None:
     """The teacher's demonstrations for the whole pool, once per dataset before a grid fans out: every run
     then reads them from the teacher's cache instead of asking it in parallel. Only for teachers that cost
     nothing per question (simulated, local LM): an API teacher is asked per run, for the questions it buys."""
-    T = get_teacher(cfg.teacher, preset=preset, pool=splits["pool"])
+    T = get_teacher(cfg.teacher, cfg.teacher_settings, pool=splits["pool"])
     if not cfg.teacher.startswith("openai:"):
         annotate(T, splits["pool"], dataset)
 
 
-def ablation_grid(budget: int, epsilons: list[float]) -> list[tuple[str, str, str, dict]]:
-    """(group, label, method, TARun overrides) for notebook 13: signals, weighting vs filtering, ρ, K, B,
-    ε (the simulated teacher's error rates `epsilons`)."""
+def ablation_grid(P) -> list[tuple[str, str, str, dict]]:
+    """(group, label, method, TARun overrides) for notebook 13, from notebook parameters `P` (config section
+    "a"): signal subsets, weighting vs filtering (`ablation_uses`), ρ (`ablation_rhos`), K (`ablation_Ks`),
+    the budget times `ablation_budget_factors`, and ε (`ablation_epsilons`, the simulated hard teacher's
+    error rates)."""
     from itertools import combinations
 
     grid = [
@@ -250,13 +248,13 @@ def ablation_grid(budget: int, epsilons: list[float]) -> list[tuple[str, str, st
         for r in (1, 2, 3)
         for c in combinations(SIGNALS, r)
     ]
-    grid += [("use", u, "two_stage", {"use": u}) for u in ("weight", "filter")]
-    grid += [("rho", str(r), "two_stage", {"rho": r}) for r in (0.1, 0.2, 0.4)]
-    grid += [("K", str(k), "two_stage", {"K": k}) for k in (2, 4, 8)]
-    for b in (budget // 2, budget, budget * 2):
+    grid += [("use", u, "two_stage", {"use": u}) for u in P.ablation_uses]
+    grid += [("rho", str(r), "two_stage", {"rho": r}) for r in P.ablation_rhos]
+    grid += [("K", str(k), "two_stage", {"K": k}) for k in P.ablation_Ks]
+    for b in (max(1, round(P.budget * f)) for f in P.ablation_budget_factors):
         grid += [("budget", str(b), m, {"budget": b}) for m in ("plain", "two_stage")]
     # the controlled ε experiment: errors fall on the questions the reference model finds hardest
-    for eps in epsilons:
+    for eps in P.ablation_epsilons:
         grid += [
             ("epsilon", str(eps), m, {"teacher": f"simulated:{eps}:hard"}) for m in ("plain", "two_stage")
         ]

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import ReproError, cache_dir, check_choice, stable_hash
+from .config import TeacherSettings
 from .data import Example, format_number
 from .evaluation import option_scores
 from .prompts import answer_prompt, cot_prompt, demonstration, is_correct, parse_answer
@@ -106,7 +107,15 @@ class Teacher:
 
 class LMTeacher(Teacher):
     def __init__(
-        self, model_name: str, *, answer_by: str, max_new_tokens: int, n_shots: int, batch_size: int, lm=None
+        self,
+        model_name: str,
+        *,
+        answer_by: str,
+        max_new_tokens: int,
+        n_shots: int,
+        batch_size: int,
+        precision: str = "fp32",
+        lm=None,
     ):
         if answer_by not in ("generate", "options"):
             raise ReproError(f"unknown answer_by {answer_by!r}; valid: generate, options")
@@ -116,21 +125,20 @@ class LMTeacher(Teacher):
             max_new_tokens,
             n_shots,
         )
-        self.batch_size, self._lm = batch_size, lm  # loaded lazily: a full cache hit never loads the model
+        self.batch_size, self.precision = batch_size, precision
+        self._lm = lm  # loaded lazily: a full cache hit never loads the model
         self.name = f"lm-{model_name.replace('/', '--')}"
 
     def config(self) -> dict:
-        from .common import precision
-
         cfg = {"model": self.model_name, "answer_by": self.answer_by, "max_new_tokens": self.max_new_tokens}
-        return cfg if precision() == "fp32" else {**cfg, "precision": precision()}  # bf16 writes other text
+        return cfg if self.precision == "fp32" else {**cfg, "precision": self.precision}  # bf16: other text
 
     @property
     def lm(self):
         if self._lm is None:
             from .models import load_model
 
-            self._lm = load_model(self.model_name)
+            self._lm = load_model(self.model_name, self.precision)
         return self._lm
 
     def prompt(self, e: Example) -> str:
@@ -317,7 +325,11 @@ def reference_difficulty(lm, examples: list[Example], batch_size: int = 16) -> t
                 diff[e.id], plaus[e.id] = float(1 - np.exp(float(lp.mean()))), None
         return {"difficulty": diff, "plausible": plaus}
 
-    key = {"model": lm.name, "examples": stable_hash([e.to_dict() for e in examples], 20)}
+    key = {
+        "model": lm.name,
+        **({"precision": "bf16"} if lm.bf16 else {}),
+        "examples": stable_hash([e.to_dict() for e in examples], 20),
+    }
     r = cached_json("reference_difficulty", key, compute)
     return r["difficulty"], r["plausible"]
 
@@ -475,12 +487,10 @@ def _one_line(msg: str, secret: str) -> str:
 KINDS = {"simulated": "simulated:EPS", "lm": "lm:MODEL", "openai": "openai:MODEL"}
 
 
-def get_teacher(
-    spec: str, *, preset: str | None = None, pool: list[Example] | None = None, **kwargs
-) -> Teacher:
-    """'simulated:0.2[:random|hard]' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher; kwargs go to its
-    constructor. simulated ...:hard errs on the `pool` questions the preset's LM teacher finds least likely;
-    lm: `preset` supplies the generation settings of its `teachers` config section; openai: base_url defaults
+def get_teacher(spec: str, settings: TeacherSettings | None = None, *, pool=None, **kwargs) -> Teacher:
+    """'simulated:0.2[:random|hard]' | 'lm:gemma-3-270m' | 'openai:gpt-4o-mini' -> a teacher. `settings` (the
+    preset's, resolved by lib.config) say how an LM teacher answers and which model ranks the `pool` questions
+    of a simulated ...:hard teacher; kwargs go to the teacher's constructor and win. openai: base_url defaults
     to $OPENAI_BASE_URL or https://api.openai.com."""
     kind, _, arg = spec.partition(":")
     if kind not in KINDS or not arg:
@@ -495,29 +505,21 @@ def get_teacher(
             ) from None
         mode = check_choice("simulated teacher mode", mode or "random", SIM_MODES)
         if mode == "hard" and "difficulty" not in kwargs:
-            if pool is None or preset is None:
-                raise ReproError(
-                    f"{spec!r} needs its pool and a preset (whose LM teacher ranks the questions)"
-                )
-            from .config import get_preset
+            if pool is None or settings is None or settings.reference is None:
+                raise ReproError(f"{spec!r} needs its pool and a reference LM teacher to rank the questions")
             from .models import load_shared
 
-            ref = load_shared(
-                get_preset(preset)["models"]["teacher"]
-            )  # independent of the student and the TA
+            ref = load_shared(settings.reference, settings.precision)  # independent of the student and the TA
             kwargs["difficulty"], kwargs["plausible"] = reference_difficulty(ref, pool)
         return SimulatedTeacher(eps, mode=mode, **kwargs)
     if kind == "lm":
-        if preset is not None:  # the preset's LM teacher settings (notebook 10's), unless overridden
-            from .config import get_preset
-
-            cfg = get_preset(preset)
-            t = cfg["teachers"]
+        if settings is not None:
             kwargs = {
-                "answer_by": t["lm_answer_by"],
-                "max_new_tokens": t["lm_max_new_tokens"],
-                "n_shots": t["lm_shots"],
-                "batch_size": cfg["data"]["batch_size"],
+                "answer_by": settings.answer_by,
+                "max_new_tokens": settings.max_new_tokens,
+                "n_shots": settings.n_shots,
+                "batch_size": settings.batch_size,
+                "precision": settings.precision,
                 **kwargs,
             }
         return LMTeacher(arg, **kwargs)

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .common import bf16_training, cached_json, check_choice, seed_everything
-from .config import BTrain
+from .common import cached_json, check_choice, seed_everything
+from .config import Train
 from .data import Example
 from .prompts import demonstration, is_correct, parse_answer
 
@@ -312,27 +312,10 @@ def fit(
     return hist
 
 
-def train(
-    lm,
-    items: list[TrainItem],
-    *,
-    epochs: float,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    schedule: str,
-    dev: list[Example] | None = None,
-    fmt: str = "multitask",
-    eval_batch_size: int = 16,
-    dev_hints: list[str] | None = None,
-    start_dev_acc: float | None = None,
-    progress: bool = True,
-) -> dict:
-    """Fine-tune `lm` in place on `items` with dev selection (see `fit`).
-
-    `start_dev_acc`: the dev accuracy of `lm` as passed in, when the caller already knows it (the pretrained
-    student's is the same in every run and cached, see `start_dev_accuracy`; a warmed student's comes from its
-    warm-up); it skips one dev evaluation per call."""
+def lm_student(lm, items: list[TrainItem], *, fmt: str = "multitask", hints=None, batch_size: int = 16):
+    """An LM student as train_and_test needs it: its module, the loss of a batch of items (predict: and
+    explain: parts in length groups) and its accuracy on examples (`hints`: one per example scored, for the
+    hint method; dev and test get theirs through `score`'s own argument)."""
     import torch.distributed as dist
 
     # DDP expects one forward per backward, so several processes train without length groups
@@ -355,34 +338,96 @@ def train(
             )
         return loss
 
-    dev_score = None
-    if dev:
+    def score(examples, hints=None):
+        # scored on the bare module: a DDP wrapper has no `generate`, and scoring needs no gradient sync
+        wrapped = lm.model
+        lm.model = getattr(wrapped, "module", wrapped)
+        try:
+            return accuracy(lm, examples, fmt=fmt, batch_size=batch_size, hints=hints)
+        finally:
+            lm.model = wrapped
 
-        def dev_score():
-            # scored on the bare module: a DDP wrapper has no `generate`, and scoring needs no gradient sync
-            wrapped = lm.model
-            lm.model = getattr(wrapped, "module", wrapped)
-            try:
-                return accuracy(lm, dev, fmt=fmt, batch_size=eval_batch_size, hints=dev_hints)[0]
-            finally:
-                lm.model = wrapped
+    return Student(lm.model, len(items), batch_loss, score, on_prepared, getattr(lm, "name", "student"))
 
+
+@dataclass
+class Student:
+    """What training needs of a student, LM or encoder: the module trained in place, the loss of a batch of
+    item indices, and its (accuracy, per-question correctness) on a list of examples."""
+
+    module: torch.nn.Module
+    n_items: int
+    batch_loss: object
+    score: object
+    on_prepared: object = None
+    name: str = "student"
+
+
+def train(
+    student: Student,
+    cfg: Train,
+    seed: int,
+    dev: list[Example] | None = None,
+    *,
+    dev_hints: list[str] | None = None,
+    start_dev_acc: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train `student` in place as `cfg` says, with dev selection (see `fit`).
+
+    `start_dev_acc`: the dev accuracy of the student as passed in, when the caller already knows it (the
+    pretrained student's is the same in every run and cached, see `start_dev_accuracy`; a warmed student's
+    comes from its warm-up); it skips one dev evaluation per call."""
+    dev_score = (lambda: student.score(dev, dev_hints)[0]) if dev else None
     return fit(
-        lm.model,
-        len(items),
-        batch_loss,
+        student.module,
+        student.n_items,
+        student.batch_loss,
         dev_score,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
         seed=seed,
-        schedule=schedule,
+        schedule=cfg.schedule,
         start_score=start_dev_acc,
-        on_prepared=on_prepared,
-        bf16=bf16_training(),
+        warmup_frac=cfg.warmup_frac,
+        on_prepared=student.on_prepared,
+        bf16=cfg.bf16,
         progress=progress,
-        desc=f"train {lm.name}",
+        desc=f"train {student.name}",
     )
+
+
+def train_and_test(
+    student: Student,
+    cfg: Train,
+    seed: int,
+    dev: list[Example],
+    test: list[Example],
+    *,
+    start_dev_acc: float | None = None,
+    dev_hints: list[str] | None = None,
+    test_hints: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """The one train-then-test of every student: train with dev selection, then score the selected student
+    on test once. The result's fields are defined here, for the LM and the encoder students alike."""
+    hist = train(student, cfg, seed, dev, dev_hints=dev_hints, start_dev_acc=start_dev_acc, progress=progress)
+    acc, correct = student.score(test, test_hints)
+    return {
+        "test_acc": acc,
+        "correct": [bool(c) for c in correct],
+        "zero_shot_dev": hist["dev_acc"][0] if dev else float("nan"),  # epoch 0: the weights passed in
+        "best_dev": hist["best_dev_acc"],
+        "best_epoch": hist["best_epoch"],
+        # trained: the dev-selected (trained) student beats the one passed in on dev
+        "trained": bool(hist["beat_start"]),
+        "steps": hist["steps"],
+        "dev_curve": hist["dev_acc"],
+        "loss_first": hist["loss"][:3],
+        "loss_last": hist["loss"][-3:],
+        "seconds": hist["seconds"],
+    }
 
 
 def start_dev_accuracy(
@@ -397,6 +442,7 @@ def start_dev_accuracy(
     """Dev accuracy of the freshly loaded pretrained `student` (`lm`, not yet trained): identical in every run
     on the same dev split, so computed once and cached instead of at the start of every training run."""
     key = {"student": student, "fmt": fmt, "dev": [e.id for e in dev], "hints": hints}
+    key.update({"precision": "bf16"} if lm.bf16 else {})
     return cached_json(
         "start_dev", key, lambda: accuracy(lm, dev, fmt=fmt, batch_size=batch_size, hints=hints)[0]
     )
@@ -410,14 +456,15 @@ def finetune_and_test(
     *,
     key: dict,
     seed: int,
-    train_cfg: BTrain,
+    cfg: Train,
+    precision: str = "fp32",
     fmt: str = "multitask",
     test_hints: list[str] | None = None,
     dev_hints: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Fresh student -> train with dev selection -> test accuracy; the result (not the weights) is cached
-    under `key` (+ the training parameters), so a rerun or a resumed run recomputes nothing."""
+    """A fresh LM student -> train_and_test; the result (not the weights) is cached under `key` (the run's
+    config object and what it trained on), so a rerun or a resumed run recomputes nothing."""
     from .models import load_model
 
     full_key = {
@@ -425,7 +472,8 @@ def finetune_and_test(
         "student": student,
         "fmt": fmt,
         "seed": seed,
-        "train": asdict(train_cfg),
+        "train": asdict(cfg),
+        **({"precision": precision} if precision != "fp32" else {}),
         "items": [[i.id, [(p.prompt, p.target, round(p.weight, 6)) for p in i.parts]] for i in items],
         "dev": [e.id for e in dev],
         "test": [e.id for e in test],
@@ -434,41 +482,22 @@ def finetune_and_test(
     }
 
     def compute():
-        lm = load_model(student)
+        lm = load_model(student, precision)
         lm.name = student
-        bs = train_cfg.eval_batch_size
+        bs = cfg.eval_batch_size
         start = start_dev_accuracy(lm, student, dev, fmt=fmt, hints=dev_hints, batch_size=bs) if dev else None
-        hist = train(
-            lm,
-            items,
-            epochs=train_cfg.epochs,
-            lr=train_cfg.lr,
-            batch_size=train_cfg.batch_size,
-            schedule=train_cfg.schedule,
-            seed=seed,
-            dev=dev,
-            fmt=fmt,
-            eval_batch_size=bs,
-            dev_hints=dev_hints,
+        s = lm_student(lm, items, fmt=fmt, batch_size=bs)
+        r = train_and_test(
+            s,
+            cfg,
+            seed,
+            dev,
+            test,
             start_dev_acc=start,
+            dev_hints=dev_hints,
+            test_hints=test_hints,
             progress=progress,
         )
-        zero_dev = hist["dev_acc"][0] if dev else float("nan")  # epoch 0 = the untrained student
-        acc_test, correct = accuracy(lm, test, fmt=fmt, hints=test_hints, batch_size=bs)
-        return {
-            "test_acc": acc_test,
-            "correct": correct,
-            "zero_shot_dev": zero_dev,
-            "best_dev": hist["best_dev_acc"],
-            "best_epoch": hist["best_epoch"],
-            # trained: the dev-selected (trained) student beats the pretrained one on dev
-            "trained": bool(hist["beat_start"]),
-            "steps": hist["steps"],
-            "dev_curve": hist["dev_acc"],
-            "loss_first": hist["loss"][:3],
-            "loss_last": hist["loss"][-3:],
-            "seconds": hist["seconds"],
-            "n_items": len(items),
-        }
+        return {**r, "n_items": len(items)}
 
     return cached_json("finetune", full_key, compute, version=FINETUNE_VERSION)

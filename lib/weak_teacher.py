@@ -13,11 +13,13 @@ where the two papers' cores meet: neither imports the other.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from .attribution import teacher_option_scores
 from .common import check_choice
-from .config import BTrain, run_preset
+from .config import BRun
 from .models import load_shared
 from .rationales import Rationales
 from .signals import demo_weights, ta_confidence
@@ -31,7 +33,9 @@ def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int, ta
     right, and the TA's confidence in its answer."""
     pred = [int(np.argmax(s)) for s in teacher_option_scores(R.lm, examples, progress=R.progress)]
     answers = [e.choices[i] for e, i in zip(examples, pred)]
-    conf = ta_confidence(load_shared(ta_model), examples, answers, n_shots=ta_shots, span=ta_span)
+    conf = ta_confidence(
+        load_shared(ta_model, R.cfg.precision), examples, answers, n_shots=ta_shots, span=ta_span
+    )
     return {
         "answers": answers,
         "words": R.words(examples, "predicted"),
@@ -41,18 +45,7 @@ def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int, ta
 
 
 def run(
-    variant: str,
-    dataset: str,
-    splits: dict,
-    R: Rationales,
-    sig: dict,
-    *,
-    student: str,
-    seed: int,
-    preset: str,
-    train: BTrain,
-    alpha: float,
-    filter_q: float,
+    variant: str, dataset: str, splits: dict, cfg: BRun, sig: dict, *, seed: int, filter_q: float
 ) -> dict:
     """A student taught only by the weak teacher; `sig` = teacher_signals(...) on splits["pool"]."""
     check_choice("variant", variant, VARIANTS)
@@ -66,18 +59,18 @@ def run(
     if variant == "ft_teacher":
         items = make_items(pool, sig["answers"], [None] * len(pool), fmt="answer_only")
     else:
-        items = make_items(pool, sig["answers"], sig["words"], alpha=alpha, weights=weights)
+        items = make_items(pool, sig["answers"], sig["words"], alpha=cfg.alpha, weights=weights)
     key = {
         "paper": "B-weak",
         "variant": variant,
         "dataset": dataset,
         "seed": seed,
-        "preset": run_preset(preset),
-        "alpha": alpha,
         "filter_q": filter_q,
-        **R.key(),
+        "cfg": asdict(cfg),
     }
     fmt = "answer_only" if variant == "ft_teacher" else "multitask"
-    r = finetune_and_test(student, items, dev, test, key=key, fmt=fmt, seed=seed, train_cfg=train)
+    r = finetune_and_test(
+        cfg.student, items, dev, test, key=key, fmt=fmt, seed=seed, cfg=cfg.train, precision=cfg.precision
+    )
     kept = [w > 0 for w in weights] if weights else [True] * len(pool)
     return {**r, "teacher_acc_trained": float(np.mean([c for c, k in zip(sig["correct"], kept) if k]))}

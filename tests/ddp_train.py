@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from lib import data, training
+from lib.config import Train
 from lib.models import load_model
 
 torch.set_num_threads(1)
@@ -18,17 +19,8 @@ batch_size, out = int(sys.argv[1]), sys.argv[2]
 s = data.load_splits("gsm8k", "smoke", caps={"pool": 16, "dev": 4, "test": 4})
 items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
 lm = load_model("tiny-llama")
-hist = training.train(
-    lm,
-    items,
-    epochs=2,
-    lr=3e-3,
-    batch_size=batch_size,
-    seed=0,
-    schedule="linear",
-    dev=s["dev"],
-    progress=False,
-)
+cfg = Train(epochs=2, lr=3e-3, batch_size=batch_size, schedule="linear", eval_batch_size=16, bf16=False)
+hist = training.train(training.lm_student(lm, items), cfg, seed=0, dev=s["dev"], progress=False)
 loss = torch.tensor(hist["loss"])
 if dist.is_available() and dist.is_initialized():
     dist.all_reduce(loss)

@@ -20,7 +20,7 @@ def test_every_preset_fills_every_notebook_section(monkeypatch):
         ):
             assert config.params(name, *sections).preset == name
         config.ta_run(config.params(name, "a"))
-        config.b_train(config.params(name, "b"))
+        config.b_run(config.params(name, "b"))
         config.encoder_run(config.params(name, "b", "encoder"))
 
 
@@ -78,3 +78,39 @@ def test_offline_full_shares_offline_data_and_cache_keys(monkeypatch):
     assert set(off["a"]["seeds"]) < set(full["a"]["seeds"]) and len(full["a"]["seeds"]) >= 5
     assert set(off["b"]["methods"]) < set(full["b"]["methods"])
     assert data.asset_root("offline_full") == data.asset_root("offline")
+
+
+def test_a_setting_travels_notebook_config_run_config_one_training_function(monkeypatch, tmp_path):
+    """Paper A's `lr` and paper B's `alpha` / `lr`, given as notebook parameters, reach the one training
+    function through the run config alone (no bag, no re-read of the preset), and the run's cache key is
+    its config."""
+    from lib import data, rationales, ta_loop, training
+
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    seen = []
+    real = training.train
+
+    def spy(student, cfg, seed, dev=None, **kw):
+        seen.append(cfg)
+        return real(student, cfg, seed, dev, **kw)
+
+    monkeypatch.setattr(training, "train", spy)
+    monkeypatch.setattr(ta_loop, "train", spy)
+    s = data.load_splits("boolq", "smoke", caps={"pool": 12, "dev": 4, "test": 4})
+    P = config.params("smoke", "a", lr=0.0123, budget=4, K=2)
+    cfg = config.ta_run(P, epochs=1)
+    assert cfg.train.lr == 0.0123 and cfg.precision == P.precision
+    ta_loop.run("plain", "boolq", s, cfg, seed=0, progress=False)
+    assert [c.lr for c in seen] == [0.0123]
+    Pb = config.params("smoke", "b", lr=0.0456, alpha=0.3)
+    bcfg = config.b_run(Pb, epochs=1)
+    assert bcfg.alpha == 0.3 and bcfg.train.lr == 0.0456
+    seen.clear()
+    rationales.run("ft", "boolq", s, bcfg, seed=0)
+    assert [c.lr for c in seen] == [0.0456]
+    # the same run again is a cache hit: nothing trains
+    seen.clear()
+    rationales.run("ft", "boolq", s, bcfg, seed=0)
+    ta_loop.run("plain", "boolq", s, cfg, seed=0, progress=False)
+    assert seen == []

@@ -3,7 +3,7 @@ import torch
 
 from lib import encoder as E
 from lib.common import CACHE_STATS, ReproError
-from lib.config import EncoderRun
+from lib.config import EncoderRun, Train
 from lib.data import Example
 
 
@@ -24,7 +24,10 @@ EXS = [
     ),
 ]
 WORDS = [["cold", "fridge"], ["nectar,", "Honey"], ["sky", "blue"]]
-RUN = EncoderRun(epochs=1, lr=5e-5, batch_size=2, max_len=64)
+TRAIN = Train(
+    epochs=1, lr=5e-5, batch_size=2, schedule="constant", eval_batch_size=16, bf16=False, warmup_frac=0.0
+)
+RUN = EncoderRun(encoder="tiny-bert", precision="fp32", max_len=64, train=TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -86,30 +89,30 @@ def test_train_and_test_is_cached_and_checks_its_inputs(monkeypatch, tmp_path):
     from lib import common
 
     monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)  # a cold cache of our own
-    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, run=RUN, progress=False)
-    a = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, **kw)
+    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, progress=False)
+    a = E.train_and_test(RUN, EXS, EXS[:2], EXS, **kw)
     hits = CACHE_STATS["encoder_student:hit"]
-    b = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, **kw)
+    b = E.train_and_test(RUN, EXS, EXS[:2], EXS, **kw)
     assert a == b and CACHE_STATS["encoder_student:hit"] == hits + 1
     assert len(a["correct"]) == 3 and a["best_dev"] >= a["zero_shot_dev"]
     with pytest.raises(ReproError, match="needs the teacher"):
-        E.train_and_test("tiny-bert", EXS, EXS, EXS, **{**kw, "words": None})
+        E.train_and_test(RUN, EXS, EXS, EXS, **{**kw, "words": None})
     with pytest.raises(ReproError, match="lam must be"):
-        E.train_and_test("tiny-bert", EXS, EXS, EXS, **{**kw, "lam": -1})
+        E.train_and_test(RUN, EXS, EXS, EXS, **{**kw, "lam": -1})
 
 
 def test_selected_tag_probs_equal_the_selected_models_and_a_rerun_does_not_retrain(monkeypatch, tmp_path):
     from lib import common
 
     monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)
-    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1}, run=RUN)
-    _, model, tok = E.train_and_test("tiny-bert", EXS, EXS[:2], EXS, return_model=True, progress=False, **kw)
+    kw = dict(words=WORDS, lam=0.5, seed=0, key={"t": 1})
+    _, model, tok = E.train_and_test(RUN, EXS, EXS[:2], EXS, return_model=True, progress=False, **kw)
     want = E.tag_probs(model, tok, EXS[2], max_len=RUN.max_len)
-    got = E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw)
+    got = E.selected_tag_probs(RUN, EXS, EXS[:2], EXS, EXS[2], **kw)
     assert [w for w, _ in got] == [w for w, _ in want] and [p for _, p in got] == pytest.approx(
         [p for _, p in want], abs=1e-6
     )
     monkeypatch.setattr(
         E, "train_and_test", lambda *a, **k: pytest.fail("a cached figure retrained the encoder")
     )
-    assert E.selected_tag_probs("tiny-bert", EXS, EXS[:2], EXS, EXS[2], **kw) == got
+    assert E.selected_tag_probs(RUN, EXS, EXS[:2], EXS, EXS[2], **kw) == got

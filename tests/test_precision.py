@@ -1,11 +1,15 @@
-"""One precision setting (lib.common.precision): bf16 autocast agrees with fp32, keeps its own cache entries,
-leaves no wrapper on a trained model, and falls back to fp32 where the hardware has no bf16 units."""
+"""One precision setting, resolved once by lib.config and carried by the run's config: bf16 autocast agrees
+with fp32, keeps its own cache entries, leaves no wrapper on a trained model, and falls back to fp32 where
+the hardware has no bf16 units."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 
-from lib import common, data, training
-from lib.common import ReproError, cached_json
+from lib import config, data, training
+from lib.common import ReproError
+from lib.config import Train
 from lib.models import load_model
 
 PROMPTS = ["Question: Which is a fruit?\nAnswer:", "Question: Is the sky blue?\nAnswer:"]
@@ -13,21 +17,21 @@ CONTS = [" apple", " yes"]
 
 
 def _lm(monkeypatch, precision):
-    monkeypatch.setenv("DISTILL_PRECISION", precision)
-    return load_model("tiny-llama")
+    return load_model("tiny-llama", precision)
 
 
-def test_auto_resolves_by_hardware_and_unset_means_fp32(monkeypatch):
-    monkeypatch.delenv("DISTILL_PRECISION", raising=False)
-    assert common.precision() == "fp32"
-    monkeypatch.setenv("DISTILL_PRECISION", "auto")
-    monkeypatch.setattr(common, "bf16_hardware", lambda: False)
-    assert common.precision() == "fp32"  # fallback on a CPU without bf16 units
-    monkeypatch.setattr(common, "bf16_hardware", lambda: True)
-    assert common.precision() == "bf16"
-    monkeypatch.setenv("DISTILL_PRECISION", "fp8")
+def test_auto_resolves_by_hardware_once_in_config(monkeypatch):
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)  # make test sets it for the notebooks
+    monkeypatch.setattr(config, "bf16_hardware", lambda: False)
+    assert config.resolve_precision("auto") == "fp32"  # fallback on a CPU without bf16 units
+    assert config.params("offline", "a").precision == "fp32"  # offline asks for auto
+    monkeypatch.setattr(config, "bf16_hardware", lambda: True)
+    assert config.resolve_precision("auto") == "bf16"
+    P = config.params("offline", "a")
+    assert P.precision == config.ta_run(P).precision == config.b_run(config.params("offline", "b")).precision
+    assert config.resolve_precision("fp32") == "fp32"
     with pytest.raises(ReproError, match="unknown precision 'fp8'"):
-        common.precision()
+        config.resolve_precision("fp8")
 
 
 def test_bf16_scores_agree_with_fp32_on_a_tiny_model(monkeypatch):
@@ -44,48 +48,50 @@ def test_bf16_scores_agree_with_fp32_on_a_tiny_model(monkeypatch):
 
 
 def test_two_precisions_never_share_a_cache_entry(monkeypatch, tmp_path):
+    """A run's precision is part of its config, hence of its cache key: the same run at fp32 and bf16
+    computes twice, and again at fp32 hits the first entry."""
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
-    calls = []
+    s = data.load_splits("boolq", "smoke", caps={"pool": 8, "dev": 4, "test": 4})
+    items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [None] * 8, fmt="answer_only")
+    cfg = Train(epochs=1, lr=1e-3, batch_size=4, schedule="linear", eval_batch_size=8, bf16=False)
+    kw = dict(key={"t": 1}, seed=0, cfg=cfg, fmt="answer_only", progress=False)
+    before = len(list(tmp_path.rglob("finetune/*.json")))
     for p in ("fp32", "bf16", "fp32"):
-        monkeypatch.setenv("DISTILL_PRECISION", p)
-        cached_json("probe", {"x": 1}, lambda p=p: calls.append(p) or p)
-    assert calls == ["fp32", "bf16"]  # the second fp32 call is a hit on the first, not on bf16's entry
+        training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], precision=p, **kw)
+    assert len(list(tmp_path.rglob("finetune/*.json"))) - before == 2
+
+
+CFG = Train(epochs=1, lr=3e-3, batch_size=4, schedule="linear", eval_batch_size=8, bf16=False)
 
 
 def _curve(monkeypatch, precision, bf16_training):
-    monkeypatch.setenv("DISTILL_BF16_TRAINING", "1" if bf16_training else "0")
     s = data.load_splits("boolq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     lm = _lm(monkeypatch, precision)
-    return training.train(
-        lm, items, epochs=1, lr=3e-3, batch_size=4, seed=0, schedule="linear", progress=False
-    )
+    student = training.lm_student(lm, items)
+    return training.train(student, replace(CFG, bf16=bf16_training), seed=0, progress=False)
 
 
-def test_bf16_inference_trains_in_fp32_unless_bf16_training_is_on(monkeypatch, tmp_path):
+def test_bf16_inference_trains_in_fp32_unless_bf16_training_is_on(monkeypatch):
     fp32 = _curve(monkeypatch, "fp32", False)["loss"]
     assert _curve(monkeypatch, "bf16", False)["loss"] == fp32  # bf16 scoring, fp32 training
-    assert _curve(monkeypatch, "fp32", True)["loss"] == fp32  # the flag needs precision bf16
     assert _curve(monkeypatch, "bf16", True)["loss"] != fp32
-    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
-    monkeypatch.setenv("DISTILL_PRECISION", "bf16")
-    calls = []
-    for flag in ("0", "1", "0"):
-        monkeypatch.setenv("DISTILL_BF16_TRAINING", flag)
-        cached_json("probe", {"x": 1}, lambda f=flag: calls.append(f) or f)
-    assert calls == ["0", "1"]  # a run trained in bf16 never shares an entry with one trained in fp32
+    # config turns bf16 training on only where every forward is bf16
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)
+    for hw, flag, on in ((False, True, False), (True, True, True), (True, False, False)):
+        monkeypatch.setattr(config, "bf16_hardware", lambda hw=hw: hw)
+        P = config.params("offline", "b", "run", bf16_training=flag)
+        assert config.train_cfg(P).bf16 is on
 
 
 def test_bf16_training_learns_as_fp32_and_returns_a_bare_model(monkeypatch):
     s = data.load_splits("boolq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    monkeypatch.setenv("DISTILL_BF16_TRAINING", "1")
     last, curves = {}, {}
     for p in ("fp32", "bf16"):
         lm = _lm(monkeypatch, p)
-        hist = training.train(
-            lm, items, epochs=3, lr=3e-3, batch_size=4, seed=0, schedule="linear", progress=False
-        )
+        cfg = replace(CFG, epochs=3, bf16=p == "bf16")
+        hist = training.train(training.lm_student(lm, items), cfg, seed=0, progress=False)
         last[p], curves[p] = sum(hist["loss"][-3:]) / 3, hist["loss"]
         assert hist["loss"][-1] < hist["loss"][0]
         assert all(q.dtype == torch.float32 for q in lm.model.parameters())  # fp32 master weights

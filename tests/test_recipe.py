@@ -96,9 +96,9 @@ def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_ca
             | {"verdict": "learns"},
         ]
     )
-    monkeypatch.setenv("DISTILL_PRECISION", "fp32")
+    P.precision = "fp32"
     assert recipe.precision_check(P, chosen) is None
-    monkeypatch.setenv("DISTILL_PRECISION", "bf16")
+    P.precision = "bf16"
     runs = recipe.precision_check(P, chosen)
     for labels in ("gold", "shuffled"):
         r = runs[runs.labels == labels]

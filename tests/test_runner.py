@@ -6,7 +6,7 @@ import pytest
 
 from lib import data, runner, training
 from lib.common import CACHE_STATS, ReproError, cache_dir
-from lib.config import BTrain
+from lib.config import Train
 from lib.models import load_model
 from lib.runner import run_grid
 
@@ -37,7 +37,7 @@ def calls():
             test=s["test"],
             key={"test": "runner"},
             seed=seed,
-            train_cfg=BTrain(epochs=1, lr=lr, batch_size=4, eval_batch_size=16, schedule="linear"),
+            cfg=Train(epochs=1, lr=lr, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False),
             progress=False,
         )
         for seed in (0, 1)

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from lib import config
 from lib import teachers as T
 from lib.common import ReproError
 from lib.data import Example, load_dataset
@@ -369,7 +370,8 @@ def test_get_teacher_specs():
         isinstance(T.get_teacher("simulated:0.2"), T.SimulatedTeacher)
         and T.get_teacher("simulated:0.2").error_rate == 0.2
     )
-    assert isinstance(T.get_teacher("lm:gemma-3-270m", preset="offline"), T.LMTeacher)  # lazy: nothing loaded
+    settings = config.params("offline", "teachers").teacher_settings
+    assert isinstance(T.get_teacher("lm:gemma-3-270m", settings), T.LMTeacher)  # lazy: nothing loaded
     assert isinstance(T.get_teacher("openai:gpt-4o-mini", base_url="http://x"), T.OpenAITeacher)
     with pytest.raises(
         ReproError, match="unknown teacher 'gpt:4'; valid kinds: simulated:EPS, lm:MODEL, openai:MODEL"

@@ -1,7 +1,7 @@
 import torch
 
 from lib import data, training
-from lib.config import BTrain
+from lib.config import Train
 from lib.models import load_model
 from lib.training import make_items, train
 
@@ -77,17 +77,8 @@ def test_training_lowers_loss_is_deterministic_and_selects_on_dev():
     runs = []
     for _ in range(2):
         lm = load_model("tiny-llama")
-        hist = train(
-            lm,
-            items,
-            epochs=3,
-            lr=3e-3,
-            batch_size=4,
-            seed=0,
-            schedule="linear",
-            dev=s["dev"],
-            progress=False,
-        )
+        cfg = Train(epochs=3, lr=3e-3, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False)
+        hist = train(training.lm_student(lm, items), cfg, 0, s["dev"], progress=False)
         runs.append((hist, lm.model.state_dict()))
     hist = runs[0][0]
     assert sum(hist["loss"][-4:]) / 4 < sum(hist["loss"][:4]) / 4
@@ -116,9 +107,10 @@ def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkey
     s = _splits()
     ex = s["pool"]
     items = make_items(ex, [e.answer for e in ex], [e.rationale for e in ex])
-    kw = dict(epochs=2, lr=3e-3, batch_size=4, seed=0, schedule="linear", dev=s["dev"], progress=False)
+    cfg = Train(epochs=2, lr=3e-3, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False)
+    kw = dict(seed=0, dev=s["dev"], progress=False)
     lm = load_model("tiny-llama")
-    ref = train(lm, items, **kw)
+    ref = train(training.lm_student(lm, items), cfg, **kw)
     lm2 = load_model("tiny-llama")
     start = training.start_dev_accuracy(lm2, "tiny-llama", s["dev"])
     assert start == ref["dev_acc"][0]
@@ -127,7 +119,7 @@ def test_cached_start_dev_accuracy_changes_nothing_but_the_work(tmp_path, monkey
     assert training.start_dev_accuracy(lm2, "tiny-llama", s["dev"]) == start and not calls  # cache hit
     monkeypatch.undo()
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
-    hist = train(lm2, items, start_dev_acc=start, **kw)
+    hist = train(training.lm_student(lm2, items), cfg, start_dev_acc=start, **kw)
     assert hist["dev_acc"] == ref["dev_acc"] and hist["loss"] == ref["loss"]
     assert all(
         torch.equal(a, b) for a, b in zip(lm.model.state_dict().values(), lm2.model.state_dict().values())
@@ -143,7 +135,7 @@ def test_a_run_whose_training_does_not_beat_the_pretrained_student_returns_a_tra
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     kw = dict(
-        train_cfg=BTrain(epochs=2, lr=0.0, batch_size=4, eval_batch_size=16, schedule="linear"),
+        cfg=Train(epochs=2, lr=0.0, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False),
         progress=False,
     )
     r = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **kw)
@@ -157,9 +149,9 @@ def _ta_run_spies(monkeypatch):
     from lib import ta_loop
 
     seen = {"students": [], "tas": [], "samples": []}
-    real_train, real_conf, real_sc = ta_loop.train, ta_loop.ta_confidence, ta_loop.self_consistency
+    real_student, real_conf, real_sc = ta_loop.lm_student, ta_loop.ta_confidence, ta_loop.self_consistency
     monkeypatch.setattr(
-        ta_loop, "train", lambda lm, *a, **k: seen["students"].append(lm) or real_train(lm, *a, **k)
+        ta_loop, "lm_student", lambda lm, *a, **k: seen["students"].append(lm) or real_student(lm, *a, **k)
     )
     monkeypatch.setattr(
         ta_loop, "ta_confidence", lambda ta, *a, **k: seen["tas"].append(ta) or real_conf(ta, *a, **k)
@@ -182,7 +174,7 @@ def test_the_ta_is_frozen_and_never_the_student(tmp_path, monkeypatch):
     seen = _ta_run_spies(monkeypatch)
     s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=2, epochs=1)
-    r = ta_loop.run("two_stage", "sciq", s, cfg, seed=0, preset="smoke", progress=False)
+    r = ta_loop.run("two_stage", "sciq", s, cfg, seed=0, progress=False)
     assert seen["tas"] and len(seen["students"]) == 2 and r["steps"] > 0  # warm-up and stage 2 trained
     assert all(ta is not st for ta in seen["tas"] for st in seen["students"])
     ta, fresh = seen["tas"][0], load_model("tiny-llama")
@@ -200,7 +192,7 @@ def test_every_method_takes_the_same_optimizer_steps(tmp_path, monkeypatch):
     s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=12, K=2, epochs=2, batch_size=4)
     steps = {
-        m: ta_loop.run(m, "sciq", s, cfg, seed=0, preset="smoke", progress=False)["steps"]
+        m: ta_loop.run(m, "sciq", s, cfg, seed=0, progress=False)["steps"]
         for m in ("plain", "one_stage", "two_stage")
     }
     assert steps == {"plain": 6, "one_stage": 6, "two_stage": 6}  # 2 epochs x 12 demonstrations / 4
@@ -214,7 +206,7 @@ def test_every_seed_draws_its_own_student_samples(tmp_path, monkeypatch):
     s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=3, epochs=1)
     for seed in (0, 1):
-        ta_loop.run("one_stage", "sciq", s, cfg, seed=seed, preset="smoke", progress=False)
+        ta_loop.run("one_stage", "sciq", s, cfg, seed=seed, progress=False)
     assert len(seen["samples"]) == 2 and seen["samples"][0] != seen["samples"][1]
 
 
@@ -228,8 +220,8 @@ def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monke
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "runs"))
     real = models.load_model
 
-    def with_eos(name, **kw):
-        lm = real(name, **kw)
+    def with_eos(name, *a, **kw):
+        lm = real(name, *a, **kw)
         eos = lm.tok.eos_token
         lm.tok.backend_tokenizer.post_processor = TemplateProcessing(
             single=f"$A {eos}", special_tokens=[(eos, lm.tok.eos_token_id)]
@@ -241,9 +233,9 @@ def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monke
     assert lm.prompt_ids("predict: x")[-1] == lm.tok.eos_token_id  # an encoder input keeps its </s>
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
-    cfg = BTrain(epochs=3, lr=3e-3, batch_size=4, eval_batch_size=8, schedule="linear")
+    cfg = Train(epochs=3, lr=3e-3, batch_size=4, schedule="linear", eval_batch_size=8, bf16=False)
     r = training.finetune_and_test(
-        "tiny-t5", items, s["dev"], s["test"], key={"t": "t5"}, seed=0, train_cfg=cfg, progress=False
+        "tiny-t5", items, s["dev"], s["test"], key={"t": "t5"}, seed=0, cfg=cfg, progress=False
     )
     assert r["loss_last"][-1] < r["loss_first"][0]  # it learned
     assert len(r["dev_curve"]) == 4 and r["best_dev"] == max(
@@ -258,7 +250,7 @@ def test_a_paper_a_run_with_the_hard_simulated_teacher(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
     s = data.load_splits("commonsense_qa", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
     cfg = config.ta_run(config.params("smoke", "a"), teacher="simulated:0.5:hard", budget=16, K=2, epochs=1)
-    r = ta_loop.run("plain", "commonsense_qa", s, cfg, seed=0, preset="smoke", progress=False)
+    r = ta_loop.run("plain", "commonsense_qa", s, cfg, seed=0, progress=False)
     assert r["teacher_acc_bought"] == 0.5  # all 16 pool questions bought, the hardest 8 answered wrong
 
 
@@ -281,10 +273,8 @@ def test_no_two_signal_settings_of_the_ablation_give_the_same_run(tmp_path, monk
     P = config.params("smoke", "a")
     s = data.load_splits("commonsense_qa", "smoke", caps=P.caps)
     runs = {
-        label: ta_loop.run(
-            m, "commonsense_qa", s, config.ta_run(P, **over), seed=0, preset="smoke", progress=False
-        )
-        for group, label, m, over in ta_loop.ablation_grid(P.budget, P.ablation_epsilons)
+        label: ta_loop.run(m, "commonsense_qa", s, config.ta_run(P, **over), seed=0, progress=False)
+        for group, label, m, over in ta_loop.ablation_grid(P)
         if group == "signals"
     }
     assert len(runs) == 7 and len({r["bought"] for r in runs.values()}) == 7, {
