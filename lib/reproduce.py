@@ -8,13 +8,19 @@ time, appends per-notebook times to results/<preset>/run_log.csv and writes them
 to results/<preset>/run_times.md.
 
 A notebook whose executed copy is up to date is not run again (as `make` does): this machine computed that
-copy, without error, at this preset, from the same notebook and the same code. The copy's metadata holds a
-fingerprint of the notebook, lib/ and the pinned requirements plus the id of the run that wrote it; a local
-record under the cache (<cache>/executed/<preset>/<notebook>.json, ignored by git) holds the same two, written
-when the run finishes here. Committed executed copies are there to read: a fresh clone has no record, so it
-computes every notebook. Everything after the first notebook that does run is run too, since it may read that
-notebook's CSVs. `--force` (`FORCE=1 make reproduce`) runs every notebook. The expensive steps come from the
-caches, so an interrupted run resumes where it stopped.
+copy, without error, at this preset, from the same notebook and the same code, and every other notebook's CSV
+it read is as it was then. The copy's metadata holds a fingerprint of the notebook, lib/ and the pinned
+requirements, the id of the run that wrote it and the hash of every file it read (lib.provenance); a local
+record under the cache (<cache>/executed/<preset>/<notebook>.json, ignored by git) holds the fingerprint and
+run id, written when the run finishes here. Committed executed copies are there to read: a fresh clone has no
+record, so it computes every notebook. Everything after the first notebook that does run is run too, since it
+may read that notebook's CSVs. `--force` (`FORCE=1 make reproduce`) runs every notebook. The expensive steps
+come from the caches, so an interrupted run resumes where it stopped.
+
+After each notebook, every file it wrote in results/<preset>/ is recorded in results/<preset>/provenance.json
+(commit, configuration hash, inputs read: lib.provenance), and the files named after it that this run did not
+write, left by an earlier run under another configuration or code, are removed. The run log records the
+configuration hash of each run; run_times.md times only runs of the current configuration.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
+from . import provenance
 from .common import ROOT, atomic_path, cache_dir, read_json, results_dir, write_json
 
 KERNEL = "distill-repro"
@@ -57,31 +64,49 @@ def record_path(preset: str, nb: str) -> Path:
     return cache_dir() / "executed" / preset / f"{Path(nb).stem}.json"
 
 
-def up_to_date(dest: Path, fp: str, html: bool, record: Path) -> bool:
-    """The executed copy has this fingerprint, and this machine's record says its run wrote that copy."""
+def copy_meta(dest: Path) -> dict | None:
+    """What the executed copy records of the run that wrote it; None for an unreadable copy (killed
+    mid-write) or none."""
     import nbformat
 
+    try:
+        return nbformat.read(str(dest), as_version=4).metadata.get(META, {})
+    except Exception:
+        return None
+
+
+def changed_inputs(dest: Path) -> list[str]:
+    """The files the executed copy's run read that have changed since (another notebook reran)."""
+    meta = copy_meta(dest) if dest.exists() else None
+    return provenance.changed_inputs((meta or {}).get("inputs", {}), dest.parent)
+
+
+def up_to_date(dest: Path, fp: str, html: bool, record: Path) -> bool:
+    """The executed copy has this fingerprint, this machine's record says its run wrote that copy, and every
+    file that run read is unchanged."""
     if not dest.exists() or (html and not dest.with_suffix(".html").exists()):
         return False
+    meta = copy_meta(dest)
     try:
-        meta = nbformat.read(str(dest), as_version=4).metadata.get(META, {})
         rec = read_json(record)
-    except Exception:  # unreadable copy (killed mid-write), or no record: run it again
+    except Exception:  # no record: run it again
         return False
     return (
-        meta.get("fingerprint") == fp == rec.get("fingerprint")
+        meta is not None
+        and meta.get("fingerprint") == fp == rec.get("fingerprint")
         and meta.get("run") is not None
         and rec.get("run") == meta.get("run")
+        and not provenance.changed_inputs(meta.get("inputs", {}), dest.parent)
     )
 
 
-def mark_done(dest: Path, fp: str, run: str) -> None:
-    """Record the fingerprint and run id in the executed copy (written atomically: a kill leaves the old copy
-    or the new)."""
+def mark_done(dest: Path, fp: str, run: str, prov: dict | None = None) -> None:
+    """Record the fingerprint, run id and provenance (commit, configuration hash, inputs read) in the
+    executed copy (written atomically: a kill leaves the old copy or the new)."""
     import nbformat
 
     nb = nbformat.read(str(dest), as_version=4)
-    nb.metadata[META] = {"fingerprint": fp, "run": run}
+    nb.metadata[META] = {"fingerprint": fp, "run": run, **(prov or {})}
     with atomic_path(dest) as tmp:
         nbformat.write(nb, str(tmp))
 
@@ -305,7 +330,16 @@ def _engine() -> None:
 
 # ---------------------------------------------------------------- run log, estimates, run_times.md
 
-LOG_HEADER = ["timestamp", "preset", "notebook", "seconds", "peak_rss_MB", "artifacts_computed"]
+LOG_HEADER = [
+    "timestamp",
+    "preset",
+    "notebook",
+    "seconds",
+    "peak_rss_MB",
+    "artifacts_computed",
+    "config_hash",
+    "fingerprint",
+]
 
 
 # cached step outputs, teacher JSONL (appended), models built from GGUF
@@ -335,15 +369,33 @@ def append_log(log: Path, row: list) -> None:
 CSV_ONLY = ("30_",)  # notebooks that compute nothing: they read the CSVs of the others
 
 
-def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
-    """notebook -> (cold s, warm s, peak RSS MB) from a run log. Cold = the last run that computed anything
-    (runs logged before the count existed are taken as cold; the last, because a changed preset or step makes
-    earlier cold runs stale); warm = the last run that computed nothing. A notebook that only reads other
-    notebooks' CSVs (CSV_ONLY) has cold = warm; any other whose every logged run was warm (its runs were
-    computed under another preset or notebook) has no cold time."""
+def current_runs(df):
+    """The rows of a run log whose notebook still exists and ran under its current configuration (the
+    preset's sections it reads, lib.provenance.config_hash); rows logged before the log had the column, or
+    under another configuration, are dropped. A log that never had the column is taken whole."""
+    if "config_hash" not in df:
+        return df
+    paths = {p.name: p for p in notebooks()}
+    cfg = {
+        (nb, pre): provenance.config_hash(paths[nb], pre) if nb in paths else None
+        for nb, pre in set(zip(df.notebook, df.preset))
+    }
+    now = [cfg[nb, pre] for nb, pre in zip(df.notebook, df.preset)]
+    return df[df.config_hash.notna() & (df.config_hash == now)]
+
+
+def cold_warm(log: Path, current: bool = True) -> dict[str, tuple[float | None, float | None, float]]:
+    """notebook -> (cold s, warm s, peak RSS MB) from a run log; `current`: from runs of the current
+    configuration only (current_runs). Cold = the last run that computed anything (runs logged before the
+    count existed are taken as cold; the last, because a changed preset or step makes earlier cold runs
+    stale); warm = the last run that computed nothing. A notebook that only reads other notebooks' CSVs
+    (CSV_ONLY) has cold = warm; any other whose every logged run was warm (its runs were computed under
+    another preset or notebook) has no cold time."""
     import pandas as pd
 
-    df = pd.read_csv(log)
+    df = pd.read_csv(log, dtype={"config_hash": str, "fingerprint": str})
+    if current:
+        df = current_runs(df)
     if "artifacts_computed" not in df:
         df["artifacts_computed"] = float("nan")
     out = {}
@@ -358,8 +410,9 @@ def cold_warm(log: Path) -> dict[str, tuple[float | None, float | None, float]]:
 
 
 def estimates(log: Path) -> dict[str, float | None]:
-    """notebook -> seconds of its last cold run in the run log (see cold_warm); {} without a log."""
-    return {nb: cold for nb, (cold, _, _) in cold_warm(log).items()} if log.exists() else {}
+    """notebook -> seconds of its last cold run in the run log (see cold_warm), under any configuration: a
+    guess of the time left, better than none; {} without a log."""
+    return {nb: cold for nb, (cold, _, _) in cold_warm(log, current=False).items()} if log.exists() else {}
 
 
 def minutes(s: float) -> str:
@@ -390,9 +443,10 @@ def run_times(log: Path, preset: str) -> str:
         f"# make reproduce: wall time and memory per notebook ({preset} preset)",
         "",
         f"Written by `lib.reproduce` from `{_rel(log)}`, which it appends to after every notebook with the "
-        "number of cache entries the run computed. Cold = the last run that computed anything (runs logged "
-        "before that count existed are taken as cold); warm = the last run that computed nothing (every "
-        "expensive step a cache hit). `make reproduce` shows the cold times as its estimates.",
+        "number of cache entries the run computed and the hash of the configuration it ran under. Only runs "
+        "of each notebook's current configuration count. Cold = the last run that computed anything; warm = "
+        "the last run that computed nothing (every expensive step a cache hit). `make reproduce` shows the "
+        "cold times as its estimates.",
         "",
         "| notebook | cold s | warm s | peak RSS MB |",
         "|---|---|---|---|",
@@ -402,6 +456,8 @@ def run_times(log: Path, preset: str) -> str:
     md += [
         f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cw.items()
     ]
+    if not cw:
+        md += ["", "No run of the current configuration is logged yet."]
     if cw and all(c is not None for c, _, _ in cw.values()):
         md += ["", f"All {len(cw)} notebooks, cold: {sum(c for c, _, _ in cw.values()) / 60:.1f} min."]
     return "\n".join(md) + "\n"
@@ -417,6 +473,17 @@ def write_run_times(out: Path, preset: str) -> Path | None:
 
 
 # ---------------------------------------------------------------- main
+
+
+def record_outputs(out: Path, nb: Path, before: dict, inputs: dict, run: dict) -> None:
+    """Record in provenance.json what the notebook just wrote, from what, and remove the files named after it
+    that this run did not write (an earlier run's, under another configuration or code)."""
+    outputs = provenance.written(out, before)
+    inputs = {f: h for f, h in inputs.items() if f not in outputs}  # what it wrote, then read back
+    for f in provenance.leftovers(out, nb.name, outputs, notebooks()):
+        (out / f).unlink()
+        print(f"  removed {f}: an earlier run of {nb.stem} wrote it, this one did not", flush=True)
+    provenance.record(out, nb.name, outputs, inputs, **run)
 
 
 def main(argv=None) -> int:
@@ -470,14 +537,20 @@ def main(argv=None) -> int:
         fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
         if not args.force and not ran and up_to_date(dest, fp, args.html, record):
             print(
-                f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code and "
-                "preset; FORCE=1 runs it), skipped",
+                f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code, preset "
+                "and inputs; FORCE=1 runs it), skipped",
                 flush=True,
             )
             skipped += 1
             continue
         ran += 1
         print(start_line(i, nbs, est), flush=True)
+        if changed := changed_inputs(dest):
+            print(f"  its inputs changed since its last run: {', '.join(changed)}", flush=True)
+        cfg = provenance.config_hash(nb, args.preset)
+        before, reads_log = provenance.snapshot(out), record.with_suffix(".reads.jsonl")
+        reads_log.parent.mkdir(parents=True, exist_ok=True)
+        reads_log.unlink(missing_ok=True)
         nb_log = out / "logs" / f"{nb.stem}.log"
         console = Console(nb_log, f"{nb.name} at preset {args.preset}")
         t0 = time.time()
@@ -492,7 +565,7 @@ def main(argv=None) -> int:
                     progress_bar=False,
                     engine_name=ENGINE,
                     console=console,
-                    kernel_env=kernel_env,
+                    kernel_env={**kernel_env, provenance.READS_ENV: str(reads_log)},
                 )
             console.close(f"finished in {time.time() - t0:.0f} s")
         except pm.PapermillExecutionError as e:
@@ -507,9 +580,13 @@ def main(argv=None) -> int:
             console.close(f"stopped after {time.time() - t0:.0f} s")  # interrupted (no-op once closed)
         dt = time.time() - t0
         run = uuid.uuid4().hex[:16]
-        mark_done(dest, fp, run)
+        commit, dirty = provenance.commit()
+        prov = {"commit": commit, "dirty": dirty, "config_hash": cfg}
+        inputs = provenance.reads(reads_log, out)
+        mark_done(dest, fp, run, {**prov, "inputs": inputs})
         if args.html:
             export_html(dest)
+        record_outputs(out, nb, before, inputs, {**prov, "fingerprint": fp})
         # last: a kill before this point leaves no record, and the notebook runs again
         write_json(
             record,
@@ -532,6 +609,8 @@ def main(argv=None) -> int:
                 round(dt, 1),
                 round(mem.peak / 2**20),
                 computed,
+                cfg,
+                fp,
             ],
         )
         write_run_times(out, args.preset)

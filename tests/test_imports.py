@@ -7,6 +7,7 @@ LIB = Path(__file__).resolve().parent.parent / "lib"
 FOUNDATION = [
     "common",
     "config",
+    "provenance",
     "lm",
     "fixtures",
     "data",
@@ -21,7 +22,7 @@ FOUNDATION = [
 ]
 PAPER_A = {"signals", "ta_loop"}
 PAPER_B = {"attribution", "rationales", "encoder"}
-MEETING = {"weak_teacher", "recipe", "report", "reproduce", "bench", "check_paper"}
+MEETING = {"weak_teacher", "recipe", "report", "reproduce", "bench", "check_paper", "coverage"}
 
 
 def lib_imports() -> dict[str, set[str]]:

@@ -23,7 +23,7 @@ cfg = config.ta_run(
 out = []
 for seed in (0, 1, 2):
     for m in ("plain", "two_stage"):
-        r = ta_loop.run(m, "boolq", s, cfg, seed=seed, preset="smoke", progress=False)
+        r = ta_loop.run(m, "boolq", s, cfg, seed=seed, progress=False)
         out.append(r["correct"])
 print("RESULT " + json.dumps({"out": out, "stats": dict(common.CACHE_STATS)}))
 """
@@ -139,7 +139,7 @@ def test_run_log_counts_computed_artifacts_and_migrates_an_old_log(tmp_path, mon
     reproduce.append_log(log, ["2026-01-01 00:02:00", "smoke", "11_y.ipynb", 2.0, 80, 3])
     lines = log.read_text().splitlines()
     assert lines[0].split(",") == reproduce.LOG_HEADER
-    assert lines[1].endswith(",100,") and lines[2].endswith(",90,0") and lines[3].endswith(",80,3")
+    assert lines[1].endswith(",100,,,") and lines[2].endswith(",90,0") and lines[3].endswith(",80,3")
 
 
 class FakeRepo:
