@@ -84,7 +84,8 @@ DEFAULTS: dict = {
         # *_numeric: caps of free-form numeric datasets, whose every answer is generated (None: as the rest)
         "caps": {"pool": None, "dev": None, "test": None, "dev_numeric": None, "test_numeric": None},
         "seeds": [0, 1, 2, 3, 4],  # >= 5 in the main tables: the bootstrap resamples seeds too
-        "methods": ["plain", "one_stage", "two_stage"],  # notebook 12's; plain is the baseline
+        # notebook 12's; plain is the baseline, shuffled its shuffled-label control (lib.ta_loop)
+        "methods": ["plain", "one_stage", "two_stage", "shuffled"],
         "ablation_seeds": [0],
         "ablation_dataset": "commonsense_qa",
         "ablation_groups": None,  # None: signals, use, rho, K, budget, epsilon
@@ -147,7 +148,8 @@ DEFAULTS: dict = {
         "datasets": ["esnli", "anli", "commonsense_qa", "svamp"],
         "caps": {"pool": None, "dev": 300, "test": None},
         "seeds": [0, 1, 2, 3, 4],
-        "methods": ["ft", "dss", "tokens", "hint"],  # notebook 21's; ft is the baseline, hint needs options
+        # notebook 21's; ft is the baseline, shuffled its shuffled-label control, hint needs options
+        "methods": ["ft", "dss", "tokens", "hint", "shuffled"],
         "ablation_seeds": [0, 1, 2],
         "k": 5,  # influential words per example
         "attr_method": "saliency",
@@ -292,7 +294,7 @@ PRESETS: dict[str, dict] = {
             # noise dominates paper A's interval, so its minimum detectable effect shrinks with seeds, not
             # test questions (lib.stats.variance_components): offline_full runs more
             "seeds": [0, 1, 2],
-            "methods": ["plain", "two_stage"],  # the claim's two; offline_full adds one-stage
+            "methods": ["plain", "two_stage", "shuffled"],  # the claim's two and the control
             "teacher": "lm:gemma-3-270m",
             "caps": {"pool": 256, "dev": 100, "test": 300, "dev_numeric": 20, "test_numeric": 50},
             "budget": 128,
@@ -319,7 +321,7 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa"],
             "caps": {"pool": 128, "dev": 100, "test": 300},
             "seeds": [0, 1, 2],
-            "methods": ["ft", "tokens"],
+            "methods": ["ft", "tokens", "shuffled"],
             "ablation_seeds": [0],
             # one seed, one change from the main table's tokens run each (k = 5, Saliency, α = 0.5 and the
             # whole pool are that run itself): offline_full runs the papers' grids
@@ -398,13 +400,13 @@ PRESETS["offline_full"] = _with(
     # count is in results/offline/README.md)
     a={
         "seeds": list(range(15)),
-        "methods": ["plain", "one_stage", "two_stage"],
+        "methods": ["plain", "one_stage", "two_stage", "shuffled"],
         "ablation_groups": ["signals", "epsilon"],
         "ablation_epsilons": [0.0, 0.3, 0.5],
     },
     b={
         "seeds": list(range(10)),
-        "methods": ["ft", "dss", "tokens", "hint"],
+        "methods": ["ft", "dss", "tokens", "hint", "shuffled"],
         "ablation_ks": [1, 3, 5, 10],
         "ablation_methods": ["saliency", "input_x_gradient"],
         "ablation_alphas": [0.2, 0.5, 0.8],

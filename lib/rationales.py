@@ -23,9 +23,11 @@ from .common import ReproError, check_choice
 from .config import BRun
 from .models import load_shared
 from .teachers import annotate, get_teacher
-from .training import finetune_and_test, make_items
+from .training import finetune_and_test, make_items, shuffled_answers
 
-METHODS = ("ft", "dss", "tokens", "hint")
+# shuffled: fine-tuning on gold answers permuted across questions (lib.training.shuffled_answers), the
+# control a student must beat to show it learned the task, not the answer format
+METHODS = ("ft", "dss", "tokens", "hint", "shuffled")
 
 
 def methods_for(examples, methods=METHODS) -> tuple[str, ...]:
@@ -118,6 +120,8 @@ def run(method: str, dataset: str, splits: dict, cfg: BRun, *, seed: int, n_trai
     hints = test_hints = dev_hints = None
     if method == "ft":
         items = make_items(pool, answers, [None] * len(pool), fmt="answer_only")
+    elif method == "shuffled":
+        items = make_items(pool, shuffled_answers(pool, seed), [None] * len(pool), fmt="answer_only")
     elif method == "dss":
         items = make_items(pool, answers, R.free_text(pool), alpha=cfg.alpha)
     elif method == "tokens":
@@ -132,7 +136,7 @@ def run(method: str, dataset: str, splits: dict, cfg: BRun, *, seed: int, n_trai
         "seed": seed,
         "cfg": asdict(cfg),
     }
-    fmt = "answer_only" if method in ("ft", "hint") else "multitask"
+    fmt = "answer_only" if method in ("ft", "hint", "shuffled") else "multitask"
     r = finetune_and_test(
         cfg.student,
         items,

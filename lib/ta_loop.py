@@ -30,7 +30,9 @@ from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
 from .training import lm_student, make_items, predict_prompt, start_dev_accuracy, train, train_and_test
 
-METHODS = ("plain", "one_stage", "two_stage")
+# shuffled: plain's questions and demonstrations, each question given another's demonstration (its answer
+# at the same option position): the control a student must beat to show it learned more than the format
+METHODS = ("plain", "one_stage", "two_stage", "shuffled")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
 VERSION = 6  # bump when a run's definition changes: cached runs are then recomputed
 
@@ -68,6 +70,23 @@ def _items(examples, demos, run: TARun, weights=None):
         alpha=run.alpha,
         weights=w,
     )
+
+
+def shuffled_demos(examples: list[Example], demos: list, seed: int) -> list:
+    """The shuffled-label control of a run's demonstrations: question i gets the rationale and answer of
+    another question's demonstration; an option answer moves to the same option position among question
+    i's own options, so the target is still one of its options. `correct` is judged against question i."""
+    from .prompts import is_correct
+
+    perm = np.random.default_rng(seed).permutation(len(examples))
+    out = []
+    for e, j in zip(examples, perm):
+        o, d = examples[int(j)], demos[int(j)]
+        ans = d.answer
+        if e.choices and o.choices and ans in o.choices:
+            ans = e.choices[o.choices.index(ans) % len(e.choices)]
+        out.append(replace(d, id=e.id, answer=ans, correct=is_correct(ans, e), true_correct=None))
+    return out
 
 
 def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) -> dict:
@@ -148,7 +167,7 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, progr
         zero_dev = start_dev_accuracy(lm, cfg.student, dev, fmt=cfg.fmt, batch_size=bs)
         start = zero_dev
         steps = 0  # optimizer steps before the final stage (two-stage's warm-up)
-        if method == "plain":
+        if method in ("plain", "shuffled"):
             chosen = [pool[i] for i in rng.permutation(len(pool))[:B]]
         elif method == "one_stage":
             n = None
@@ -181,8 +200,10 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, progr
             if cfg.stage2_from == "scratch":
                 lm, start = load_model(cfg.student, cfg.precision), zero_dev
         demos = annotate(T, chosen, dataset, progress=progress)
+        if method == "shuffled":
+            demos = shuffled_demos(chosen, demos, seed)
         weights = None
-        if method != "plain" and "ta_teacher" in cfg.signals:
+        if method in ("one_stage", "two_stage") and "ta_teacher" in cfg.signals:
             conf = ta_confidence(
                 ta_lm,
                 chosen,

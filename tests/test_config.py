@@ -53,8 +53,8 @@ def test_method_lists_are_checked_and_keep_their_baseline():
 
     mc = [Example(id="q", dataset="d", kind="mc", question="?", answer="a", choices=["a", "b"])]
     numeric = [Example(id="q", dataset="d", kind="numeric", question="?", answer="7")]
-    assert RB.methods_for(mc) == ("ft", "dss", "tokens", "hint")
-    assert RB.methods_for(numeric) == ("ft", "dss", "tokens")  # hint needs options
+    assert RB.methods_for(mc) == ("ft", "dss", "tokens", "hint", "shuffled")
+    assert RB.methods_for(numeric) == ("ft", "dss", "tokens", "shuffled")  # hint needs options
     assert RB.methods_for(mc, ["ft", "tokens"]) == ("ft", "tokens")
     assert ta_loop.methods(["plain", "two_stage"]) == ("plain", "two_stage")
     with pytest.raises(ReproError, match="must include 'ft'"):

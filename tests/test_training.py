@@ -280,3 +280,26 @@ def test_no_two_signal_settings_of_the_ablation_give_the_same_run(tmp_path, monk
     assert len(runs) == 7 and len({r["bought"] for r in runs.values()}) == 7, {
         k: r["bought"] for k, r in runs.items()
     }
+
+
+def test_the_shuffled_control_trains_on_plains_questions_with_other_questions_demonstrations(
+    tmp_path, monkeypatch
+):
+    """Paper A's control buys plain's questions and gives each another question's demonstration, the answer
+    moved to the same option position among its own options; paper B's permutes the gold answers."""
+    from lib import config, ta_loop
+    from lib.teachers import Demo
+
+    exs = data.load_splits("commonsense_qa", "smoke", caps={"pool": 12})["pool"]
+    demos = [Demo(e.id, f"because {e.answer}", e.answer, "", True) for e in exs]
+    out = ta_loop.shuffled_demos(exs, demos, seed=0)
+    assert all(d.answer in e.choices and d.id == e.id for d, e in zip(out, exs))
+    assert sorted(d.rationale for d in out) == sorted(d.rationale for d in demos)  # a permutation of them
+    assert sum(d.correct for d in out) < len(exs)  # most answers no longer fit their question
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    s = data.load_splits("commonsense_qa", "smoke", caps={"pool": 16, "dev": 4, "test": 4})
+    cfg = config.ta_run(config.params("smoke", "a"), budget=8, epochs=1)
+    plain, shuffled = (
+        ta_loop.run(m, "commonsense_qa", s, cfg, seed=0, progress=False) for m in ("plain", "shuffled")
+    )
+    assert plain["steps"] == shuffled["steps"] and plain["bought"] != shuffled["bought"]
