@@ -123,13 +123,14 @@ ASSETS = {
 # which notebooks read a config section's datasets (the one-line error names them)
 SECTION_NOTEBOOKS = {
     "data": "00",
+    "premises": "06",
     "zero_shot": "00",
     "recipe": "05",
     "teachers": "10",
     "signals": "11",
     "a": "12, 13",
     "attribution": "20, 23",
-    "b": "21, 22, 25",
+    "b": "21, 22, 24, 25",
     "encoder": "24",
 }
 DATASET_KEYS = (
@@ -140,6 +141,7 @@ DATASET_KEYS = (
     "variant_datasets",
     "dataset",
     "ablation_dataset",
+    "premise_datasets",
 )
 
 

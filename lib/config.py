@@ -7,6 +7,7 @@ preset shares; a preset lists only what it changes. A section per notebook group
   data         datasets, split caps, evaluation batch size
   run          where a notebook's runs execute (in-process or on Ray), and at which precision
   zero_shot    notebook 00
+  premises     notebook 06 (which datasets can test each paper's claim)
   recipe       notebook 05: which training recipe makes each student learn each dataset
   teachers     notebook 10
   signals      notebook 11 (the student's sampling comes from `a`: the signals it measures are the ones
@@ -56,6 +57,20 @@ DEFAULTS: dict = {
         "recipe_caps": {"dev": 100, "test": 100},
         # step 3 where the precision is bf16: the chosen LM recipe trained again in bf16, with its control
         "bf16_check": True,
+    },
+    # notebook 06: the premise table, pool and dev questions of every candidate dataset (lib.premises)
+    "premises": {
+        "premise_datasets": [
+            "commonsense_qa",
+            "arc_easy",
+            "arc_challenge",
+            "openbookqa",
+            "sciq",
+            "boolq",
+            "piqa",
+            "social_iqa",
+        ],
+        "premise_n": 100,
     },
     "teachers": {
         "datasets": ["boolq", "commonsense_qa", "arc_challenge", "gsm8k"],  # the paper-A set
@@ -195,6 +210,7 @@ PRESETS: dict[str, dict] = {
             "batch_size": 8,
         },
         zero_shot={"zero_shot_models": ["tiny-llama", "tiny-t5"], "eval_n": 8, "eval_n_generate": 4},
+        premises={"premise_n": 8},
         teachers={"n_lm": 6, "n_sim": 24, "lm_max_new_tokens": 16},
         signals={"n": 8},
         recipe={
@@ -348,6 +364,10 @@ PRESETS: dict[str, dict] = {
             "encoder": "sentence-transformers/all-MiniLM-L6-v2",
         },
         zero_shot={"zero_shot_models": ["google/flan-t5-xl", "t5-base"]},
+        premises={
+            "premise_datasets": ["commonsense_qa", "arc_easy", "arc_challenge", "openbookqa", "strategyqa"],
+            "premise_n": 500,
+        },
         data={
             "datasets": ["commonsense_qa", "strategyqa", "arc_challenge", "gsm8k", "esnli", "anli", "svamp"],
             "batch_size": 32,

