@@ -265,17 +265,17 @@ PRESETS: dict[str, dict] = {
             "datasets": ["commonsense_qa", "arc_challenge", "openbookqa", "boolq", "gsm8k", "sciq"],
             "caps": {"pool": 600, "dev": 150, "test": 300},
         },
-        # notebook 05 confirms the recipe the students train with (offline_full's grid picked it on dev):
-        # 128 questions is the largest set a paper-A budget or a paper-B pool affords offline
+        # notebook 05 confirms the recipe the students train with (offline_full's grid picks it on dev), on
+        # as many questions as a paper-A budget and a paper-B pool hold offline (a.budget, b.caps.pool)
         recipe={
             "datasets": ["commonsense_qa"],
             "students": ["lm"],  # the students of A and B; the encoder's recipe (notebook 24) at offline_full
-            "n_train": [128],
+            "n_train": [96],
             "lrs": [3e-4],
             "encoder_lrs": [2e-5],
             "schedules": ["linear"],
             "recipe_batch_size": 8,  # as the paper-A and paper-B students train (a.batch_size, b.batch_size)
-            "recipe_caps": {"dev": 100, "test": 200},
+            "recipe_caps": {"dev": 60, "test": 200},
             # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
             "bf16_check": False,
         },
@@ -287,16 +287,17 @@ PRESETS: dict[str, dict] = {
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={
             "zero_shot_models": ["smollm2-135m-instruct", "gemma-3-270m"],
-            "eval_n": 30,
-            "eval_n_generate": 12,
+            "eval_n": 20,
+            "eval_n_generate": 6,
         },
-        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores; 150
-        # pool questions per dataset say where it beats chance (there it is paper A's main teacher)
-        teachers={"n_lm": 150, "n_sim": 600, "lm_max_new_tokens": 48},
-        # the chosen TA, both spans, 100 pool questions of the two option datasets; offline_full adds
+        premises={"premise_n": 80},
+        # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores: 80
+        # pool questions per dataset say where its chain of thought beats chance
+        teachers={"n_lm": 80, "n_sim": 300, "lm_max_new_tokens": 48},
+        # the chosen TA, both spans, 60 pool questions of the two option datasets; offline_full adds
         # BoolQ and compares both TA candidates
         signals={
-            "n": 100,
+            "n": 60,
             "tas": ["smollm2-135m-instruct"],
             "lm_datasets": ["commonsense_qa", "arc_challenge"],
             "student_datasets": ["commonsense_qa", "arc_challenge"],
@@ -312,8 +313,8 @@ PRESETS: dict[str, dict] = {
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage", "shuffled"],  # the claim's two and the control
             "teacher": "lm:gemma-3-270m",
-            "caps": {"pool": 256, "dev": 100, "test": 300, "dev_numeric": 20, "test_numeric": 50},
-            "budget": 128,
+            "caps": {"pool": 160, "dev": 60, "test": 200, "dev_numeric": 20, "test_numeric": 50},
+            "budget": 96,
             "K": 4,
             "sc_max_new_tokens": 8,
             # an un-warmed SmolLM2 needs 2 exemplars and ~48 tokens to reach "So the answer is X"
@@ -335,7 +336,7 @@ PRESETS: dict[str, dict] = {
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
             "datasets": ["commonsense_qa"],
-            "caps": {"pool": 128, "dev": 100, "test": 300},
+            "caps": {"pool": 96, "dev": 60, "test": 200},
             "seeds": [0, 1, 2],
             "methods": ["ft", "tokens", "shuffled"],
             "ablation_seeds": [0],
@@ -401,9 +402,11 @@ PRESETS: dict[str, dict] = {
 PRESETS["offline_full"] = _with(
     PRESETS["offline"],
     zero_shot={"eval_n": 50, "eval_n_generate": 20},
+    premises={"premise_n": 300},
     recipe={
         "datasets": ["commonsense_qa", "boolq", "arc_challenge", "sciq"],
         "students": ["lm", "encoder"],
+        "n_train": [64, 96, 128],
         "bf16_check": True,
         "lrs": [3e-4, 1e-3],
         "encoder_lrs": [2e-5, 5e-5, 1e-4],
