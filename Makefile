@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-requirements
 # the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
-.PHONY: help setup assets lock reproduce readme test lint lab bench check-paper clean clean-cache
+.PHONY: help setup assets lock reproduce readme test lint lab bench coverage check-paper clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
@@ -55,6 +55,9 @@ check-paper: $(STAMP)  ## on a machine with hub access: does every model and dat
 
 bench: setup  ## speed of the hot paths -> results/bench.md
 	$(PY) -m lib.bench
+
+coverage: $(STAMP)  ## how often the comparison intervals hold, by simulation -> results/coverage.md (minutes)
+	$(PY) -m lib.coverage
 
 clean:  ## remove results of runs that are not committed (smoke) and temporary outputs
 	rm -rf results/smoke .pytest_cache

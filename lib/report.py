@@ -1,8 +1,19 @@
-"""The papers' numbers, the comparison tables and their verdicts, and the generated READMEs.
+"""The papers' numbers, the comparison tables and their verdicts, the premises each claim rests on, and the
+generated READMEs.
 
 Notebooks call the table functions here (so every comparison gets the same interval, MDE and verdict word,
 lib.stats.verdict); `make readme` and notebook 30 read back only the CSVs the notebooks wrote, never
-re-running an experiment. A missing CSV gives a row that says which notebook has not run, never a number.
+re-running an experiment: a comparison table is recomputed from its notebook's runs CSV (per-question
+correctness of every run) with the current lib.stats, so the READMEs state the interval lib.stats
+implements. A missing CSV gives a row that says which notebook has not run, never a number.
+
+A claim's verdict stands only where its premises hold (`PREMISES`): paper A needs students that learn,
+a teacher better than the student but imperfect, and a signal that separates the teacher's right from
+wrong outputs; paper B an attribution teacher above chance on the prompt it is attributed with, and
+students that learn. The numbers come from notebook 06's premise table where it ran, else from notebooks
+10, 12, 23 and 00; the learning test from notebook 05's runs, the signal from notebook 11. A premise that
+fails, or whose number no committed CSV carries, makes the verdict "not tested: <the premise, with its
+number>", the interval still shown.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import argparse
 import platform
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +30,8 @@ import pandas as pd
 
 from . import stats
 from .common import ROOT, results_dir
+from .config import PRESETS
+from .provenance import read_csv
 
 PAPER_A_AVG = 20.79  # Zhou & Ai 2024: average relative improvement of the two-stage framework over plain FT
 PAPER_B_GT = (
@@ -47,18 +61,18 @@ def save_runs(runs: pd.DataFrame, path: Path) -> None:
 
 
 def comparison(runs: pd.DataFrame, baseline: str, paper: dict | None = None) -> pd.DataFrame:
-    """Every method of `runs` against `baseline` (lib.stats.compare_table: two-level paired bootstrap, MDE,
-    verdict); `paper`: {(dataset, method): relative %} where the paper gives a number."""
+    """Every method of `runs` against `baseline` (lib.stats.compare_table: crossed-components t interval,
+    MDE, verdict); `paper`: {(dataset, method): relative %} where the paper gives a number."""
     return stats.compare_table(runs, baseline, paper=paper)
 
 
 def accuracies(runs: pd.DataFrame, keys=("dataset", "method")) -> pd.DataFrame:
-    """Accuracy of every (keys) cell with its two-level bootstrap interval (seeds, then questions), for the
-    figures and the ablations; acc_std is the spread over seeds."""
+    """Accuracy of every (keys) cell with its crossed-components t interval (lib.stats.accuracy_interval;
+    one seed: over questions), for the figures and the ablations; acc_std is the spread over seeds."""
     rows = []
     for k, g in runs.groupby(list(keys), sort=False):
         x = np.stack([stats.as_correct(c) for c in g.sort_values("seed").correct])
-        iv = stats.accuracy_bootstrap(x, rng=np.random.default_rng(0))
+        iv = stats.accuracy_interval(x)
         acc = g.test_acc.astype(float)
         rows.append(
             {
@@ -124,7 +138,7 @@ def comparison_within(runs: pd.DataFrame, keys: list[str], arm: str, baseline: s
 def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Notebook 05: per (student, dataset, recipe), the gold-label students' dev accuracy against their
     pretrained one (beat_pretrained: share of seeds whose dev-selected student beats it) and their test
-    accuracy against the shuffled-label control's (two-level paired bootstrap, MDE, verdict)."""
+    accuracy against the shuffled-label control's (crossed-components t interval, MDE, verdict)."""
     t = comparison_within(runs, ["student", "dataset", "recipe"], "labels", "shuffled")
     gold = runs[runs.labels == "gold"].groupby(["student", "dataset", "recipe"], sort=False)
     dev = gold.agg(pretrained_dev=("zero_shot_dev", "mean"), best_dev=("best_dev", "mean")).reset_index()
@@ -152,11 +166,12 @@ def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
     """Per student and dataset, the recipe with the best mean dev accuracy among those that learn the task
-    (beat the pretrained dev accuracy in >= `min_beat` of seeds, and gain over shuffled labels on test); a
-    dataset where none does is one the student does not learn."""
+    (beat the pretrained dev accuracy in >= `min_beat` of seeds, and beat shuffled labels on test: the
+    interval of the accuracy difference above 0, as `students_learn` asks); a dataset where none does is one
+    the student does not learn."""
     rows = []
     for (st, d), g in table.groupby(["student", "dataset"], sort=False):
-        ok = g[(g.beat_pretrained >= min_beat) & (g.verdict == stats.GAIN)]
+        ok = g[(g.beat_pretrained >= min_beat) & (g.diff_lo > 0)]
         best = ok.loc[ok.best_dev.idxmax()] if len(ok) else None
         rows.append(
             {
@@ -172,7 +187,7 @@ def chosen_recipes(table: pd.DataFrame, min_beat: float = 0.9) -> pd.DataFrame:
 
 def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Notebook 05's bf16 training check: per (dataset, recipe), gold-label students trained in bf16 against
-    fp32-trained ones on the same seeds and questions (two-level paired bootstrap, MDE, verdict), the mean
+    fp32-trained ones on the same seeds and questions (crossed-components t interval, MDE, verdict), the mean
     dev accuracy after each epoch under both (`ep0`: the pretrained student), and under each precision the
     gold-label students against the shuffled-label control (`knowledge_<precision>`: difference in points,
     its interval and verdict). Speed is `make bench`'s bf16_train_step row: the runs' own seconds come from
@@ -206,8 +221,8 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation_table(runs: pd.DataFrame, keys=("group", "setting", "method")) -> pd.DataFrame:
-    """One row per ablation setting: accuracy with its two-level bootstrap interval (one seed: questions
-    only)."""
+    """One row per ablation setting: accuracy with its crossed-components t interval (one seed: over
+    questions only)."""
     return accuracies(runs, keys)
 
 
@@ -219,9 +234,15 @@ def note(table: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- reading the CSVs back
 
 
-def _read(preset: str, name: str) -> pd.DataFrame | None:
-    p = results_dir(preset) / name
-    return pd.read_csv(p, keep_default_na=True) if p.exists() else None
+def _read(preset: str, name: str, **kw) -> pd.DataFrame | None:
+    """results/<preset>/<name> (None if missing), read through lib.provenance so that a render records what
+    it was computed from."""
+    return read_csv(results_dir(preset) / name, **kw)
+
+
+def _runs(preset: str, name: str) -> pd.DataFrame | None:
+    """A runs CSV, correctness kept as its '0'/'1' string (a number would lose the leading zeros)."""
+    return _read(preset, name, dtype={"correct": str})
 
 
 def _pct(x, lo=None, hi=None) -> str:
@@ -237,9 +258,26 @@ def _missing(nb: str) -> pd.DataFrame:
     return pd.DataFrame([{"dataset": "-", "ours": f"notebook {nb} not run", "verdict": "-"}])
 
 
+# comparison CSV -> (its notebook's runs CSV, how the notebook builds the table from those runs)
+TABLE_RUNS = {
+    "12_A_main_table.csv": ("12_A_runs.csv", lambda r: table_a_main(r)),
+    "21_B_main_table.csv": ("21_B_runs.csv", lambda r: table_b_main(r)),
+    "24_B_encoder_table.csv": ("24_B_encoder_runs.csv", lambda r: comparison(r, "encoder_ft")),
+    "25_B_weak_teacher_table.csv": ("25_B_weak_teacher_runs.csv", lambda r: comparison(r, "tokens_teacher")),
+}
+
+
+def comparison_table(preset: str, csv: str) -> pd.DataFrame | None:
+    """A notebook's comparison table, recomputed from its runs CSV with the current lib.stats, so every
+    README states the interval lib.stats implements; the table CSV itself where no runs CSV is committed."""
+    runs_csv, build = TABLE_RUNS.get(csv, (None, None))
+    runs = _runs(preset, runs_csv) if runs_csv else None
+    return build(runs) if runs is not None else _read(preset, csv)
+
+
 def table_vs(preset: str, csv: str, nb: str) -> pd.DataFrame:
-    """A comparison CSV as a readable table: accuracy, relative change [interval], MDE, verdict."""
-    t = _read(preset, csv)
+    """A comparison table as a readable one: accuracy, relative change [interval], MDE, verdict."""
+    t = comparison_table(preset, csv)
     if t is None:
         return _missing(nb)
     return pd.DataFrame(
@@ -261,24 +299,31 @@ def table_vs(preset: str, csv: str, nb: str) -> pd.DataFrame:
     )
 
 
+def _share(r, c: str) -> str:
+    return f"{100 * r[c]:.0f} % [{100 * r[c + '_lo']:.0f}, {100 * r[c + '_hi']:.0f}]"
+
+
 def table_gt(preset: str) -> pd.DataFrame:
+    """Notebook 23's shares with their Clopper–Pearson intervals, beside its controls; the verdict on the
+    claim is the headline's (it needs paired differences against the controls)."""
     t = _read(preset, "23_ground_truth.csv")
     if t is None:
         return _missing("23")
     main = t[t.block == "main"]
-    f = lambda r, c: f"{100 * r[c]:.0f} % [{100 * r[c + '_lo']:.0f}, {100 * r[c + '_hi']:.0f}]"  # noqa: E731
     return pd.DataFrame(
         [
             {
                 "dataset": r.dataset,
                 "teacher": r.subset,
                 "n": int(r.n),
-                "top-k contain gold": f(r, "hit"),
-                "k random words": f(r, "random"),
-                "k option words": f(r, "random_option"),
+                "top-k contain gold": _share(r, "hit"),
+                "k random words": _share(r, "random"),
+                "k option words": _share(r, "random_option"),
+                "wrong option attributed": _share(r, "wrong_target_hit")
+                if "wrong_target_hit_lo" in r
+                else "-",
+                "teacher right": f"{100 * r.teacher_acc:.0f} %" if "teacher_acc" in r else "-",
                 "MDE vs 68 %": f"{r.mde_pts:.0f} pts",
-                "verdict vs 68 %": r.verdict,
-                "above random words": "yes" if r.above_random else "no",
             }
             for _, r in main.iterrows()
         ]
@@ -311,9 +356,240 @@ def write_markdown(preset: str) -> dict[str, Path]:
     return out
 
 
+# ---------------------------------------------------------------- premises: what a verdict rests on
+
+
+@dataclass(frozen=True)
+class Premise:
+    """One condition a claim's test needs. `holds`: None where no committed CSV carries its number;
+    `number`: the number it rests on, or why it is not measured."""
+
+    says: str
+    negated: str
+    holds: bool | None
+    number: str
+
+    def cell(self) -> str:
+        state = {True: "yes", False: "no", None: "not measured"}[self.holds]
+        return f"{self.says}: {state} ({self.number})"
+
+    def why_not(self) -> str:
+        return (
+            f"{self.negated} ({self.number})"
+            if self.holds is False
+            else f"{self.says}: not measured ({self.number})"
+        )
+
+
+def _combine(says: str, negated: str, parts: list[tuple[bool | None, str]]) -> Premise:
+    """One premise over several datasets: it fails where any dataset fails, is not measured where any is
+    not (and none fails), holds where all hold."""
+    states = [h for h, _ in parts]
+    holds = False if False in states else (None if None in states or not parts else True)
+    return Premise(says, negated, holds, "; ".join(n for _, n in parts) or "no dataset")
+
+
+def _pc(x: float, unit: str = " %") -> str:
+    return f"{100 * x:.0f}{unit}"
+
+
+def _config(preset: str) -> dict | None:
+    """The preset's configuration (None for a folder named after no preset, as in tests)."""
+    return PRESETS.get(preset)
+
+
+def _learns(preset: str, d: str, student: str) -> tuple[bool | None, str]:
+    runs, chosen = _runs(preset, "05_recipe_runs.csv"), _read(preset, "05_recipe_chosen.csv")
+    if runs is None or chosen is None:
+        return None, "notebook 05 not run"
+    c = chosen[(chosen.student == student) & (chosen.dataset == d)]
+    r = runs[(runs.student == student) & (runs.dataset == d)]
+    if c.empty or r.empty:
+        return None, f"notebook 05 did not train the {student} student on {d}"
+    if c.recipe.iloc[0] != "-":  # the chosen recipe; where none learns, the best of those confirmed
+        r = r[r.recipe == c.recipe.iloc[0]]
+    t = comparison_within(r, ["recipe"], "labels", "shuffled")
+    row = t.loc[t.diff_lo.idxmax()]
+    return bool(row.diff_lo > 0), (
+        f"{d}: gold - shuffled labels {row.diff_pts:+.1f} pts [{row.diff_lo:+.1f}, {row.diff_hi:+.1f}], "
+        f"{int(row.seeds)} seeds (05)"
+    )
+
+
+def students_learn(preset: str, datasets, student: str = "lm") -> Premise:
+    """Notebook 05's chosen recipe: gold-label students beat the shuffled-label control on test (the
+    interval of the difference above 0, recomputed from 05_recipe_runs.csv)."""
+    parts = [_learns(preset, d, student) for d in datasets]
+    return _combine("students learn", "students not shown to learn", parts)
+
+
+def _notebook06(preset: str, datasets) -> pd.DataFrame | None:
+    """Notebook 06's premise rows (06_premises.csv) for every one of `datasets`; None where it has not run
+    or lacks one of them."""
+    t = _read(preset, "06_premises.csv")
+    rows = None if t is None else t[t.dataset.isin(list(datasets))]
+    return rows if rows is not None and set(rows.dataset) == set(datasets) else None
+
+
+def _between(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
+    r06 = _notebook06(preset, [d])
+    if r06 is not None:  # the options scored on pool and dev questions, the rule notebook 06 fixes
+        r, c = r06.iloc[0], "teacher_options_pool"
+        teacher, pre, src = (r[c], r[c + "_lo"], r[c + "_hi"], r[c + "_n"]), r.student_pretrained_dev, "06"
+    else:
+        acc, runs = _read(preset, "10_teacher_accuracy.csv"), _read(preset, "12_A_runs.csv")
+        row = None if acc is None else acc[(acc.teacher == spec) & (acc.dataset == d)]
+        if row is None or row.empty:
+            return None, f"neither 06_premises.csv nor 10_teacher_accuracy.csv has {spec} on {d}"
+        if runs is None or "zero_shot_dev" not in runs:
+            return None, "12_A_runs.csv carries no pretrained dev accuracy"
+        r = row.iloc[0]
+        teacher, src = (r.acc, r.ci_lo, r.ci_hi, r.n), "10, 12"
+        pre = float(runs[runs.dataset == d].zero_shot_dev.mean())
+    acc, lo, hi, n = teacher
+    return bool(lo > pre and hi < 1), (
+        f"{d}: teacher {_pc(acc)} [{_pc(lo, '')}, {_pc(hi, '')}] of {int(n)} pool questions; "
+        f"student pretrained {_pc(pre)} ({src})"
+    )
+
+
+def teacher_between(preset: str, datasets) -> Premise:
+    """Paper A's teacher is better than the student and imperfect: its pool accuracy interval lies above
+    the student's pretrained dev accuracy and below 1. From notebook 06 (06_premises.csv: options scored)
+    where it ran, else notebook 10's chain-of-thought accuracy (10_teacher_accuracy.csv) beside the pretrained
+    dev accuracy the runs record (12_A_runs.csv)."""
+    cfg = _config(preset)
+    spec = cfg["a"]["teacher"] if cfg else "?"
+    parts = [_between(preset, d, spec) for d in datasets]
+    says = "teacher above the student, below perfect"
+    return _combine(says, "teacher not shown above the student and below perfect", parts)
+
+
+def _teacher_label(spec: str) -> str | None:
+    """How notebook 11 names a teacher's outputs."""
+    kind, _, arg = spec.partition(":")
+    if kind == "lm":
+        return "LM teacher"
+    if kind == "simulated":
+        rate, _, mode = arg.partition(":")
+        return f"simulated teacher (eps={float(rate):g}, {mode or 'random'})"
+    return None
+
+
+def _separates(preset: str, d: str, cfg: dict) -> tuple[bool | None, str]:
+    auc = _read(preset, "11_signal_auroc.csv")
+    of, ta, span = _teacher_label(cfg["a"]["teacher"]), cfg["models"]["ta"], cfg["a"]["ta_span"]
+    row = None
+    if auc is not None:
+        keep = (auc.signal == "TA confidence") & (auc.of == of) & (auc.ta == ta) & (auc.span == span)
+        row = auc[keep & (auc.dataset == d)]
+    if row is None or row.empty:
+        return (
+            None,
+            f"11_signal_auroc.csv has no AUROC of the TA's confidence in {of or 'this teacher'} on {d}",
+        )
+    r = row.iloc[0]
+    return bool(r.ci_lo > 0.5), (
+        f"{d}: TA confidence ({ta}, {span}) AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
+        f"{int(r.n)} teacher outputs (11)"
+    )
+
+
+def signal_separates(preset: str, datasets) -> Premise:
+    """The TA's confidence (the preset's TA and span) separates paper A's teacher's right from wrong
+    outputs: its AUROC interval (11_signal_auroc.csv) lies above 0.5."""
+    cfg = _config(preset)
+    parts = [_separates(preset, d, cfg) if cfg else (None, f"no preset {preset}") for d in datasets]
+    says = "a signal separates the teacher's right from wrong outputs"
+    return _combine(says, "no signal shown to separate the teacher's right from wrong outputs", parts)
+
+
+def _attribution_counts(preset: str, d: str) -> tuple[list | None, str]:
+    """[(right, n, chance)] per dataset of `d` ('all': notebook 23's datasets) for the attribution teacher
+    on its attribution prompt, and the notebooks they come from: notebook 06 where it ran, else notebook
+    23's teacher accuracy with 00_zero_shot.csv's chance level; (None, why) where neither has them."""
+    gt = _read(preset, "23_ground_truth.csv")
+    main = None if gt is None else gt[(gt.block == "main") & (gt.subset == "all")]
+    names = [d] if d != "all" else (None if main is None else list(main.dataset[main.dataset != "all"]))
+    r06 = _notebook06(preset, names) if names else None
+    if r06 is not None:
+        c = "teacher_attribution_prompt_pool"
+        n = r06[c + "_n"].astype(int)
+        return list(zip((r06[c] * n).round().astype(int), n, r06.chance)), "06"
+    rows = None if main is None else main[main.dataset.isin(names or [])]
+    zs = _read(preset, "00_zero_shot.csv")
+    chance = {} if zs is None else zs.groupby("dataset").chance.first().to_dict()
+    if rows is None or rows.empty or "teacher_acc" not in rows or not set(rows.dataset) <= set(chance):
+        return None, f"no attribution-prompt accuracy with a chance level on {d} (06, or 23 with 00)"
+    n = rows.n.astype(int)
+    return list(zip((rows.teacher_acc * n).round().astype(int), n, rows.dataset.map(chance))), "23, 00"
+
+
+def _above_chance(preset: str, d: str) -> tuple[bool | None, str]:
+    counts, src = _attribution_counts(preset, d)
+    if counts is None:
+        return None, src
+    k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    chance = sum(c[1] * c[2] for c in counts) / n  # the datasets' chance levels, weighted by questions
+    lo, hi = stats.clopper_pearson(k, n)
+    return bool(lo > chance), (
+        f"{d}: right on {k}/{n} = {_pc(k / n)} [{_pc(lo, '')}, {_pc(hi, '')}] of the questions it "
+        f"attributes, chance {_pc(chance)} ({src})"
+    )
+
+
+def attribution_above_chance(preset: str, datasets) -> Premise:
+    """Paper B's attribution teacher is above chance on the prompt it is attributed with: the Clopper–Pearson
+    interval of its accuracy there lies above the chance accuracy of the options. From notebook 06
+    (06_premises.csv) where it ran, else notebook 23's teacher_acc x n with 00_zero_shot.csv's chance."""
+    parts = [_above_chance(preset, d) for d in datasets]
+    says = "attribution teacher above chance on its prompt"
+    return _combine(says, "attribution teacher not shown above chance on its prompt", parts)
+
+
+GT_QUESTIONS = "23_ground_truth_questions.csv"  # per question: hit and each control's hit, 0/1
+GT_CONTROLS = {
+    "random": "k random words",
+    "random_option": "k random option words",
+    "wrong_target_hit": "a wrong option attributed",
+}
+
+
+def paired_hits(preset: str, datasets=()) -> Premise:
+    """The 68 % claim's test needs, per question, whether the top-k words and each control contain the gold
+    answer (paired differences against the controls), saved by notebook 23 as GT_QUESTIONS."""
+    q = _read(preset, GT_QUESTIONS)
+    says = "per-question hits for paired differences vs the controls"
+    if q is None or not {"hit", *GT_CONTROLS} <= set(q.columns):
+        why = (
+            "23_ground_truth.csv keeps shares only; the per-question hits that paired differences against "
+            "the controls need are not saved"
+        )
+        return Premise(says, says, None, why)
+    return Premise(says, says, True, f"{len(q)} questions ({GT_QUESTIONS})")
+
+
+PREMISES = {
+    "students": students_learn,
+    "encoder_students": lambda p, ds: students_learn(p, ds, "encoder"),
+    "teacher": teacher_between,
+    "signal": signal_separates,
+    "attribution": attribution_above_chance,
+    "hits": paired_hits,
+}
+
+
+def premised_verdict(premises: list[Premise], verdict: str) -> str:
+    """The interval's verdict where every premise holds; else 'not tested: ' and each premise that does not
+    hold, with its number."""
+    bad = [p for p in premises if p.holds is not True]
+    return verdict if not bad else f"{stats.NOT_TESTED}: " + "; ".join(p.why_not() for p in bad)
+
+
 # ---------------------------------------------------------------- the headline: one row per claim
 
-CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
+A_PREMISES, B_PREMISES = ("students", "teacher", "signal"), ("attribution", "students")
+CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
     (
         "A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
         "12_A_main_table.csv",
@@ -321,9 +597,26 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
         "two_stage",
         "plain",
         f"+{PAPER_A_AVG} %",
+        A_PREMISES,
     ),
-    ("A: one-stage vs plain fine-tuning", "12_A_main_table.csv", "average", "one_stage", "plain", "-"),
-    ("B: influential tokens vs fine-tuning", "21_B_main_table.csv", "average", "tokens", "ft", "better"),
+    (
+        "A: one-stage vs plain fine-tuning",
+        "12_A_main_table.csv",
+        "average",
+        "one_stage",
+        "plain",
+        "-",
+        A_PREMISES,
+    ),
+    (
+        "B: influential tokens vs fine-tuning",
+        "21_B_main_table.csv",
+        "average",
+        "tokens",
+        "ft",
+        "better",
+        B_PREMISES,
+    ),
     (
         "B: influential tokens vs Distilling Step-by-Step",
         "21_B_main_table.csv",
@@ -331,6 +624,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
         "tokens",
         "dss",
         "better",
+        B_PREMISES,
     ),
     (
         "beyond B: encoder + tagging head vs encoder fine-tuned",
@@ -339,6 +633,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
         "encoder_tokens",
         "encoder_ft",
         "-",
+        ("attribution", "encoder_students"),
     ),
     (
         "beyond A+B: weak teacher's tokens weighted by the TA vs uniform",
@@ -347,6 +642,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
         "tokens_ta_weight",
         "tokens_teacher",
         "-",
+        ("attribution", "signal", "students"),
     ),
     (
         "beyond A+B: weak teacher's tokens filtered by the TA vs uniform",
@@ -355,53 +651,98 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text)
         "tokens_ta_filter",
         "tokens_teacher",
         "-",
+        ("attribution", "signal", "students"),
     ),
 ]
+GT_CLAIM = "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)"
+NOT_RUN = {"ours": "not run", "MDE": "-", "premises": "-", "verdict": "-"}
 
 
-def _claim_cell(preset: str, csv: str, dataset: str, method: str, baseline: str) -> tuple[str, str, str]:
-    t = _read(preset, csv)
+def _claim_cells(preset: str, csv: str, dataset: str, method: str, baseline: str, keys) -> dict:
+    t = comparison_table(preset, csv)
     if t is None:
-        return "not run", "-", "-"
-    r = t[(t.dataset == dataset) & (t.method == method) & (t.baseline == baseline)]
+        return NOT_RUN
+    pick = t[(t.method == method) & (t.baseline == baseline)]
+    r = pick[pick.dataset == dataset]
     if r.empty:
-        return "not run", "-", "-"
+        return NOT_RUN
     r = r.iloc[0]
-    return _pct(r["rel_%"], r.rel_lo, r.rel_hi), f"{r['mde_rel_%']:.0f} %", r.verdict
+    datasets = list(pick.dataset[pick.dataset != "average"])
+    premises = [PREMISES[k](preset, datasets) for k in keys]
+    return {
+        "ours": _pct(r["rel_%"], r.rel_lo, r.rel_hi),
+        "MDE": f"{r['mde_rel_%']:.0f} %",
+        "premises": "; ".join(p.cell() for p in premises),
+        "verdict": premised_verdict(premises, r.verdict),
+    }
+
+
+def _gt_verdict(preset: str) -> str:
+    """Top-k words against the least favourable control (the smallest paired difference): the verdict word
+    of that difference's interval (t over questions, lib.stats.paired_interval) and its numbers."""
+    q = _read(preset, GT_QUESTIONS)
+    hit = q.hit.astype(float).to_numpy()[None]
+    ivs = {c: stats.paired_interval(hit, q[c].astype(float).to_numpy()[None], "diff") for c in GT_CONTROLS}
+    c, iv = min(ivs.items(), key=lambda kv: kv[1].point)
+    return (
+        f"{stats.verdict(iv.lo, iv.hi)} vs {GT_CONTROLS[c]}: {iv.point:+.0f} pts "
+        f"[{iv.lo:+.0f}, {iv.hi:+.0f}], paired over {len(q)} questions"
+    )
+
+
+def _gt_cells(preset: str) -> dict:
+    t = _read(preset, "23_ground_truth.csv")
+    r = None if t is None else t[(t.block == "main") & (t.dataset == "all") & (t.subset == "all")]
+    if r is None or r.empty:
+        return NOT_RUN
+    r = r.iloc[0]
+    controls = f"k random words {100 * r.random:.0f} %, k option words {100 * r.random_option:.0f} %"
+    if "wrong_target_hit" in r:
+        controls += f", wrong option attributed {100 * r.wrong_target_hit:.0f} %"
+    premises = [attribution_above_chance(preset, ["all"]), paired_hits(preset)]
+    bad = any(p.holds is not True for p in premises)
+    return {
+        "ours": f"{_share(r, 'hit')}; controls: {controls}",
+        "MDE": f"{r.mde_pts:.0f} pts",
+        "premises": "; ".join(p.cell() for p in premises),
+        "verdict": premised_verdict(premises, "") if bad else _gt_verdict(preset),
+    }
 
 
 def headline(presets: list[str]) -> pd.DataFrame:
-    """claim | paper | per preset: ours [95 % interval], MDE, verdict. Relative changes in % of the baseline's
-    accuracy; the ground-truth share in % of questions (Clopper–Pearson interval, MDE around 68 %)."""
+    """claim | paper | per preset: ours [95 % interval], MDE, the premises with their numbers, verdict.
+    Relative changes in % of the baseline's accuracy (crossed-components t interval, recomputed from the
+    runs CSVs); the ground-truth share in % of questions (Clopper–Pearson interval, MDE around 68 %). A
+    verdict is the interval's only where every premise of the claim holds (`premised_verdict`)."""
     rows = []
-    for claim, csv, d, m, b, paper in CLAIMS:
-        row = {"claim": claim, "paper": paper}
+    for claim, csv, d, m, b, paper, keys in CLAIMS:
+        rows.append({"claim": claim, "paper": paper})
         for p in presets:
-            ours, mde_, v = _claim_cell(p, csv, d, m, b)
-            row.update({f"ours ({p})": ours, f"MDE ({p})": mde_, f"verdict ({p})": v})
-        rows.append(row)
-    gt = {
-        "claim": "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)",
-        "paper": f"{PAPER_B_GT:.0f} %",
-    }
+            rows[-1].update({f"{k} ({p})": v for k, v in _claim_cells(p, csv, d, m, b, keys).items()})
+    gt = {"claim": GT_CLAIM, "paper": f"{PAPER_B_GT:.0f} %"}
     for p in presets:
-        t = _read(p, "23_ground_truth.csv")
-        r = None if t is None else t[(t.block == "main") & (t.dataset == "all") & (t.subset == "all")]
-        if r is None or r.empty:
-            gt.update({f"ours ({p})": "not run", f"MDE ({p})": "-", f"verdict ({p})": "-"})
-            continue
-        r = r.iloc[0]
-        control = "above" if r.above_random else "not above"
-        gt.update(
-            {
-                f"ours ({p})": f"{100 * r.hit:.0f} % [{100 * r.hit_lo:.0f}, {100 * r.hit_hi:.0f}], {control} "
-                f"k random words ({100 * r.random:.0f} %)",
-                f"MDE ({p})": f"{r.mde_pts:.0f} pts",
-                f"verdict ({p})": r.verdict,
-            }
-        )
+        gt.update({f"{k} ({p})": v for k, v in _gt_cells(p).items()})
     rows.insert(4, gt)
     return pd.DataFrame(rows)
+
+
+INTERVAL_NOTE = (
+    "intervals: 95 %, recomputed from each notebook's runs CSV, the crossed-components t interval over seeds "
+    "and test questions (the seed means' variance with S - 1 df and the question variance every seed shares "
+    "with Q - 1 df, each scaled by its own t quantile, in quadrature; relative changes by the delta method; "
+    "a mean over datasets pools the datasets' terms with Welch–Satterthwaite df; `lib/stats.py`, coverage by "
+    "simulation in `results/coverage.md`), Clopper–Pearson for the share; MDE: (t_0.975,df + t_0.8,df) x SE "
+    "at the interval's effective df, the effect 80 % power would detect at two-sided 5 % (the share: normal "
+    "approximation around 68 %); premises: what each verdict rests on, with its number and the notebooks it "
+    'comes from; a verdict is the interval\'s only where every premise holds, else "not tested" with each '
+    "premise that does not."
+)
+GT_NOTE = (
+    "Shares with Clopper–Pearson intervals, per dataset and split by whether the teacher's own answer is "
+    "right; `teacher right`: its accuracy on the prompt it is attributed with. A verdict on the 68 % claim "
+    "rests on paired differences against the controls (per-question hits), and on the teacher being above "
+    "chance: the headline row."
+)
 
 
 def rendered_presets() -> list[str]:
@@ -422,7 +763,7 @@ def rendered_times(preset: str) -> dict[str, tuple[float | None, float | None, f
     log = results_dir(preset) / "run_log.csv"
     if not log.exists():
         return {}
-    from .reproduce import cold_warm
+    from .provenance import cold_warm
 
     rendered = {p.name for p in results_dir(preset).glob("*.ipynb")}
     return {nb: v for nb, v in cold_warm(log).items() if nb in rendered}
@@ -454,11 +795,21 @@ def results_readme(preset: str) -> str:
         f"{run_info(preset, times)}.",
         "",
     ]
+    parts += [
+        "## Claims: interval, premises, verdict",
+        "",
+        f"Intervals and premises as in the README headline: {INTERVAL_NOTE}",
+        "",
+        headline([preset]).to_markdown(index=False),
+        "",
+    ]
     for name, t in tables(preset).items():
         parts += [f"## {TITLES[name]}", "", t.to_markdown(index=False), ""]
-        raw = _read(preset, TABLE_CSVS[name]) if name in TABLE_CSVS else None
+        raw = comparison_table(preset, TABLE_CSVS[name]) if name in TABLE_CSVS else None
         if raw is not None and "interval" in raw:
             parts += [note(raw), ""]
+        if name == "GT" and _read(preset, "23_ground_truth.csv") is not None:
+            parts += [GT_NOTE, ""]
     if times:
         rows = [
             {
@@ -483,8 +834,7 @@ def update_readme(readme: Path = ROOT / "README.md") -> None:
     body = (
         "Generated by `make readme` from "
         + ", ".join(f"`results/{p}/`" for p in presets)
-        + "; intervals: 95 %, two-level paired bootstrap over seeds and test questions (Clopper–Pearson for "
-        "the share); MDE: the effect 80 % power would detect at two-sided 5 %.\n\n"
+        + f"; {INTERVAL_NOTE}\n\n"
         + headline(presets).to_markdown(index=False)
     )
     text = readme.read_text()

@@ -128,3 +128,152 @@ def test_run_info_names_the_rendered_notebooks_without_a_cold_time():
     times = {"05_a.ipynb": (None, 12.0, 1.0), "10_b.ipynb": (600.0, 6.0, 1.0)}
     info = report.run_info("smoke", times)
     assert "cold run of the 2 rendered notebooks: 10.0 min for 1 of them (05_a: no cold run logged)" in info
+
+
+# ---------------------------------------------------------------- premises beside every verdict
+
+
+def _binary(rng, p, n):
+    return list((rng.random(n) < p).astype(int))
+
+
+def _results(tmp, *, auroc=(0.8, 0.7, 0.9), teacher_right=0.6, questions=True):
+    """A results folder of the offline preset where every premise of paper A, paper B and the 68 % claim
+    holds, except where the arguments plant a failure: the TA's AUROC (point, lo, hi), the attribution
+    teacher's accuracy on its prompt, the per-question hits of notebook 23."""
+    rng = np.random.default_rng(0)
+    cols = {"trained": True, "zero_shot_dev": 0.29}
+    for name, arms in (("12_A_runs.csv", ("plain", "two_stage")), ("21_B_runs.csv", ("ft", "tokens"))):
+        spec = {
+            ("commonsense_qa", m, s): _binary(rng, p, 200) for s in range(3) for m, p in zip(arms, (0.4, 0.6))
+        }
+        report.save_runs(_runs(spec).assign(**cols), tmp / name)
+    gold = {
+        ("commonsense_qa", lab, s): _binary(rng, p, 200)
+        for s in range(3)
+        for lab, p in (("gold", 0.6), ("shuffled", 0.3))
+    }
+    recipe = _runs(gold).assign(student="lm", recipe="r", labels=lambda d: d.method, **cols)
+    report.save_runs(recipe.drop(columns="method"), tmp / "05_recipe_runs.csv")
+    pd.DataFrame([{"student": "lm", "dataset": "commonsense_qa", "recipe": "r", "verdict": "learns"}]).to_csv(
+        tmp / "05_recipe_chosen.csv", index=False
+    )
+    pd.DataFrame(
+        [
+            {
+                "teacher": "lm:gemma-3-270m",
+                "dataset": "commonsense_qa",
+                "n": 150,
+                "acc": 0.47,
+                "ci_lo": 0.38,
+                "ci_hi": 0.55,
+            }
+        ]
+    ).to_csv(tmp / "10_teacher_accuracy.csv", index=False)
+    a, lo, hi = auroc
+    pd.DataFrame(
+        [
+            {"signal": "TA confidence", "of": "LM teacher", "ta": "smollm2-135m-instruct", "span": "full"}
+            | {"dataset": "commonsense_qa", "n": 100, "n_correct": 47, "auroc": a, "ci_lo": lo, "ci_hi": hi}
+        ]
+    ).to_csv(tmp / "11_signal_auroc.csv", index=False)
+    pd.DataFrame([{"model": "gemma-3-270m", "dataset": "commonsense_qa", "chance": 0.2}]).to_csv(
+        tmp / "00_zero_shot.csv", index=False
+    )
+    share = {c: 0.5 for c in ("hit", "random", "random_option", "wrong_target_hit")}
+    share |= {f"{c}_{b}": 0.5 for c in share for b in ("lo", "hi")}
+    rows = [
+        {"block": "main", "dataset": d, "subset": "all", "n": 150, "teacher_acc": teacher_right}
+        for d in ("commonsense_qa", "all")
+    ]
+    pd.DataFrame([r | share | {"mde_pts": 11.0} for r in rows]).to_csv(
+        tmp / "23_ground_truth.csv", index=False
+    )
+    if questions:
+        hits = {"hit": _binary(rng, 0.9, 150)} | {c: _binary(rng, 0.3, 150) for c in report.GT_CONTROLS}
+        pd.DataFrame(hits).to_csv(tmp / report.GT_QUESTIONS, index=False)
+
+
+def _headline(tmp_path, monkeypatch, **planted):
+    _results(tmp_path, **planted)
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    h = report.headline(["offline"]).set_index("claim")
+    return {
+        k: h.loc[c]
+        for k, c in (("A", report.CLAIMS[0][0]), ("B", report.CLAIMS[2][0]), ("GT", report.GT_CLAIM))
+    }
+
+
+def test_headline_gives_the_interval_verdict_where_every_premise_holds(tmp_path, monkeypatch):
+    rows = _headline(tmp_path, monkeypatch)
+    for k in ("A", "B"):
+        assert rows[k]["verdict (offline)"] in stats.VERDICTS and rows[k]["verdict (offline)"] != "not tested"
+        assert rows[k]["premises (offline)"].count(": yes (") == (3 if k == "A" else 2)
+    table = report.comparison_table("offline", "12_A_main_table.csv")
+    assert rows["A"]["verdict (offline)"] == table.verdict.iloc[-1] == stats.LARGER  # +50 %, above +20.79
+    assert "gold - shuffled labels" in rows["A"]["premises (offline)"]
+    assert rows["GT"]["verdict (offline)"].startswith("gain vs ")  # paired differences, not a null of 0
+    assert "paired over 150 questions" in rows["GT"]["verdict (offline)"]
+
+
+def test_headline_says_not_tested_with_the_number_where_a_planted_premise_fails(tmp_path, monkeypatch):
+    rows = _headline(tmp_path, monkeypatch, auroc=(0.39, 0.29, 0.50), teacher_right=0.16, questions=False)
+    a = rows["A"]
+    assert a["verdict (offline)"].startswith("not tested: no signal shown to separate")
+    assert (
+        "AUROC 0.39 [0.29, 0.50]" in a["verdict (offline)"]
+        and "students learn: yes" in a["premises (offline)"]
+    )
+    assert a["ours (offline)"].startswith("+") and "[" in a["ours (offline)"]  # the interval is still shown
+    b = rows["B"]
+    assert b["verdict (offline)"].startswith("not tested: attribution teacher not shown above chance")
+    assert "24/150 = 16 %" in b["verdict (offline)"] and "chance 20 %" in b["verdict (offline)"]
+    gt = rows["GT"]["verdict (offline)"]
+    assert gt.startswith("not tested: ") and "not measured" in gt and "per-question hits" in gt
+
+
+def test_a_premise_without_its_csv_is_not_measured_and_the_claim_not_tested(tmp_path, monkeypatch):
+    _results(tmp_path)
+    (tmp_path / "11_signal_auroc.csv").unlink()
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    row = report.headline(["offline"]).set_index("claim").loc[report.CLAIMS[0][0]]
+    assert (
+        "a signal separates the teacher's right from wrong outputs: not measured" in row["premises (offline)"]
+    )
+    assert row["verdict (offline)"].startswith("not tested: a signal separates")
+
+
+def test_a_recipe_is_chosen_where_gold_labels_beat_shuffled_ones_on_the_difference():
+    table = pd.DataFrame(
+        [
+            {"student": "lm", "dataset": "d", "recipe": "a", "beat_pretrained": 1.0, "best_dev": 0.5}
+            | {"diff_lo": -1.0, "verdict": stats.NO_DIFFERENCE},
+            {"student": "lm", "dataset": "d", "recipe": "b", "beat_pretrained": 1.0, "best_dev": 0.4}
+            | {"diff_lo": 2.0, "verdict": stats.NO_DIFFERENCE},  # the relative interval may still hold 0
+            {"student": "lm", "dataset": "e", "recipe": "c", "beat_pretrained": 0.5, "best_dev": 0.6}
+            | {"diff_lo": 2.0, "verdict": stats.GAIN},
+        ]
+    )
+    chosen = report.chosen_recipes(table)
+    assert list(chosen.recipe) == ["b", "-"] and list(chosen.verdict)[1] == "the student does not learn it"
+
+
+def test_notebook_06s_premise_table_decides_where_it_ran(tmp_path, monkeypatch):
+    _results(tmp_path, teacher_right=0.16)  # notebook 23 alone: the attribution teacher at chance
+    row = {"dataset": "commonsense_qa", "chance": 0.2, "student_pretrained_dev": 0.29}
+    row |= {f"teacher_options_pool{s}": v for s, v in (("", 0.3), ("_lo", 0.21), ("_hi", 0.4), ("_n", 100))}
+    c = "teacher_attribution_prompt_pool"
+    row |= {f"{c}{s}": v for s, v in (("", 0.5), ("_lo", 0.4), ("_hi", 0.6), ("_n", 100))}
+    pd.DataFrame([row]).to_csv(tmp_path / "06_premises.csv", index=False)
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    h = report.headline(["offline"]).set_index("claim")
+    a, b = h.loc[report.CLAIMS[0][0]], h.loc[report.CLAIMS[2][0]]
+    assert a["verdict (offline)"].startswith("not tested: teacher not shown above the student")
+    assert (
+        "teacher 30 % [21, 40] of 100 pool questions; student pretrained 29 % (06)" in a["verdict (offline)"]
+    )
+    assert (
+        "attribution teacher above chance on its prompt: yes (commonsense_qa: right on 50/100"
+        in b["premises (offline)"]
+    )
+    assert b["verdict (offline)"] in stats.VERDICTS

@@ -1,17 +1,21 @@
-"""Statistics on constructed tables: bootstrap replicates against hand resampling, published interval values,
-every verdict word, MDE against known standard errors."""
-
-import zlib
+"""Statistics on constructed tables: variance components and intervals against hand computation, the
+crossed bootstrap against hand resampling, published interval values, every verdict word, MDE against known
+standard errors."""
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
 from lib import stats as S
 
 # seeds x questions; method 9/12 correct, baseline 6/12: +50 % relative, +25 points
 M = np.array([[1, 1, 0, 1], [1, 0, 1, 1], [0, 1, 1, 1]], float)
 B = np.array([[1, 0, 0, 1], [0, 0, 1, 1], [0, 1, 0, 1]], float)
+# row means 3, 5, 1 (grand mean 3), column means 1, 3, 3, 5; residuals by hand:
+# [0, -1, 0, 1], [0, -2, 0, 2], [0, 3, 0, -3] -> residual sum of squares 28 over (3 - 1)(4 - 1) = 6
+Z = np.array([[1, 2, 3, 6], [3, 3, 5, 9], [-1, 4, 1, 0]], float)
+T2, T3 = 4.302653, 3.182446  # t quantiles 0.975 at 2 and 3 df
 
 
 def hand_quantiles(v, level=0.95):
@@ -40,14 +44,124 @@ def _runs(spec, trained=None):
     )
 
 
+# ---------------------------------------------------------------- variance components and the interval
+
+
+def test_variance_components_equal_hand_computation():
+    # MS_seed = 4 (3 - 3)^2 + (5 - 3)^2 + (1 - 3)^2) / 2 = 16; MS_question = 3 (4 + 0 + 0 + 4) / 3 = 8;
+    # MS_residual = 28 / 6
+    assert S.mean_squares(Z) == pytest.approx((16.0, 8.0, 28 / 6))
+    v = S.variance_components(Z)
+    # seed = (16 - 14/3) / 4, question = (8 - 14/3) / 3, resid = 14/3
+    assert (v["seed"], v["question"], v["resid"]) == pytest.approx((17 / 6, 10 / 9, 14 / 3))
+    assert S.variance_components(Z, np.zeros_like(Z)) == v
+    assert S.two_level_se(Z) == pytest.approx(np.sqrt(17 / 6 / 3 + 10 / 9 / 4 + 14 / 3 / 12))
+    # negative components are clipped: rows 3, 4, 2 give MS_seed 4 < MS_residual
+    flat = Z - np.array([[0], [1], [-1]]) * np.array([[1, 1, 1, 1]])
+    flat[1] -= 1
+    assert S.variance_components(flat)["seed"] == 0.0
+
+
+def test_interval_terms_and_bounds_equal_hand_computation():
+    var, dfs, groups = S.interval_terms(Z)
+    # seed means 3, 5, 1: var 4 / 3 seeds; question term (8 - 14/3) / 12
+    assert var == pytest.approx([4 / 3, 5 / 18]) and dfs == (2, 3) and groups == ("seed means", "question")
+    h = np.sqrt(T2**2 * 4 / 3 + T3**2 * 5 / 18)
+    assert S.half_width(var, dfs, groups) == pytest.approx(h, rel=1e-6)
+    iv = S.paired_interval(Z / 100, np.zeros_like(Z), "diff")  # diff is in points: 100 x the fractions
+    assert (iv.point, iv.lo, iv.hi, iv.se) == pytest.approx((3.0, 3 - h, 3 + h, np.sqrt(29 / 18)), rel=1e-6)
+    assert st.t.ppf(0.975, iv.df) * iv.se == pytest.approx(h)  # the effective df
+    assert 2 < iv.df < 3
+
+
+def test_paired_interval_on_binary_runs_by_hand():
+    rng = np.random.default_rng(5)
+    p_m, p_b = rng.random(40), rng.random(40)  # questions differ in how much the method helps
+    m, b = (rng.random((3, 40)) < p_m).astype(float), (rng.random((3, 40)) < p_b).astype(float)
+    d = 100 * (m - b)
+    seed_means, question_means = d.mean(1), d.mean(0)
+    resid = d - seed_means[:, None] - question_means[None, :] + d.mean()
+    ms_q, ms_e = 3 * np.var(question_means, ddof=1), (resid**2).sum() / (2 * 39)
+    v_seed, v_question = np.var(seed_means, ddof=1) / 3, (ms_q - ms_e) / 120
+    assert v_seed > 0 and v_question > 0  # both terms at work
+    h = np.sqrt(T2**2 * v_seed + st.t.ppf(0.975, 39) ** 2 * v_question)
+    iv = S.paired_interval(m, b, "diff")
+    assert (iv.point, iv.lo, iv.hi, iv.se) == pytest.approx(
+        (d.mean(), d.mean() - h, d.mean() + h, np.sqrt(v_seed + v_question))
+    )
+    assert "seed means (t, 2 df) and question term (t, 39 df)" in iv.kind
+
+
 def test_point_estimates_on_the_full_table():
-    assert S.paired_bootstrap(M, B, "rel", n_boot=10, rng=0).point == 50.0
-    assert S.paired_bootstrap(M, B, "diff", n_boot=10, rng=0).point == 25.0
-    assert S.paired_bootstrap(M, B, "acc", n_boot=10, rng=0).point == 0.75
-    assert S.accuracy_bootstrap(B, n_boot=10, rng=0).point == 0.5
+    assert S.paired_interval(M, B, "rel").point == 50.0
+    assert S.paired_interval(M, B, "diff").point == 25.0
+    assert S.paired_interval(M, B, "acc").point == 0.75
+    assert S.paired_interval(M, B, "base").point == S.accuracy_interval(B).point == 0.5
 
 
-def test_two_level_replicates_equal_hand_resampling_seeds_then_questions():
+def test_relative_change_by_the_delta_method():
+    rng = np.random.default_rng(1)
+    m, b = (rng.random((4, 200)) < 0.6).astype(float), (rng.random((4, 200)) < 0.5).astype(float)
+    r = m.mean() / b.mean()
+    iv = S.paired_interval(m, b, "rel")
+    want = S.paired_interval(100 * (m - r * b) / b.mean(), np.zeros_like(m), "diff")  # the linearisation
+    assert iv.point == pytest.approx(100 * (r - 1))
+    assert (iv.hi - iv.point, iv.se) == pytest.approx(((want.hi - want.point) / 100, want.se / 100))
+    # to first order the relative SE is the difference's over the baseline accuracy
+    d = S.paired_interval(m, b, "diff")
+    assert iv.se == pytest.approx(d.se / b.mean(), rel=0.25)
+
+
+def test_one_seed_is_the_t_interval_over_questions():
+    rng = np.random.default_rng(11)
+    m, b = (rng.random(40) < 0.6).astype(float), (rng.random(40) < 0.4).astype(float)
+    d = 100 * (m - b)
+    iv = S.paired_interval(m, b, "diff")
+    h = st.t.ppf(0.975, 39) * d.std(ddof=1) / np.sqrt(40)
+    assert (iv.lo, iv.hi, iv.df) == pytest.approx((d.mean() - h, d.mean() + h, 39))
+    assert "one seed" in iv.kind and iv == S.paired_interval(m[None], b[None], "diff")
+
+
+def test_accuracy_interval_stays_in_0_1():
+    iv = S.accuracy_interval([1] * 19 + [0])
+    assert iv.hi == 1.0 and 0.8 < iv.lo < 0.95
+
+
+def test_identical_methods_give_zero_and_a_change_over_a_zero_baseline_is_undefined():
+    x = np.zeros((2, 10))
+    x[0, 3] = 1
+    for stat in ("rel", "diff"):
+        r = S.paired_interval(x, x, stat)
+        assert (r.point, r.lo, r.hi) == (0.0, 0.0, 0.0)
+    zero, some = np.zeros((1, 20)), np.zeros((1, 20))
+    some[0, :5] = 1
+    r = S.paired_interval(some, zero, "rel")
+    assert np.isnan(r.point) and np.isnan(r.lo) and S.verdict(r.lo, r.hi) == "undefined"
+    assert S.paired_interval(zero, zero, "rel").point == 0.0
+    assert S.paired_interval(some, zero, "diff").point == 25.0
+
+
+def test_average_pools_the_datasets_terms_by_group():
+    a = S.paired_interval(Z / 100, np.zeros_like(Z), "diff")
+    b = S.paired_interval(M, B, "diff")
+    avg = S.average_intervals([a, b])
+    assert avg.point == pytest.approx((3.0 + 25.0) / 2)
+    # seed means: 4/3 and 0 (the seeds of M - B agree), each / 4, Welch-Satterthwaite df of their sum;
+    # question terms: 5/18 and b's, each / 4
+    (vb_s, _, _), (vb_q, _, _) = b.terms
+    v_s, v_q = (4 / 3 + vb_s) / 4, (5 / 18 + vb_q) / 4
+    df_s = v_s**2 / ((4 / 3 / 4) ** 2 / 2 + (vb_s / 4) ** 2 / 2)
+    df_q = v_q**2 / ((5 / 18 / 4) ** 2 / 3 + (vb_q / 4) ** 2 / 3)
+    h = np.sqrt(st.t.ppf(0.975, df_s) ** 2 * v_s + st.t.ppf(0.975, df_q) ** 2 * v_q)
+    assert (avg.lo, avg.hi, avg.se) == pytest.approx((avg.point - h, avg.point + h, np.sqrt(v_s + v_q)))
+    one = S.average_intervals([b])
+    assert (one.point, one.lo, one.hi) == pytest.approx((b.point, b.lo, b.hi)) and "1 datasets" in one.kind
+
+
+# ---------------------------------------------------------------- crossed bootstrap (labelled alternative)
+
+
+def test_crossed_bootstrap_replicates_equal_hand_resampling_seeds_then_questions():
     n_boot = 7
     got = S.paired_bootstrap(M, B, "rel", n_boot=n_boot, rng=np.random.default_rng(3))
     g = np.random.default_rng(3)
@@ -60,51 +174,7 @@ def test_two_level_replicates_equal_hand_resampling_seeds_then_questions():
         want.append(0.0 if m == b else 100 * (m - b) / b)
     assert got.samples == pytest.approx(want)
     assert [got.lo, got.hi] == pytest.approx(hand_quantiles(want))
-    assert got.kind == "95 % two-level paired bootstrap (seeds, then questions), 7 resamples"
-    acc = S.accuracy_bootstrap(M, n_boot=n_boot, rng=np.random.default_rng(3))
-    hand = [sum(M[i, j] for i in s for j in q) / 12 for s, q in zip(s_idx, q_idx)]
-    assert acc.samples == pytest.approx(hand)
-
-
-def test_one_seed_resamples_questions_only():
-    rng = np.random.default_rng(11)
-    m, b = (rng.random(40) < 0.6).astype(float), (rng.random(40) < 0.4).astype(float)
-    got = S.paired_bootstrap(m, b, "diff", n_boot=50, rng=np.random.default_rng(5))
-    idx = np.random.default_rng(5).integers(0, 40, size=(50, 40))  # a question-only paired bootstrap
-    assert got.samples == pytest.approx(100 * (m[idx].mean(1) - b[idx].mean(1)))
-    assert "one seed" in got.kind and "two-level" not in got.kind
-    two_d = S.paired_bootstrap(m[None], b[None], "diff", n_boot=50, rng=np.random.default_rng(5))
-    assert two_d.samples == pytest.approx(got.samples)
-
-
-def test_identical_methods_give_zero_even_where_replicates_have_no_correct_answer():
-    x = np.zeros((2, 10))
-    x[0, 3] = 1  # one correct answer: many replicates draw none, a 0/0 relative change
-    for stat in ("rel", "diff"):
-        r = S.paired_bootstrap(x, x, stat, n_boot=500, rng=1)
-        assert (r.point, r.lo, r.hi, r.n_undefined) == (0.0, 0.0, 0.0, 0)
-
-
-def test_relative_change_is_undefined_away_from_a_zero_baseline():
-    base, method = np.zeros((1, 20)), np.zeros((1, 20))
-    method[0, :5] = 1
-    r = S.paired_bootstrap(method, base, "rel", n_boot=100, rng=0)
-    assert np.isnan(r.point) and np.isnan(r.lo) and r.n_undefined == 100
-    assert S.verdict(r.lo, r.hi) == "undefined"
-    d = S.paired_bootstrap(method, base, "diff", n_boot=100, rng=0)
-    assert d.point == 25.0 and d.lo >= 0
-
-
-def test_average_over_datasets_is_the_mean_of_per_dataset_replicates():
-    a = ([[1, 0, 0, 0] * 5], [[1, 1, 0, 0] * 5])  # 0.25 -> 0.50: +100 %
-    b = ([[1, 1, 1, 1, 0] * 4], [[1, 1, 1, 0, 0] * 4])  # 0.80 -> 0.60: -25 %
-    g = np.random.default_rng(0)
-    per = [S.paired_bootstrap(m, base, "rel", n_boot=200, rng=g) for base, m in (a, b)]
-    avg = S.average_intervals(per)
-    assert avg.point == pytest.approx(37.5)
-    assert avg.samples == pytest.approx([(x + y) / 2 for x, y in zip(per[0].samples, per[1].samples)])
-    assert [avg.lo, avg.hi] == pytest.approx(hand_quantiles(avg.samples))
-    assert not np.array_equal(per[0].samples, per[1].samples) and "2 datasets" in avg.kind
+    assert got.kind.startswith("95 % crossed bootstrap") and got.se == pytest.approx(np.std(want, ddof=1))
 
 
 # ---------------------------------------------------------------- verdicts
@@ -199,40 +269,35 @@ def test_proportion_intervals_match_published_values(k, n, wilson, exact):
 
 def test_mde_constants():
     assert S.mde(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
+    assert S.mde(1.0, df=np.inf) == pytest.approx(S.Z_MDE)
+    assert S.mde(1.0, df=2) == pytest.approx(T2 + 1.060660, abs=1e-5)
     assert S.mde_proportion(0.5, 100) == pytest.approx(2.801585 * 0.05, abs=1e-5)
     assert S.mde(1.0, alpha=0.05, power=0.5) == pytest.approx(1.959964, abs=1e-5)
 
 
-def test_bootstrap_mde_equals_2_80_times_a_known_standard_error():
+def test_mde_of_one_seed_equals_2_80_times_a_known_standard_error():
     rng = np.random.default_rng(2)
     q = 4000
     m, b = (rng.random(q) < 0.6).astype(float), (rng.random(q) < 0.5).astype(float)
     se_pts = 100 * np.sqrt((0.6 * 0.4 + 0.5 * 0.5) / q)  # independent questions, one seed
-    d = S.paired_bootstrap(m, b, "diff", n_boot=2000, rng=rng)
-    assert S.mde(d.se) == pytest.approx(2.8016 * se_pts, rel=0.08)
-    assert S.mde(100 * S.two_level_se(m, b)) == pytest.approx(2.8016 * se_pts, rel=0.08)
+    d = S.paired_interval(m, b, "diff")
+    assert S.mde(d.se, d.df) == pytest.approx(2.8016 * se_pts, rel=0.05)
+    assert S.mde(100 * S.two_level_se(m, b)) == pytest.approx(2.8016 * se_pts, rel=0.05)
 
 
 def test_two_level_se_is_unbiased_for_crossed_seed_and_question_effects():
     rng = np.random.default_rng(4)
     n_s, n_q, sa, sb, se = 5, 200, 0.05, 0.2, 0.4
     true_var = sa**2 / n_s + sb**2 / n_q + se**2 / (n_s * n_q)
-    est = [
-        S.two_level_se(
-            sa * rng.normal(size=(n_s, 1)) + sb * rng.normal(size=(1, n_q)) + se * rng.normal(size=(n_s, n_q))
-        )
-        ** 2
+    draws = [
+        sa * rng.normal(size=(n_s, 1)) + sb * rng.normal(size=(1, n_q)) + se * rng.normal(size=(n_s, n_q))
         for _ in range(300)
     ]
-    assert np.mean(est) == pytest.approx(true_var, rel=0.1)
-
-
-def test_two_level_bootstrap_is_conservative_by_at_most_about_3x_in_variance():
-    rng = np.random.default_rng(6)
-    m, b = (rng.random((5, 300)) < 0.6).astype(float), (rng.random((5, 300)) < 0.5).astype(float)
-    true_se = 100 * np.sqrt((0.24 + 0.25) / 1500)  # every (seed, question) independent
-    ratio = S.paired_bootstrap(m, b, "diff", n_boot=2000, rng=rng).se / true_se
-    assert 1.0 < ratio < np.sqrt(3) * 1.1
+    assert np.mean([S.two_level_se(z) ** 2 for z in draws]) == pytest.approx(true_var, rel=0.1)
+    # the interval's SE estimates the same variance (its question term is clipped at 0, hence >=)
+    assert np.mean([S.paired_interval(z, 0 * z, "diff").se ** 2 for z in draws]) / 1e4 == pytest.approx(
+        true_var, rel=0.1
+    )
 
 
 def test_mde_shrinks_as_one_over_root_n_questions():
@@ -240,7 +305,8 @@ def test_mde_shrinks_as_one_over_root_n_questions():
     mdes = []
     for q in (400, 1600):
         m, b = (rng.random(q) < 0.7).astype(float), (rng.random(q) < 0.6).astype(float)
-        mdes.append(S.mde(S.paired_bootstrap(m, b, "diff", n_boot=2000, rng=rng).se))
+        d = S.paired_interval(m, b, "diff")
+        mdes.append(S.mde(d.se, d.df))
     assert mdes[0] / mdes[1] == pytest.approx(2.0, rel=0.15)
     m, b = (rng.random((1, 300)) < 0.7).astype(float), (rng.random((1, 300)) < 0.6).astype(float)
     assert S.two_level_se(m, b, n_questions=1200) == pytest.approx(S.two_level_se(m, b) / 2)
@@ -259,44 +325,45 @@ def _two_datasets(n_seeds=3, q=60, trained=None):
     return _runs(spec, trained)
 
 
-def test_table_rows_are_the_documented_paired_bootstraps_and_the_average_their_mean():
+def test_table_rows_are_the_documented_intervals_and_the_average_their_pooled_mean():
     runs = _two_datasets()
-    t = S.compare_table(runs, "plain", paper={("average", "two"): 20.79}, n_boot=300, seed=5)
+    t = S.compare_table(runs, "plain", paper={("average", "two"): 20.79})
     assert list(zip(t.dataset, t.method)) == [("a", "two"), ("b", "two"), ("average", "two")]
     per = []
     for d in ("a", "b"):
         x = np.stack(runs[(runs.dataset == d) & (runs.method == "two")].correct.map(np.array))
         b = np.stack(runs[(runs.dataset == d) & (runs.method == "plain")].correct.map(np.array))
-        rng = np.random.default_rng([5, zlib.crc32(d.encode()), zlib.crc32(b"two")])
-        per.append(S.paired_bootstrap(x, b, "rel", n_boot=300, rng=rng))
-        row = t[t.dataset == d].iloc[0]
-        want = (per[-1].point, per[-1].lo, per[-1].hi)
-        assert (row["rel_%"], row.rel_lo, row.rel_hi) == pytest.approx(want)
+        per.append(S.paired_interval(x, b, "rel"))
+        row, diff = t[t.dataset == d].iloc[0], S.paired_interval(x, b, "diff")
+        assert (row["rel_%"], row.rel_lo, row.rel_hi) == pytest.approx(
+            (per[-1].point, per[-1].lo, per[-1].hi)
+        )
+        assert (row.diff_lo, row.diff_hi, row.diff_df) == pytest.approx((diff.lo, diff.hi, diff.df))
+        assert row.mde_pts == pytest.approx(S.mde(diff.se, diff.df))
+        assert row["mde_rel_%"] == pytest.approx(S.mde(per[-1].se, per[-1].df))
         assert row.acc_mean == pytest.approx(x.mean()) and row.base_acc == pytest.approx(b.mean())
-        assert row.diff_pts == pytest.approx(100 * (x.mean() - b.mean()))
-        assert row.mde_pts > 0 and row.seeds == 3 and row.n_test == 60 and np.isnan(row["paper_%"])
+        assert row.seeds == 3 and row.n_test == 60 and np.isnan(row["paper_%"])
     avg, want = t[t.dataset == "average"].iloc[0], S.average_intervals(per)
     assert (avg["rel_%"], avg.rel_lo, avg.rel_hi) == pytest.approx((want.point, want.lo, want.hi))
     assert avg["paper_%"] == 20.79 and avg.n_test == 120
     assert avg.verdict == S.verdict(want.lo, want.hi, 20.79) and avg.verdict in S.PAPER_VERDICTS
-    assert "2 datasets" in avg.interval and "two-level paired bootstrap" in t.interval[0]
-    again = S.compare_table(runs, "plain", paper={("average", "two"): 20.79}, n_boot=300, seed=5)
-    pd.testing.assert_frame_equal(t, again)
-    alone = S.compare_table(runs[runs.dataset == "b"], "plain", n_boot=300, seed=5)
+    assert "2 datasets" in avg.interval and "crossed-components t interval" in t.interval[0]
+    alone = S.compare_table(runs[runs.dataset == "b"], "plain")
     assert alone.rel_lo[0] == t.rel_lo[1]  # a row does not depend on the table's other rows
     note = S.table_note(t)
-    assert "two-level paired bootstrap" in note and "80 % power" in note and "\n" not in note
+    assert "crossed-components t interval" in note and "80 % power" in note and "\n" not in note
+    assert "delta-method" in note and "Welch-Satterthwaite" in note and "bootstrap" not in note
 
 
 def test_table_says_not_tested_when_most_seeds_did_not_train():
     two_of_three = {("a", "two", 2): False}
     one_of_three = {("a", "two", 1): False, ("a", "plain", 2): False}
-    t = S.compare_table(_two_datasets(trained=two_of_three), "plain", n_boot=100)
+    t = S.compare_table(_two_datasets(trained=two_of_three), "plain")
     assert t.trained_seeds[0] == 2 and t.verdict[0] != "not tested" and t.verdict[2] != "not tested"
-    strict = S.compare_table(_two_datasets(trained=two_of_three), "plain", n_boot=100, trained_rule="all")
+    strict = S.compare_table(_two_datasets(trained=two_of_three), "plain", trained_rule="all")
     assert list(strict.verdict) == ["not tested", strict.verdict[1], "not tested"]
     assert strict.verdict[1] != "not tested"
-    t = S.compare_table(_two_datasets(trained=one_of_three), "plain", n_boot=100)
+    t = S.compare_table(_two_datasets(trained=one_of_three), "plain")
     assert t.trained_seeds[0] == 1 and t.verdict[0] == "not tested"
     assert t.verdict[2] == "not tested"  # the average mixes in an untested dataset
 
@@ -305,11 +372,9 @@ def test_table_reads_encoded_correctness_and_rejects_unpaired_runs():
     runs = _two_datasets(n_seeds=2)
     enc = runs.assign(correct=runs.correct.map(S.encode_correct)).drop(columns="trained")
     assert isinstance(enc.correct[0], str) and set(enc.correct[0]) <= {"0", "1"}
-    pd.testing.assert_frame_equal(
-        S.compare_table(enc, "plain", n_boot=50), S.compare_table(runs, "plain", n_boot=50)
-    )
+    pd.testing.assert_frame_equal(S.compare_table(enc, "plain"), S.compare_table(runs, "plain"))
     assert S.as_correct("[1, 0, 1]").tolist() == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="pair"):
-        S.compare_table(runs.drop(index=runs.index[-1]), "plain", n_boot=50)
+        S.compare_table(runs.drop(index=runs.index[-1]), "plain")
     with pytest.raises(ValueError, match="baseline"):
-        S.compare_table(runs, "nope", n_boot=50)
+        S.compare_table(runs, "nope")
