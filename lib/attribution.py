@@ -141,64 +141,6 @@ def _encode(lm, prompt: str):
     return lm.encode_prompt(prompt, offsets=True)
 
 
-class _Batch:
-    """Tensors of a padded batch (right padding: real tokens keep their positions, so a pad cannot move a
-    score) and the forward function f(input embeddings) -> target log-prob, one per example."""
-
-    def __init__(self, lm, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
-        self.lm, m, dev = lm, lm.model, lm.device
-        pad = lm.tok.pad_token_id
-        c_ids = [lm.encode(c) for c in conts]
-        self.emb_layer = m.get_input_embeddings()
-        seqs = prompt_ids if lm.arch == "seq2seq" else [p + c for p, c in zip(prompt_ids, c_ids)]
-        L = max(len(s) for s in seqs)
-        self.ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs], device=dev)
-        self.attn = torch.zeros_like(self.ids)
-        self.attr = torch.zeros_like(self.ids, dtype=torch.bool)  # attributed positions: prompt, not special
-        for i, (s, p, sp) in enumerate(zip(seqs, prompt_ids, special)):
-            self.attn[i, : len(s)] = 1
-            self.attr[i, : len(p)] = ~torch.tensor(sp, dtype=torch.bool)
-        T = max(len(c) for c in c_ids)
-        if lm.arch == "seq2seq":
-            start = m.config.decoder_start_token_id
-            dec = torch.tensor([([start] + c[:-1] + [pad] * (T - len(c))) for c in c_ids], device=dev)
-            # fixed, and computed outside the forward so a layer hook sees the encoder only
-            with torch.no_grad():
-                self.aux = m.get_decoder().get_input_embeddings()(dec)
-            self.tgt = torch.tensor([c + [pad] * (T - len(c)) for c in c_ids], device=dev)
-            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
-        else:
-            # logits only where an answer token is predicted (Gemma's vocabulary has 262k entries): row i
-            # keeps positions len(p)-1+j, j < T (padded by repeating its last one, masked out of the sum)
-            self.aux = torch.tensor(
-                [[len(p) - 1 + min(j, len(c) - 1) for j in range(T)] for p, c in zip(prompt_ids, c_ids)],
-                device=dev,
-            )
-            self.tgt = torch.gather(self.ids, 1, self.aux + 1)
-            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
-        with torch.no_grad():
-            # includes any embedding scale (Gemma multiplies by sqrt(d))
-            self.embeds = self.emb_layer(self.ids)
-
-    def args(self) -> tuple:
-        # every per-example tensor has the batch first, so captum can repeat / split them with the inputs
-        return (self.embeds, self.attr, self.attn, self.aux, self.tgt, self.tmask)
-
-    def forward(self, x, fixed, attr, attn, aux, tgt, tmask):
-        """Target log-prob of each row; only attributed positions of x are used, the rest come from `fixed`
-        (the answer tokens of a causal model, BOS/EOS), so IG never interpolates them."""
-        e = torch.where(attr.unsqueeze(-1), x, fixed)
-        if self.lm.arch == "seq2seq":
-            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, decoder_inputs_embeds=aux).logits
-        else:
-            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, logits_to_keep=aux).logits
-        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-        return (lp * tmask).sum(1)
-
-    def forward_ids(self, ids, *args):  # for LayerIntegratedGradients: the hooked embedding layer runs here
-        return self.forward(self.emb_layer(ids), *args)
-
-
 class _frozen:
     """Parameters need no gradient during attribution: saves the weight-gradient graph, restored after."""
 
@@ -215,7 +157,7 @@ class _frozen:
             p.requires_grad_(f)
 
 
-def _attribute(lm, b: _Batch, method: str, n_steps: int, internal_batch_size: int):
+def _attribute(lm, b, method: str, n_steps: int, internal_batch_size: int):
     """(attributions (B, L, d), convergence delta (B,) or None) through captum."""
     from captum.attr import InputXGradient, IntegratedGradients, LayerIntegratedGradients, Saliency
 
@@ -264,7 +206,7 @@ def attribute_batch(
     copies of the batch, `internal_batch_size` rows per forward pass (memory)."""
     check_choice("method", method, METHODS)
     enc = [_encode(lm, p) for p in prompts]
-    b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
+    b = lm.embedding_batch([e[0] for e in enc], [e[2] for e in enc], conts)
     with _frozen(lm.model), lm.autocast():
         attr, delta = _attribute(lm, b, method, n_steps, max(internal_batch_size, len(prompts)))
     attr = attr.detach().float() * b.attr.unsqueeze(-1)
@@ -291,7 +233,7 @@ def attribute_batch(
 def target_logprobs(lm, prompts: list[str], conts: list[str]) -> list[float]:
     """f(x) of the attribution forward (sum of answer-token log-probs), for checks and the notebooks."""
     enc = [_encode(lm, p) for p in prompts]
-    b = _Batch(lm, [e[0] for e in enc], [e[2] for e in enc], conts)
+    b = lm.embedding_batch([e[0] for e in enc], [e[2] for e in enc], conts)
     with lm.autocast():
         return b.forward(b.embeds, *b.args()).tolist()
 

@@ -19,15 +19,17 @@ logits would be 7 GB for 64 options of 104 tokens with Gemma's 262,144-entry voc
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
 # rows x padded length (a cached prompt included) of one scoring forward pass: its activations and KV cache
 # stay below a fixed size (Gemma-3-270M: ~40 KB of KV cache per token in fp32, so ~0.3 GB)
 TOKEN_BUDGET = 8192
-# vocabulary logits that exist at once (positions x vocabulary size): 64 MiB in fp32, 64 target positions
-# at a time for Gemma's 262,144-entry vocabulary
-LOGIT_BUDGET = 2**24
+# vocabulary logits that exist at once (positions x vocabulary size): 256 MiB in fp32, 256 target positions
+# at a time for Gemma's 262,144-entry vocabulary (64 at a time project ~30 % slower on a CPU: each chunk
+# reads the whole 0.7 GB output embedding again)
+LOGIT_BUDGET = 2**26
 
 
 def _in_precision(method):
@@ -66,6 +68,7 @@ class LM:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.share_prefill = True  # K samples reuse one prompt prefill (see generate)
+        self.share_prefix = True  # a generation batch runs its prompts' common prefix once (see generate)
 
     @property
     def model(self):
@@ -354,29 +357,73 @@ class LM:
             return per_ex.mean()
         return (per_ex * weights.to(per_ex)).mean()
 
-    def _generate_shared_prefill(self, ids, attn, K, kw):
-        """K samples per prompt with the prompt's prefill computed once: `num_return_sequences=K` alone copies
-        each prompt K times before the prefill, which dominates when prompts are long and samples short.
-        The prompt minus its last token is run once, its KV cache repeated K times, and generate continues
-        from it; generate then draws from exactly the same logits with the same RNG calls as the plain path
-        (tests/test_models.py checks equal samples under one seed)."""
+    def _generate_cached(self, ids, attn, shared: int, K: int, kw):
+        """Generate K continuations per row from a KV cache of each prompt minus its last token, built with
+        less work than generate's own prefill but holding the same keys and values in the same slots, so
+        generate goes on as from its own prefill and draws with the same RNG calls (the same samples under
+        one seed; tests/test_generation.py and tests/test_models.py check both):
+          - the first `shared` slots, which hold only pads and the batch's common prompt prefix (the few-shot
+            exemplars, most of a chain-of-thought prompt), come from one batch-1 pass (`_prefix_cache`);
+          - the rest runs once per prompt, not once per sample: its cache is then repeated K times
+            (`num_return_sequences=K` alone copies each prompt K times before the prefill).
+        None where no cache could be built (a one-token prompt): the caller runs plain generate."""
         pos = _prefill_positions(attn)
-        out = self.model(
-            input_ids=ids[:, :-1],
-            attention_mask=attn[:, :-1],
-            position_ids=pos[:, :-1],
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(K)
-        kw = {**kw, "num_return_sequences": 1}
+        cache = self._prefix_cache(ids, attn, shared) if shared else None
+        shared = shared if cache is not None else 0
+        if ids.shape[1] - 1 > shared:
+            cache = self.model(
+                input_ids=ids[:, shared:-1],
+                attention_mask=attn[:, :-1],
+                position_ids=pos[:, shared:-1],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).past_key_values
+        if cache is None:
+            return None
+        if K > 1:
+            cache.batch_repeat_interleave(K)
         return self.model.generate(
             input_ids=ids.repeat_interleave(K, 0),
             attention_mask=attn.repeat_interleave(K, 0),
             past_key_values=cache,
-            **kw,
+            **{**kw, "num_return_sequences": 1},
         )
+
+    def _prefix_cache(self, ids, attn, width: int):
+        """KV cache of the first `width` slots of a left-padded batch whose prompts all begin with the same
+        `width` tokens. The prefix runs once (batch 1, positions 0..width-1) and each row gets its keys and
+        values shifted right by its pad count: a row with p pads holds p pads, then prefix tokens
+        0..width-p-1 there, exactly as in the plain prefill, whose left-padded layout (and so its masks,
+        sliding windows included) stays as it is. Pad slots get copies of real entries: the attention mask
+        hides them as it hides the pads of the plain prefill. None where the model's cache is not a plain
+        store of every prefix token's keys and values (a sliding window shorter than the prefix)."""
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+        window = getattr(self.model.config, "sliding_window", None)
+        if window is not None and width >= window:  # the window's cache would drop prefix tokens
+            return None
+        n_pad = (attn == 0).sum(1)
+        row = int(n_pad.argmin())  # a row without pads: its first `width` tokens are the prefix
+        cache = self.model(
+            input_ids=ids[row : row + 1, :width], use_cache=True, logits_to_keep=1
+        ).past_key_values
+        layers = getattr(cache, "layers", None)
+        if not layers or any(
+            type(x) not in (DynamicLayer, DynamicSlidingWindowLayer) or x.keys.shape[-2] != width
+            for x in layers
+        ):
+            return None
+        src = (torch.arange(width, device=ids.device) - n_pad[:, None]).clamp(min=0)  # [rows, width]
+        for x in layers:  # [1, heads, width, d] -> [rows, heads, width, d]
+            x.keys, x.values = x.keys[0][:, src].transpose(0, 1), x.values[0][:, src].transpose(0, 1)
+        return cache
+
+    @torch.no_grad()
+    @_in_precision
+    def embedding_batch(self, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
+        """The padded batch gradient attribution differentiates (see EmbeddingBatch)."""
+        return EmbeddingBatch(self, prompt_ids, special, conts)
 
     @torch.no_grad()
     @_in_precision
@@ -393,7 +440,11 @@ class LM:
         progress: bool = False,
     ) -> list[str] | list[list[str]]:
         """Greedy or sampled continuations; with num_return_sequences=K, one call per batch returns K
-        samples per prompt (list of K strings per prompt). Text after a stop string is cut."""
+        samples per prompt (list of K strings per prompt). Text after a stop string is cut.
+
+        Causal models prefill less than a plain `model.generate` but give the same continuations (see
+        `_generate_cached`): a batch's common prompt prefix runs once (`share_prefix`), and each prompt once
+        for its K samples (`share_prefill`; `share_prefix` applies to K samples only together with it)."""
         from tqdm.auto import tqdm
 
         if seed is not None:
@@ -419,9 +470,13 @@ class LM:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 kw.update(temperature=None, top_k=None, top_p=None)
-            if self.arch == "causal" and K > 1 and self.share_prefill:
-                gen = self._generate_shared_prefill(ids, attn, K, kw)
-            else:
+            gen = None
+            if self.arch == "causal" and (K == 1 or self.share_prefill):
+                # the longest token prefix every prompt of the batch starts with, the last token excepted
+                shared = min(len(os.path.commonprefix(p_ids)), ids.shape[1] - 1) if self.share_prefix else 0
+                if shared or K > 1:
+                    gen = self._generate_cached(ids, attn, shared, K, kw)
+            if gen is None:
                 gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
                 gen = gen[:, ids.shape[1] :]
@@ -448,15 +503,16 @@ def _chunked_logprobs(logits_of, tgt: torch.Tensor, step: int) -> torch.Tensor:
     a..b-1 as a fresh tensor: `step` targets at a time, so only `step` vocabulary-sized rows exist at once."""
     out = [tgt.new_zeros(0, dtype=torch.float)]
     for a in range(0, len(tgt), step):
-        x = logits_of(a, a + step).float()
-        out.append(x.gather(-1, tgt[a : a + step, None])[:, 0] - _logsumexp_(x))
+        out.append(_logprobs_(logits_of(a, a + step).float(), tgt[a : a + step]))
     return torch.cat(out)
 
 
-def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the last dim, computed in place in x: no second vocabulary-sized buffer."""
+def _logprobs_(x: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """log_softmax(x)[tgt] per row, computed in place in x: no second vocabulary-sized buffer, and x is
+    freed on return, before the next chunk is projected."""
+    picked = x.gather(-1, tgt[:, None])[:, 0]
     top = x.amax(-1, keepdim=True)
-    return x.sub_(top).exp_().sum(-1).log_() + top[:, 0]
+    return picked - (x.sub_(top).exp_().sum(-1).log_() + top[:, 0])
 
 
 def _prefill_positions(attn: torch.Tensor) -> torch.Tensor:
@@ -480,3 +536,62 @@ def _cut(text: str, stop: tuple[str, ...]) -> str:
         if j >= 0:
             text = text[:j]
     return text.strip()
+
+
+class EmbeddingBatch:
+    """Tensors of a padded batch for gradient attribution (right padding: real tokens keep their positions,
+    so a pad cannot move a score) and the forward function f(input embeddings) -> target log-prob, one per
+    example: the embeddings are the input captum differentiates, the answer's log-prob the output."""
+
+    def __init__(self, lm, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
+        self.lm, m, dev = lm, lm.model, lm.device
+        pad = lm.tok.pad_token_id
+        c_ids = [lm.encode(c) for c in conts]
+        self.emb_layer = m.get_input_embeddings()
+        seqs = prompt_ids if lm.arch == "seq2seq" else [p + c for p, c in zip(prompt_ids, c_ids)]
+        L = max(len(s) for s in seqs)
+        self.ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs], device=dev)
+        self.attn = torch.zeros_like(self.ids)
+        self.attr = torch.zeros_like(self.ids, dtype=torch.bool)  # attributed positions: prompt, not special
+        for i, (s, p, sp) in enumerate(zip(seqs, prompt_ids, special)):
+            self.attn[i, : len(s)] = 1
+            self.attr[i, : len(p)] = ~torch.tensor(sp, dtype=torch.bool)
+        T = max(len(c) for c in c_ids)
+        if lm.arch == "seq2seq":
+            start = m.config.decoder_start_token_id
+            dec = torch.tensor([([start] + c[:-1] + [pad] * (T - len(c))) for c in c_ids], device=dev)
+            # fixed, and computed outside the forward so a layer hook sees the encoder only
+            with torch.no_grad():
+                self.aux = m.get_decoder().get_input_embeddings()(dec)
+            self.tgt = torch.tensor([c + [pad] * (T - len(c)) for c in c_ids], device=dev)
+            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
+        else:
+            # logits only where an answer token is predicted (Gemma's vocabulary has 262k entries): row i
+            # keeps positions len(p)-1+j, j < T (padded by repeating its last one, masked out of the sum)
+            self.aux = torch.tensor(
+                [[len(p) - 1 + min(j, len(c) - 1) for j in range(T)] for p, c in zip(prompt_ids, c_ids)],
+                device=dev,
+            )
+            self.tgt = torch.gather(self.ids, 1, self.aux + 1)
+            self.tmask = torch.tensor([[j < len(c) for j in range(T)] for c in c_ids], device=dev)
+        with torch.no_grad():
+            # includes any embedding scale (Gemma multiplies by sqrt(d))
+            self.embeds = self.emb_layer(self.ids)
+
+    def args(self) -> tuple:
+        # every per-example tensor has the batch first, so captum can repeat / split them with the inputs
+        return (self.embeds, self.attr, self.attn, self.aux, self.tgt, self.tmask)
+
+    def forward(self, x, fixed, attr, attn, aux, tgt, tmask):
+        """Target log-prob of each row; only attributed positions of x are used, the rest come from `fixed`
+        (the answer tokens of a causal model, BOS/EOS), so IG never interpolates them."""
+        e = torch.where(attr.unsqueeze(-1), x, fixed)
+        if self.lm.arch == "seq2seq":
+            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, decoder_inputs_embeds=aux).logits
+        else:
+            logits = self.lm.model(inputs_embeds=e, attention_mask=attn, logits_to_keep=aux).logits
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        return (lp * tmask).sum(1)
+
+    def forward_ids(self, ids, *args):  # for LayerIntegratedGradients: the hooked embedding layer runs here
+        return self.forward(self.emb_layer(ids), *args)

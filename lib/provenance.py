@@ -235,6 +235,52 @@ def stale_notebooks(problems: list[Problem]) -> set[str]:
     return {p.notebook for p in problems if p.kind == "stale"}
 
 
+# ---------------------------------------------------------------- run times of the current configuration
+
+
+CSV_ONLY = ("30_",)  # notebooks that compute nothing: they read the CSVs of the others
+
+
+def current_runs(df):
+    """The rows of a run log whose notebook still exists and ran under its current configuration (the
+    preset's sections it reads, lib.provenance.config_hash); rows logged before the log had the column, or
+    under another configuration, are dropped. A log that never had the column is taken whole."""
+    if "config_hash" not in df:
+        return df
+    paths = {p.name: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    cfg = {
+        (nb, pre): config_hash(paths[nb], pre) if nb in paths else None
+        for nb, pre in set(zip(df.notebook, df.preset))
+    }
+    now = [cfg[nb, pre] for nb, pre in zip(df.notebook, df.preset)]
+    return df[df.config_hash.notna() & (df.config_hash == now)]
+
+
+def cold_warm(log: Path, current: bool = True) -> dict[str, tuple[float | None, float | None, float]]:
+    """notebook -> (cold s, warm s, peak RSS MB) from a run log; `current`: from runs of the current
+    configuration only (current_runs). Cold = the last run that computed anything (runs logged before the
+    count existed are taken as cold; the last, because a changed preset or step makes earlier cold runs
+    stale); warm = the last run that computed nothing. A notebook that only reads other notebooks' CSVs
+    (CSV_ONLY) has cold = warm; any other whose every logged run was warm (its runs were computed under
+    another preset or notebook) has no cold time."""
+    import pandas as pd
+
+    df = pd.read_csv(log, dtype={"config_hash": str, "fingerprint": str})
+    if current:
+        df = current_runs(df)
+    if "artifacts_computed" not in df:
+        df["artifacts_computed"] = float("nan")
+    out = {}
+    for nb, g in df.groupby("notebook"):
+        cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
+        warm = g[g.artifacts_computed == 0]
+        if not len(cold) and str(nb).startswith(CSV_ONLY):
+            cold = warm.iloc[-1:]
+        last = lambda runs: float(runs.seconds.iloc[-1]) if len(runs) else None
+        out[nb] = (last(cold), last(warm), float(g.peak_rss_MB.max()))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="list the rendered files of results/<preset>/ to recompute")
     ap.add_argument("--preset", default="offline")

@@ -366,53 +366,14 @@ def append_log(log: Path, row: list) -> None:
         csv.writer(f).writerows(rows)
 
 
-CSV_ONLY = ("30_",)  # notebooks that compute nothing: they read the CSVs of the others
-
-
-def current_runs(df):
-    """The rows of a run log whose notebook still exists and ran under its current configuration (the
-    preset's sections it reads, lib.provenance.config_hash); rows logged before the log had the column, or
-    under another configuration, are dropped. A log that never had the column is taken whole."""
-    if "config_hash" not in df:
-        return df
-    paths = {p.name: p for p in notebooks()}
-    cfg = {
-        (nb, pre): provenance.config_hash(paths[nb], pre) if nb in paths else None
-        for nb, pre in set(zip(df.notebook, df.preset))
-    }
-    now = [cfg[nb, pre] for nb, pre in zip(df.notebook, df.preset)]
-    return df[df.config_hash.notna() & (df.config_hash == now)]
-
-
-def cold_warm(log: Path, current: bool = True) -> dict[str, tuple[float | None, float | None, float]]:
-    """notebook -> (cold s, warm s, peak RSS MB) from a run log; `current`: from runs of the current
-    configuration only (current_runs). Cold = the last run that computed anything (runs logged before the
-    count existed are taken as cold; the last, because a changed preset or step makes earlier cold runs
-    stale); warm = the last run that computed nothing. A notebook that only reads other notebooks' CSVs
-    (CSV_ONLY) has cold = warm; any other whose every logged run was warm (its runs were computed under
-    another preset or notebook) has no cold time."""
-    import pandas as pd
-
-    df = pd.read_csv(log, dtype={"config_hash": str, "fingerprint": str})
-    if current:
-        df = current_runs(df)
-    if "artifacts_computed" not in df:
-        df["artifacts_computed"] = float("nan")
-    out = {}
-    for nb, g in df.groupby("notebook"):
-        cold = g[g.artifacts_computed.isna() | (g.artifacts_computed > 0)]
-        warm = g[g.artifacts_computed == 0]
-        if not len(cold) and str(nb).startswith(CSV_ONLY):
-            cold = warm.iloc[-1:]
-        last = lambda runs: float(runs.seconds.iloc[-1]) if len(runs) else None
-        out[nb] = (last(cold), last(warm), float(g.peak_rss_MB.max()))
-    return out
-
-
 def estimates(log: Path) -> dict[str, float | None]:
     """notebook -> seconds of its last cold run in the run log (see cold_warm), under any configuration: a
     guess of the time left, better than none; {} without a log."""
-    return {nb: cold for nb, (cold, _, _) in cold_warm(log, current=False).items()} if log.exists() else {}
+    return (
+        {nb: cold for nb, (cold, _, _) in provenance.cold_warm(log, current=False).items()}
+        if log.exists()
+        else {}
+    )
 
 
 def minutes(s: float) -> str:
@@ -452,7 +413,7 @@ def run_times(log: Path, preset: str) -> str:
         "|---|---|---|---|",
     ]
     fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
-    cw = cold_warm(log)
+    cw = provenance.cold_warm(log)
     md += [
         f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cw.items()
     ]

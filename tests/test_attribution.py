@@ -118,7 +118,7 @@ def _f_zero_baseline(lm, prompt, cont):
     [
         ("tiny-llama", "integrated_gradients", 256),
         ("tiny-llama", "layer_integrated_gradients", 256),
-        ("tiny-t5", "layer_integrated_gradients", 64),
+        ("tiny-t5", "layer_integrated_gradients", 256),
     ],
 )
 def test_integrated_gradients_completeness(model, method, steps):

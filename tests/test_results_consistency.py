@@ -230,7 +230,7 @@ def test_run_times_use_only_runs_of_the_current_configuration(tmp_path):
         f"t,{PRESET},21_B_main_table.ipynb,800,100,4,,\n"  # logged before runs recorded their configuration
         f"t,{PRESET},99_gone.ipynb,5,100,0,x,fp\n"  # a notebook that no longer exists
     )
-    cw = reproduce.cold_warm(log)
+    cw = provenance.cold_warm(log)
     assert cw == {"21_B_main_table.ipynb": (3000.0, 20.0, 100.0)}
     (tmp_path / "run_times.md").write_text(reproduce.run_times(log, PRESET))
     assert run_times_problems(tmp_path, PRESET) == []
