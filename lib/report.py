@@ -423,6 +423,31 @@ def students_learn(preset: str, datasets, student: str = "lm") -> Premise:
     return _combine("students learn", "students not shown to learn", parts)
 
 
+def _beats_control(preset: str, csv: str, d: str, arm: str) -> tuple[bool | None, str]:
+    runs = _runs(preset, csv)
+    if runs is None or not {arm, "shuffled"} <= set(runs[runs.dataset == d].method):
+        return _learns(preset, d, "lm")
+    r = runs[(runs.dataset == d) & runs.method.isin([arm, "shuffled"])]
+    row = comparison(r, "shuffled").iloc[0]
+    return bool(row.diff_lo > 0), (
+        f"{d}: {arm} - shuffled control {row.diff_pts:+.1f} pts [{row.diff_lo:+.1f}, {row.diff_hi:+.1f}], "
+        f"{int(row.seeds)} seeds ({csv[:2]})"
+    )
+
+
+def students_learn_from(csv: str, arm: str):
+    """The premise that a main table's students learn: its baseline students (`arm`, trained on the same
+    questions as every method) beat their shuffled-label control (method `shuffled`: the same questions,
+    answers permuted) on test, the difference interval above 0. Where the table ran no control, notebook 05's
+    gold-vs-shuffled test stands in."""
+
+    def premise(preset: str, datasets) -> Premise:
+        parts = [_beats_control(preset, csv, d, arm) for d in datasets]
+        return _combine("students learn", "students not shown to learn", parts)
+
+    return premise
+
+
 def _notebook06(preset: str, datasets) -> pd.DataFrame | None:
     """Notebook 06's premise rows (06_premises.csv) for every one of `datasets`; None where it has not run
     or lacks one of them."""
@@ -432,20 +457,19 @@ def _notebook06(preset: str, datasets) -> pd.DataFrame | None:
 
 
 def _between(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
+    acc, runs = _read(preset, "10_teacher_accuracy.csv"), _read(preset, "12_A_runs.csv")
+    row = None if acc is None else acc[(acc.teacher == spec) & (acc.dataset == d)]
     r06 = _notebook06(preset, [d])
-    if r06 is not None:  # the options scored on pool and dev questions, the rule notebook 06 fixes
-        r, c = r06.iloc[0], "teacher_options_pool"
-        teacher, pre, src = (r[c], r[c + "_lo"], r[c + "_hi"], r[c + "_n"]), r.student_pretrained_dev, "06"
-    else:
-        acc, runs = _read(preset, "10_teacher_accuracy.csv"), _read(preset, "12_A_runs.csv")
-        row = None if acc is None else acc[(acc.teacher == spec) & (acc.dataset == d)]
-        if row is None or row.empty:
-            return None, f"neither 06_premises.csv nor 10_teacher_accuracy.csv has {spec} on {d}"
-        if runs is None or "zero_shot_dev" not in runs:
-            return None, "12_A_runs.csv carries no pretrained dev accuracy"
+    if row is not None and not row.empty and runs is not None and "zero_shot_dev" in runs:
+        # the demonstrations the students learn from: notebook 10's teacher as paper A asks it
         r = row.iloc[0]
         teacher, src = (r.acc, r.ci_lo, r.ci_hi, r.n), "10, 12"
         pre = float(runs[runs.dataset == d].zero_shot_dev.mean())
+    elif r06 is not None:  # the options scored on pool and dev questions, the rule notebook 06 fixes
+        r, c = r06.iloc[0], "teacher_options_pool"
+        teacher, pre, src = (r[c], r[c + "_lo"], r[c + "_hi"], r[c + "_n"]), r.student_pretrained_dev, "06"
+    else:
+        return None, f"neither 10_teacher_accuracy.csv (with 12_A_runs.csv) nor 06_premises.csv has {d}"
     acc, lo, hi, n = teacher
     return bool(lo > pre and hi < 1), (
         f"{d}: teacher {_pc(acc)} [{_pc(lo, '')}, {_pc(hi, '')}] of {int(n)} pool questions; "
@@ -455,9 +479,9 @@ def _between(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
 
 def teacher_between(preset: str, datasets) -> Premise:
     """Paper A's teacher is better than the student and imperfect: its pool accuracy interval lies above
-    the student's pretrained dev accuracy and below 1. From notebook 06 (06_premises.csv: options scored)
-    where it ran, else notebook 10's chain-of-thought accuracy (10_teacher_accuracy.csv) beside the pretrained
-    dev accuracy the runs record (12_A_runs.csv)."""
+    the student's pretrained dev accuracy and below 1. From notebook 10's accuracy of the demonstrations
+    paper A buys (10_teacher_accuracy.csv) beside the pretrained dev accuracy the runs record
+    (12_A_runs.csv), else notebook 06's options-scored accuracy (06_premises.csv)."""
     cfg = _config(preset)
     spec = cfg["a"]["teacher"] if cfg else "?"
     parts = [_between(preset, d, spec) for d in datasets]
@@ -571,6 +595,8 @@ def paired_hits(preset: str, datasets=()) -> Premise:
 
 PREMISES = {
     "students": students_learn,
+    "students_a": students_learn_from("12_A_runs.csv", "plain"),
+    "students_b": students_learn_from("21_B_runs.csv", "ft"),
     "encoder_students": lambda p, ds: students_learn(p, ds, "encoder"),
     "teacher": teacher_between,
     "signal": signal_separates,
@@ -588,7 +614,7 @@ def premised_verdict(premises: list[Premise], verdict: str) -> str:
 
 # ---------------------------------------------------------------- the headline: one row per claim
 
-A_PREMISES, B_PREMISES = ("students", "teacher", "signal"), ("attribution", "students")
+A_PREMISES, B_PREMISES = ("students_a", "teacher", "signal"), ("attribution", "students_b")
 CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
     (
         "A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
@@ -864,3 +890,94 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- notebook 23: the 68 % analysis
+
+
+def _cat(gs: list[dict]) -> dict:
+    return {key: sum((g[key] for g in gs), []) for key in gs[0]}
+
+
+def ground_truth_study(lm, pools: dict, P, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Notebook 23's tables from notebook parameters `P` (sections "b", "attribution"): `main` (per dataset
+    and over all, by whether the teacher's own answer is right: the top-k share and its three controls),
+    `questions` (one row per question: the teacher right or not, and each of the four hits, for paired
+    differences), `variants` (gold vs own answer, lettered options, template words, every k and match rule)
+    and `failing` (questions whose top-k words miss the gold answer)."""
+    from . import attribution as A
+
+    def attribute(exs, target, form="text"):
+        return A.influential_words(
+            lm, exs, method=P.gt_method, k=max(P.gt_ks + [P.k]), target=target, answer_form=form,
+            batch_size=P.attr_batch_size, progress=True,
+        )  # fmt: skip
+
+    recs, heads, wrongs = {}, {}, {}
+    for d, exs in pools.items():
+        recs[d] = attribute(exs, "predicted")
+        heads[d] = A.ground_truth(recs[d], exs, k=P.k, seed=seed)
+        wrongs[d] = A.ground_truth(attribute(exs, "random_wrong"), exs, k=P.k, seed=seed)
+    main, questions = [], []
+    for d in list(pools) + ["all"]:
+        g = _cat(list(heads.values())) if d == "all" else heads[d]
+        w = _cat(list(wrongs.values())) if d == "all" else wrongs[d]
+        right = np.asarray(g["target_is_gold"])
+        for subset, mask in (("all", None), ("teacher right", right), ("teacher wrong", ~right)):
+            r, cw = ground_truth_row(g, mask=mask), ground_truth_row(w, mask=mask)
+            main.append(
+                {"dataset": d, "subset": subset, "k": P.k, **r, "teacher_acc": right.mean()}
+                | {"wrong_target_hit": cw["hit"], "wrong_target_hit_lo": cw["hit_lo"]}
+                | {"wrong_target_hit_hi": cw["hit_hi"], "wrong_target_names_it": cw["hit_target"]}
+            )
+    for d, exs in pools.items():
+        g, w = heads[d], wrongs[d]
+        questions += [
+            {"dataset": d, "id": e.id, "teacher_right": g["target_is_gold"][i], "hit": g["hit"][i]}
+            | {"random": g["random"][i], "random_option": g["random_option"][i]}
+            | {"wrong_target_hit": w["hit"][i]}
+            for i, e in enumerate(exs)
+        ]
+    return {
+        "main": pd.DataFrame(main),
+        "questions": pd.DataFrame(questions),
+        "variants": _gt_variants(lm, pools, P, recs, attribute, seed),
+        "failing": _gt_failing(pools, P, recs, heads),
+    }
+
+
+def _gt_variants(lm, pools, P, recs, attribute, seed) -> pd.DataFrame:
+    from . import attribution as A
+
+    rows = []
+    for d, exs in pools.items():
+        variants = [("gold", "text", False), ("predicted", "text", False)]
+        if d in P.variant_datasets:
+            variants += [("predicted", "letter", False), ("predicted", "text", True)]
+        for target, form, allow in variants:
+            sub = exs[: P.n_variant] if (form, allow) != ("text", False) else exs
+            rs = recs[d] if (target, form) == ("predicted", "text") else attribute(sub, target, form)
+            rs = rs[: len(sub)]
+            for match in A.MATCH_RULES:
+                for k in P.gt_ks:
+                    g = A.ground_truth(rs, sub, k=k, match=match, allow_template=allow, seed=seed)
+                    rows.append(
+                        {"dataset": d, "target": target, "match": match, "answer_form": form}
+                        | {"allow_template": allow, "k": k, **ground_truth_row(g)}
+                    )
+    return pd.DataFrame(rows)
+
+
+def _gt_failing(pools, P, recs, heads) -> pd.DataFrame:
+    from . import attribution as A
+
+    rows = []
+    for d, exs in pools.items():
+        for i in [i for i, h in enumerate(heads[d]["hit"]) if not h][: P.n_failing]:
+            e, r = exs[i], recs[d][i]
+            rows.append(
+                {"dataset": d, "id": e.id, "question": e.question[:110], "gold": e.answer}
+                | {"teacher answer": r["target_option"]}
+                | {"top_words": ", ".join(w["word"] for w in A.select_words(r, P.k))}
+            )
+    return pd.DataFrame(rows)

@@ -266,6 +266,10 @@ def test_notebook_06s_premise_table_decides_where_it_ran(tmp_path, monkeypatch):
     row |= {f"{c}{s}": v for s, v in (("", 0.5), ("_lo", 0.4), ("_hi", 0.6), ("_n", 100))}
     pd.DataFrame([row]).to_csv(tmp_path / "06_premises.csv", index=False)
     monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    # notebook 10's accuracy of the demonstrations paper A buys decides the teacher premise where it ran
+    with_10 = report.headline(["offline"]).set_index("claim").loc[report.CLAIMS[0][0]]
+    assert "(10, 12)" in with_10["premises (offline)"] and "(06)" not in with_10["premises (offline)"]
+    (tmp_path / "10_teacher_accuracy.csv").unlink()
     h = report.headline(["offline"]).set_index("claim")
     a, b = h.loc[report.CLAIMS[0][0]], h.loc[report.CLAIMS[2][0]]
     assert a["verdict (offline)"].startswith("not tested: teacher not shown above the student")
@@ -277,3 +281,25 @@ def test_notebook_06s_premise_table_decides_where_it_ran(tmp_path, monkeypatch):
         in b["premises (offline)"]
     )
     assert b["verdict (offline)"] in stats.VERDICTS
+
+
+def test_a_main_tables_students_learn_when_they_beat_their_shuffled_control(tmp_path, monkeypatch):
+    """The students premise of a main table reads its own control: plain (or ft) against `shuffled`, the
+    same questions with answers permuted; a control as good as the students fails the premise."""
+    rng = np.random.default_rng(0)
+
+    def runs(p_plain, p_shuffled):
+        rows = []
+        for seed in range(3):
+            for m, p in (("plain", p_plain), ("shuffled", p_shuffled)):
+                c = "".join(str(int(x)) for x in rng.random(200) < p)
+                rows.append({"dataset": "commonsense_qa", "method": m, "seed": seed, "correct": c})
+        pd.DataFrame(rows).to_csv(tmp_path / "12_A_runs.csv", index=False)
+
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    premise = report.PREMISES["students_a"]
+    runs(0.6, 0.2)
+    good = premise("offline", ["commonsense_qa"])
+    assert good.holds is True and "plain - shuffled control" in good.cell()
+    runs(0.3, 0.3)
+    assert premise("offline", ["commonsense_qa"]).holds is False
