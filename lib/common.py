@@ -106,6 +106,23 @@ def bf16_hardware() -> bool:
     return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
+def machine() -> str:
+    """What kind of machine computed a result: its accelerator, or its CPU model, cores and bf16 units."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU"
+    )
+    units = "bf16 units" if bf16_hardware() else "no bf16 units"
+    return f"{model}, {os.cpu_count()} cores, {units}"
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -529,6 +529,8 @@ def params(preset: str, *sections: str, **given) -> SimpleNamespace:
         bf16_training=precision == "bf16" and bool(run["bf16_training"]),
         # the teacher section's values as this notebook set them, where it reads that section
         teacher_settings=teacher_settings(cfg, precision, merged),
+        # make reproduce CONTINUE=1: runs results/<preset>/runs/ already holds are read, not run again
+        continue_runs=os.environ.get("DISTILL_CONTINUE") == "1",
     )
     return SimpleNamespace(
         preset=preset, models=SimpleNamespace(**cfg["models"]), data=SimpleNamespace(**cfg["data"]), **merged

@@ -22,8 +22,9 @@ import pandas as pd
 
 from . import data, training
 from . import encoder as E
+from .common import results_dir
 from .config import EncoderRun, Train, run_preset
-from .runner import run_grid
+from .runner import RunStore, run_grid
 
 KEEP = (
     "test_acc",
@@ -102,7 +103,8 @@ def run(
     results: dict[int, dict] = {}
     for fn, calls in ((training.finetune_and_test, lm_calls), (E.train_and_test, enc_calls)):
         if calls:
-            out = run_grid(fn, [c for _, c in calls], runner=runner, desc=f"05 {fn.__module__}")
+            store = RunStore(results_dir(P.preset) / "runs", getattr(P, "continue_runs", False))
+            out = run_grid(fn, [c for _, c in calls], runner=runner, desc=f"05 {fn.__module__}", store=store)
             results.update({i: r for (i, _), r in zip(calls, out)})
     return pd.DataFrame([{**m, **{k: results[i].get(k) for k in KEEP}} for i, m in enumerate(meta)])
 

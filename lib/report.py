@@ -811,6 +811,18 @@ def run_info(preset: str, times: dict | None = None) -> str:
     )
 
 
+def run_sources(preset: str) -> pd.DataFrame | None:
+    """How many of the preset's runs (results/<preset>/runs/) each machine kind computed, at which precision;
+    None where no run was stored."""
+    from .runner import RunStore
+
+    src = RunStore(results_dir(preset) / "runs").sources()
+    if not src:
+        return None
+    rows = [{"machine": m, "precision": p, "runs": n} for (m, p), n in sorted(src.items())]
+    return pd.DataFrame(rows)
+
+
 def results_readme(preset: str) -> str:
     """results/<preset>/README.md: every table of the preset, each with its interval note, and the times."""
     times = rendered_times(preset)
@@ -836,6 +848,17 @@ def results_readme(preset: str) -> str:
             parts += [note(raw), ""]
         if name == "GT" and _read(preset, "23_ground_truth.csv") is not None:
             parts += [GT_NOTE, ""]
+    sources = run_sources(preset)
+    if sources is not None:
+        parts += [
+            "## Where the runs were computed (`runs/`)",
+            "",
+            "Every run of the tables above, as written when it finished (`make reproduce CONTINUE=1` reads "
+            "them instead of running them again):",
+            "",
+            sources.to_markdown(index=False),
+            "",
+        ]
     if times:
         rows = [
             {

@@ -459,6 +459,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="run every notebook, also those whose executed copy is up to date",
     )
+    ap.add_argument(
+        "--continue",
+        dest="continue_runs",
+        action="store_true",
+        help="read the runs results/<preset>/runs/ already holds (committed, or from another machine) "
+        "instead of running them again; compute the rest",
+    )
     args = ap.parse_args(argv)
     from .common import ReproError
     from .config import get_preset
@@ -492,6 +499,8 @@ def main(argv=None) -> int:
     # the fingerprint covers this checkout's lib/: the kernel imports it, wherever the venv's .pth points
     path = [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
     kernel_env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    if args.continue_runs:  # lib.config turns it into each notebook's `continue_runs`
+        kernel_env["DISTILL_CONTINUE"] = "1"
     ran = skipped = 0
     for i, nb in enumerate(nbs, 1):
         dest = out / nb.name

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice
+from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice, stable_hash
 
 RUNNERS = ("local", "ray")
 _SCALARS = (str, int, float, bool, type(None))
@@ -98,8 +98,10 @@ def run_grid(
     desc: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    store: "RunStore | None" = None,
 ) -> list:
-    """fn(**call) for every call; results in the order of `calls`.
+    """fn(**call) for every call; results in the order of `calls`. `store`: each run's result is written
+    there as it finishes, and with `store.reuse` a run the store already holds is read, not run.
 
     fn: a module-level function (Ray sends it by name); each call's values must pickle (Examples, dicts,
     lazy objects: pass models by name, not loaded). runner="local": in-process, in order. runner="ray":
@@ -112,27 +114,37 @@ def run_grid(
         return []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(calls), desc=desc or _name(fn), disable=not progress)
+    keys = [call_key(fn, c) for c in calls]
+    have = store.held(keys) if store is not None and store.reuse else {}
+    todo = [i for i in range(len(calls)) if i not in have]
+    bar = tqdm(total=len(calls), initial=len(have), desc=desc or _name(fn), disable=not progress)
+    done = (lambda i, r: store.write(keys[todo[i]], fn, calls[todo[i]], r)) if store is not None else None
     try:
-        if runner == "local":
-            return _local(fn, calls, bar)
-        return _ray(fn, calls, bar, num_cpus, num_gpus)
+        if runner == "local" or not todo:
+            out = _local(fn, [calls[i] for i in todo], bar, done)
+        else:
+            out = _ray(fn, [calls[i] for i in todo], bar, num_cpus, num_gpus, done)
     finally:
         bar.close()
+    results = dict(have)
+    results.update(zip(todo, out))
+    return [results[i] for i in range(len(calls))]
 
 
-def _local(fn, calls, bar) -> list:
+def _local(fn, calls, bar, done=None) -> list:
     out = []
-    for call in calls:
+    for i, call in enumerate(calls):
         try:
             out.append(fn(**call))
         except Exception as e:
             raise ReproError(f"{describe(fn, call)} failed: {_one_line(e)}") from e
+        if done:
+            done(i, out[-1])
         bar.update()
     return out
 
 
-def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
+def _ray(fn, calls, bar, num_cpus, num_gpus, done=None) -> list:
     import ray
     from ray.exceptions import RayError, RayTaskError
 
@@ -158,11 +170,13 @@ def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
         results, errors, pending = [None] * len(calls), {}, refs
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                i = index[done[0]]
+                finished, pending = ray.wait(pending, num_returns=1)
+                i = index[finished[0]]
                 try:
-                    results[i], stats = ray.get(done[0])
+                    results[i], stats = ray.get(finished[0])
                     CACHE_STATS.update(stats)  # the workers' hits and misses, as if the runs were local
+                    if done:
+                        done(i, results[i])
                 except RayTaskError as e:  # the run raised: keep its own error, not Ray's wrapping of it
                     errors[i] = e.cause if isinstance(e.cause, BaseException) else e
                 except RayError as e:  # the worker died (out of memory, killed), the task was cancelled
@@ -184,3 +198,77 @@ def _ray(fn, calls, bar, num_cpus, num_gpus) -> list:
             None if isinstance(err, RayError) else err
         )
     return results
+
+
+# ---------------------------------------------------------------- a preset's runs, committed as they finish
+
+
+def _keyable(v):
+    """A call's value as what determines the run: an example by its id, a config object by its fields."""
+    from dataclasses import asdict, is_dataclass
+
+    if hasattr(v, "id") and hasattr(v, "question"):  # lib.data.Example
+        return v.id
+    if is_dataclass(v) and not isinstance(v, type):
+        return asdict(v)
+    if isinstance(v, dict):
+        return {str(k): _keyable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_keyable(x) for x in v]
+    return v if isinstance(v, _SCALARS) else repr(v)
+
+
+def call_key(fn, call: dict) -> str:
+    """The hash of one run: its function and every argument (examples by id, configs by their fields)."""
+    return stable_hash({"fn": _name(fn), "call": _keyable(call)}, 20)
+
+
+def _precision_arg(fn, call: dict) -> str | None:
+    """The `precision` a call passes to fn, or fn's default for it (None where fn takes none)."""
+    import inspect
+
+    param = inspect.signature(fn).parameters.get("precision")
+    return call.get("precision", None if param is None else param.default)
+
+
+class RunStore:
+    """results/<preset>/runs/: one JSON per finished run (its function, scalar arguments, config hash,
+    result with its per-question outcomes, and the machine and precision that computed it), committed with
+    the renders, so several machines or days can share one render. `reuse`: a run found here is read
+    instead of computed (make reproduce CONTINUE=1)."""
+
+    def __init__(self, folder, reuse: bool = False):
+        from pathlib import Path
+
+        self.folder, self.reuse = Path(folder), reuse
+
+    def _path(self, key: str):
+        return self.folder / f"{key}.json"
+
+    def held(self, keys: list[str]) -> dict[int, dict]:
+        from .common import read_json
+
+        return {i: read_json(self._path(k))["result"] for i, k in enumerate(keys) if self._path(k).exists()}
+
+    def write(self, key: str, fn, call: dict, result) -> None:
+        from .common import machine, write_json
+
+        cfg = next((v for v in call.values() if hasattr(v, "precision")), None)
+        record = {
+            "run": describe(fn, call),
+            "key": key,
+            "config": stable_hash(_keyable(cfg), 12) if cfg is not None else None,
+            "precision": getattr(cfg, "precision", None) or _precision_arg(fn, call),
+            "machine": machine(),
+            "result": result,
+        }
+        write_json(self._path(key), record)
+
+    def sources(self) -> dict[tuple[str, str], int]:
+        """(machine, precision) -> how many runs of the store each computed."""
+        from collections import Counter
+
+        from .common import read_json
+
+        recs = [read_json(p) for p in sorted(self.folder.glob("*.json"))]
+        return dict(Counter((r["machine"], str(r["precision"])) for r in recs))

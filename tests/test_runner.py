@@ -144,3 +144,29 @@ def test_one_run_per_gpu_where_there_are_gpus_else_one_per_core_and_both_overrid
     }
     assert runner.task_resources(8, num_gpus=0) == {"num_cpus": 1, "num_gpus": 0, "max_calls": 0}
     assert runner.task_resources(0, num_cpus=2) == {"num_cpus": 2, "num_gpus": 0, "max_calls": 0}
+
+
+def test_a_run_store_records_every_run_and_continue_reads_instead_of_running(tmp_path, calls, fresh_cache):
+    """Each finished run lands in the store with its machine and precision; with reuse, a stored run is read
+    and never run again, and only the missing runs compute."""
+    import json
+
+    from lib.runner import RunStore
+
+    fresh_cache("a")
+    calls = calls[:2]
+    store = RunStore(tmp_path / "runs")
+    first = run_grid(FN, calls, runner="local", progress=False, store=store)
+    recs = sorted((tmp_path / "runs").glob("*.json"))
+    assert len(recs) == 2
+    rec = json.loads(recs[0].read_text())
+    assert rec["precision"] == "fp32" and "cores" in rec["machine"] and rec["result"]["correct"]
+    assert store.sources() == {(rec["machine"], "fp32"): 2}
+    fresh_cache("b")  # nothing cached: only the store can answer
+    CACHE_STATS.clear()
+    again = run_grid(FN, calls, runner="local", progress=False, store=RunStore(tmp_path / "runs", reuse=True))
+    assert again == json.loads(json.dumps(first)) and CACHE_STATS["finetune:miss"] == 0
+    recs[0].unlink()
+    CACHE_STATS.clear()
+    run_grid(FN, calls, runner="local", progress=False, store=RunStore(tmp_path / "runs", reuse=True))
+    assert CACHE_STATS["finetune:miss"] == 1  # the one missing run computed, the other read
