@@ -241,13 +241,17 @@ def stale_notebooks(problems: list[Problem]) -> set[str]:
 CSV_ONLY = ("30_",)  # notebooks that compute nothing: they read the CSVs of the others
 
 
-def current_runs(df):
+def notebook_paths() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def current_runs(df, notebooks: list[Path] | None = None):
     """The rows of a run log whose notebook still exists and ran under its current configuration (the
     preset's sections it reads, lib.provenance.config_hash); rows logged before the log had the column, or
     under another configuration, are dropped. A log that never had the column is taken whole."""
     if "config_hash" not in df:
         return df
-    paths = {p.name: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    paths = {p.name: p for p in (notebook_paths() if notebooks is None else notebooks)}
     cfg = {
         (nb, pre): config_hash(paths[nb], pre) if nb in paths else None
         for nb, pre in set(zip(df.notebook, df.preset))
@@ -256,7 +260,9 @@ def current_runs(df):
     return df[df.config_hash.notna() & (df.config_hash == now)]
 
 
-def cold_warm(log: Path, current: bool = True) -> dict[str, tuple[float | None, float | None, float]]:
+def cold_warm(
+    log: Path, current: bool = True, notebooks: list[Path] | None = None
+) -> dict[str, tuple[float | None, float | None, float]]:
     """notebook -> (cold s, warm s, peak RSS MB) from a run log; `current`: from runs of the current
     configuration only (current_runs). Cold = the last run that computed anything (runs logged before the
     count existed are taken as cold; the last, because a changed preset or step makes earlier cold runs
@@ -267,7 +273,7 @@ def cold_warm(log: Path, current: bool = True) -> dict[str, tuple[float | None, 
 
     df = pd.read_csv(log, dtype={"config_hash": str, "fingerprint": str})
     if current:
-        df = current_runs(df)
+        df = current_runs(df, notebooks)
     if "artifacts_computed" not in df:
         df["artifacts_computed"] = float("nan")
     out = {}

@@ -44,7 +44,7 @@ META = "distill_repro"  # executed copies' metadata key
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
-    nbs = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    nbs = provenance.notebook_paths()
     if only:
         nbs = [n for n in nbs if any(n.name.startswith(o) for o in only)]
     return nbs
@@ -413,7 +413,7 @@ def run_times(log: Path, preset: str) -> str:
         "|---|---|---|---|",
     ]
     fmt = lambda x, missing: missing if x is None else f"{x:.0f}"
-    cw = provenance.cold_warm(log)
+    cw = provenance.cold_warm(log, notebooks=notebooks())
     md += [
         f"| {nb} | {fmt(c, 'not logged')} | {fmt(w, 'not yet')} | {m:.0f} |" for nb, (c, w, m) in cw.items()
     ]
