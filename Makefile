@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-requirements
 # the Jupyter kernel env/register.py registers
 KERNEL := distill-repro
 
-.PHONY: help setup assets lock reproduce readme test lint lab bench coverage check-paper clean clean-cache
+.PHONY: help setup assets lock reproduce readme test lint lab bench coverage check-paper plan clean clean-cache
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=smoke|offline|offline_full|paper (default offline); FORCE=1 (reproduce: rerun up-to-date notebooks too);"
@@ -50,6 +50,9 @@ readme: $(STAMP)  ## regenerate results/$(PRESET)/README.md and the README headl
 
 lab: setup  ## Jupyter Lab on the project's kernel
 	$(VENV)/bin/jupyter lab notebooks
+
+plan: $(STAMP)  ## every hot path of PRESET at full scale on the meta device, and its cost -> results/plan_PRESET.md
+	$(PY) -m lib.plan --preset $(PRESET)
 
 check-paper: $(STAMP)  ## on a machine with hub access: does every model and dataset of PRESET=paper resolve?
 	$(PY) -m lib.check_paper

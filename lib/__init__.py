@@ -22,10 +22,12 @@ The parts, and what each may import from lib (tests/test_imports.py enforces eve
   paper A core: signals (self-consistency, TA confidence), ta_loop (plain / one-stage / two-stage)
   paper B core: attribution (captum, ground truth), rationales (FT / DSS / tokens / hint), encoder
   where the two meet: weak_teacher (paper B's tokens weighted by paper A's TA, notebook 25),
-                      recipe (notebook 05: which training recipe makes each student learn, gold vs shuffled)
+                      recipe (notebook 05: which training recipe makes each student learn, gold vs shuffled),
+                      premises (notebook 06: where each paper's premises can hold, on pool and dev questions)
   reading results: report (the papers' numbers, tables, verdicts, generated READMEs)
   front door: reproduce (make reproduce), bench (make bench), check_paper (make check-paper),
-              coverage (make coverage: how often the comparison intervals hold, by simulation)
+              coverage (make coverage: how often the comparison intervals hold, by simulation),
+              plan (make plan: every hot path of a preset at full scale on the meta device, and its cost)
 
 Paper A's core and paper B's core never import each other; only weak_teacher, report and the front door
 may import both. There is no import cycle.
