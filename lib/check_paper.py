@@ -18,12 +18,26 @@ from .models import REGISTRY, hub_revision
 
 
 def paper_ids() -> tuple[list[str], list[str]]:
-    """(model ids, dataset ids) of the paper preset: every model role and the hub dataset of every dataset its
-    notebooks use."""
+    """(model ids, dataset ids) of the paper preset: every model role and the hub dataset of every dataset any
+    of its config sections names."""
     p = get_preset("paper")
     models = [m for m in dict.fromkeys([*p["models"].values(), *p["zero_shot"]["zero_shot_models"]]) if m]
-    names = dict.fromkeys(p["data"]["datasets"] + p["a"]["datasets"] + p["b"]["datasets"])
+    lists = [p[sec].get(key) for sec in p if isinstance(p[sec], dict) for key in _DATASET_KEYS]
+    names = dict.fromkeys(d for v in lists if v for d in ([v] if isinstance(v, str) else v))
     return models, list(dict.fromkeys(HUB[n][0] for n in names))
+
+
+# every config key that names datasets, in any section: a notebook reading one loads it from the hub
+_DATASET_KEYS = (
+    "datasets",
+    "lm_datasets",
+    "student_datasets",
+    "gt_datasets",
+    "variant_datasets",
+    "dataset",
+    "ablation_dataset",
+    "premise_datasets",
+)
 
 
 def _transport_errors() -> tuple:
