@@ -19,7 +19,6 @@ logits would be 7 GB for 64 options of 104 tokens with Gemma's 262,144-entry voc
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 
@@ -68,7 +67,6 @@ class LM:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.share_prefill = True  # K samples reuse one prompt prefill (see generate)
-        self.share_prefix = True  # a generation batch runs its prompts' common prefix once (see generate)
 
     @property
     def model(self):
@@ -357,70 +355,30 @@ class LM:
             return per_ex.mean()
         return (per_ex * weights.to(per_ex)).mean()
 
-    def _generate_cached(self, ids, attn, shared: int, K: int, kw):
-        """Generate K continuations per row from a KV cache of each prompt minus its last token, built with
-        less work than generate's own prefill but holding the same keys and values in the same slots, so
-        generate goes on as from its own prefill and draws with the same RNG calls (the same samples under
-        one seed; tests/test_generation.py and tests/test_models.py check both):
-          - the first `shared` slots, which hold only pads and the batch's common prompt prefix (the few-shot
-            exemplars, most of a chain-of-thought prompt), come from one batch-1 pass (`_prefix_cache`);
-          - the rest runs once per prompt, not once per sample: its cache is then repeated K times
-            (`num_return_sequences=K` alone copies each prompt K times before the prefill).
-        None where no cache could be built (a one-token prompt): the caller runs plain generate."""
+    def _generate_shared_prefill(self, ids, attn, K, kw):
+        """K samples per prompt with the prompt's prefill computed once: `num_return_sequences=K` alone copies
+        each prompt K times before the prefill, which dominates when prompts are long and samples short.
+        The prompt minus its last token is run once, its KV cache repeated K times, and generate continues
+        from it; generate then draws from exactly the same logits with the same RNG calls as the plain path
+        (tests/test_models.py checks equal samples under one seed)."""
         pos = _prefill_positions(attn)
-        cache = self._prefix_cache(ids, attn, shared) if shared else None
-        shared = shared if cache is not None else 0
-        if ids.shape[1] - 1 > shared:
-            cache = self.model(
-                input_ids=ids[:, shared:-1],
-                attention_mask=attn[:, :-1],
-                position_ids=pos[:, shared:-1],
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).past_key_values
-        if cache is None:
-            return None
-        if K > 1:
-            cache.batch_repeat_interleave(K)
+        out = self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=attn[:, :-1],
+            position_ids=pos[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(K)
+        kw = {**kw, "num_return_sequences": 1}
         return self.model.generate(
             input_ids=ids.repeat_interleave(K, 0),
             attention_mask=attn.repeat_interleave(K, 0),
             past_key_values=cache,
-            **{**kw, "num_return_sequences": 1},
+            **kw,
         )
 
-    def _prefix_cache(self, ids, attn, width: int):
-        """KV cache of the first `width` slots of a left-padded batch whose prompts all begin with the same
-        `width` tokens. The prefix runs once (batch 1, positions 0..width-1) and each row gets its keys and
-        values shifted right by its pad count: a row with p pads holds p pads, then prefix tokens
-        0..width-p-1 there, exactly as in the plain prefill, whose left-padded layout (and so its masks,
-        sliding windows included) stays as it is. Pad slots get copies of real entries: the attention mask
-        hides them as it hides the pads of the plain prefill. None where the model's cache is not a plain
-        store of every prefix token's keys and values (a sliding window shorter than the prefix)."""
-        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-
-        window = getattr(self.model.config, "sliding_window", None)
-        if window is not None and width >= window:  # the window's cache would drop prefix tokens
-            return None
-        n_pad = (attn == 0).sum(1)
-        row = int(n_pad.argmin())  # a row without pads: its first `width` tokens are the prefix
-        cache = self.model(
-            input_ids=ids[row : row + 1, :width], use_cache=True, logits_to_keep=1
-        ).past_key_values
-        layers = getattr(cache, "layers", None)
-        if not layers or any(
-            type(x) not in (DynamicLayer, DynamicSlidingWindowLayer) or x.keys.shape[-2] != width
-            for x in layers
-        ):
-            return None
-        src = (torch.arange(width, device=ids.device) - n_pad[:, None]).clamp(min=0)  # [rows, width]
-        for x in layers:  # [1, heads, width, d] -> [rows, heads, width, d]
-            x.keys, x.values = x.keys[0][:, src].transpose(0, 1), x.values[0][:, src].transpose(0, 1)
-        return cache
-
-    @torch.no_grad()
-    @_in_precision
     def embedding_batch(self, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
         """The padded batch gradient attribution differentiates (see EmbeddingBatch)."""
         return EmbeddingBatch(self, prompt_ids, special, conts)
@@ -440,11 +398,7 @@ class LM:
         progress: bool = False,
     ) -> list[str] | list[list[str]]:
         """Greedy or sampled continuations; with num_return_sequences=K, one call per batch returns K
-        samples per prompt (list of K strings per prompt). Text after a stop string is cut.
-
-        Causal models prefill less than a plain `model.generate` but give the same continuations (see
-        `_generate_cached`): a batch's common prompt prefix runs once (`share_prefix`), and each prompt once
-        for its K samples (`share_prefill`; `share_prefix` applies to K samples only together with it)."""
+        samples per prompt (list of K strings per prompt). Text after a stop string is cut."""
         from tqdm.auto import tqdm
 
         if seed is not None:
@@ -470,13 +424,9 @@ class LM:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 kw.update(temperature=None, top_k=None, top_p=None)
-            gen = None
-            if self.arch == "causal" and (K == 1 or self.share_prefill):
-                # the longest token prefix every prompt of the batch starts with, the last token excepted
-                shared = min(len(os.path.commonprefix(p_ids)), ids.shape[1] - 1) if self.share_prefix else 0
-                if shared or K > 1:
-                    gen = self._generate_cached(ids, attn, shared, K, kw)
-            if gen is None:
+            if self.arch == "causal" and K > 1 and self.share_prefill:
+                gen = self._generate_shared_prefill(ids, attn, K, kw)
+            else:
                 gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
                 gen = gen[:, ids.shape[1] :]
