@@ -270,12 +270,12 @@ PRESETS: dict[str, dict] = {
         recipe={
             "datasets": ["commonsense_qa"],
             "students": ["lm"],  # the students of A and B; the encoder's recipe (notebook 24) at offline_full
-            "n_train": [96],
+            "n_train": [48],
             "lrs": [3e-4],
             "encoder_lrs": [2e-5],
             "schedules": ["linear"],
             "recipe_batch_size": 8,  # as the paper-A and paper-B students train (a.batch_size, b.batch_size)
-            "recipe_caps": {"dev": 60, "test": 200},
+            "recipe_caps": {"dev": 40, "test": 150},
             # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
             "bf16_check": False,
         },
@@ -290,14 +290,14 @@ PRESETS: dict[str, dict] = {
             "eval_n": 20,
             "eval_n_generate": 6,
         },
-        premises={"premise_n": 80},
+        premises={"premise_n": 50},
         # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores: 80
-        # pool questions per dataset say where its chain of thought beats chance
+        # pool questions per dataset say where its chain of thought beats chance, and are paper A's pool
         teachers={"n_lm": 80, "n_sim": 300, "lm_max_new_tokens": 48},
-        # the chosen TA, both spans, 60 pool questions of the two option datasets; offline_full adds
+        # the chosen TA, both spans, 40 pool questions of the two option datasets; offline_full adds
         # BoolQ and compares both TA candidates
         signals={
-            "n": 60,
+            "n": 40,
             "tas": ["smollm2-135m-instruct"],
             "lm_datasets": ["commonsense_qa", "arc_challenge"],
             "student_datasets": ["commonsense_qa", "arc_challenge"],
@@ -313,8 +313,9 @@ PRESETS: dict[str, dict] = {
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage", "shuffled"],  # the claim's two and the control
             "teacher": "lm:gemma-3-270m",
-            "caps": {"pool": 160, "dev": 60, "test": 200, "dev_numeric": 20, "test_numeric": 50},
-            "budget": 96,
+            # the pool notebook 10's teacher answered (teachers.n_lm): its demonstrations are bought from cache
+            "caps": {"pool": 80, "dev": 40, "test": 150, "dev_numeric": 20, "test_numeric": 50},
+            "budget": 48,
             "K": 4,
             "sc_max_new_tokens": 8,
             # an un-warmed SmolLM2 needs 2 exemplars and ~48 tokens to reach "So the answer is X"
@@ -329,14 +330,14 @@ PRESETS: dict[str, dict] = {
             "ablation_groups": ["epsilon"],
             "ablation_epsilons": [0.5],
         },
-        attribution={"gt_n": 50},
+        attribution={"gt_n": 40},
         # paper B on the dataset the student learns (notebook 05's gold-vs-shuffled test,
         # results/offline/05_recipe.csv), at its recipe. Two methods on three
         # seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
             "datasets": ["commonsense_qa"],
-            "caps": {"pool": 96, "dev": 60, "test": 200},
+            "caps": {"pool": 48, "dev": 40, "test": 150},
             "seeds": [0, 1, 2],
             "methods": ["ft", "tokens", "shuffled"],
             "ablation_seeds": [0],
