@@ -313,7 +313,7 @@ PRESETS: dict[str, dict] = {
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage", "shuffled"],  # the claim's two and the control
             "teacher": "lm:gemma-3-270m",
-            # the pool notebook 10's teacher answered (teachers.n_lm): its demonstrations are bought from cache
+            # the pool notebook 10's teacher answered (teachers.n_lm): its demonstrations come from cache
             "caps": {"pool": 80, "dev": 40, "test": 150, "dev_numeric": 20, "test_numeric": 50},
             "budget": 48,
             "K": 4,
