@@ -456,6 +456,20 @@ def mde(se, df=None, alpha: float = ALPHA, power: float = POWER):
     return float(r) if np.ndim(r) == 0 else r
 
 
+def planned_mde(method, base, n_seeds: int, n_questions: int, level: float = 0.95) -> float:
+    """The MDE (points) of the accuracy difference at a planned design of `n_seeds` x `n_questions`, from the
+    variance components of the runs at hand (`variance_components`): the interval's two terms at that design,
+    seed means (seed / S + resid / (S Q), S - 1 df) and question (question / Q, Q - 1 df), combined as
+    `half_width` does, and `mde` at the effective df. At the runs' own design it is the MDE of
+    `paired_interval(..., 'diff')` wherever the seed component is not clipped at 0: how seeds for a target MDE
+    are chosen."""
+    v, n_s, n_q = variance_components(method, base), n_seeds, n_questions
+    var = np.array([v["seed"] / n_s + v["resid"] / (n_s * n_q), v["question"] / n_q]) * 100.0**2
+    hw = float(half_width(var, (n_s - 1, n_q - 1), (SEED_TERM, QUESTION_TERM), level))
+    se = float(np.sqrt(var.sum()))
+    return mde(se, effective_df(hw / se if se > 0 else float("nan"), level))
+
+
 def mde_proportion(p0: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
     """MDE of a single proportion measured on n items against a reference value p0 (a fraction), normal
     approximation with the standard error at p0: (z_{1-alpha/2} + z_{power}) * sqrt(p0 (1 - p0) / n)."""

@@ -378,3 +378,17 @@ def test_table_reads_encoded_correctness_and_rejects_unpaired_runs():
         S.compare_table(runs.drop(index=runs.index[-1]), "plain")
     with pytest.raises(ValueError, match="baseline"):
         S.compare_table(runs, "nope")
+
+
+def test_planned_mde_is_the_intervals_mde_at_the_runs_own_design_and_shrinks_with_seeds():
+    """Seeds for a target MDE come from planned_mde: at the data's own design it equals the MDE the tables
+    report for the difference (seed component not clipped), and it falls as seeds are added."""
+    rng = np.random.default_rng(3)
+    seed_shift = rng.normal(0, 0.08, size=(4, 1))
+    q = rng.normal(0, 1, size=(1, 200))
+    base = (rng.random((4, 200)) < 0.45 + 0.1 * np.tanh(q)).astype(float)
+    method = (rng.random((4, 200)) < 0.5 + 0.1 * np.tanh(q) + seed_shift).astype(float)
+    assert S.variance_components(method, base)["seed"] > 0
+    iv = S.paired_interval(method, base, "diff")
+    assert S.planned_mde(method, base, 4, 200) == pytest.approx(S.mde(iv.se, iv.df), rel=1e-6)
+    assert S.planned_mde(method, base, 16, 200) < S.planned_mde(method, base, 4, 200)
