@@ -22,9 +22,8 @@ import pandas as pd
 
 from . import data, training
 from . import encoder as E
-from .common import results_dir
 from .config import EncoderRun, Train, run_preset
-from .runner import RunStore, run_grid
+from .runner import run_grid
 
 KEEP = (
     "test_acc",
@@ -64,12 +63,12 @@ def trains_on(student: str, dataset: str, example) -> bool:
 
 
 def run(
-    P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local", bf16: bool = False
+    P, cells: list[tuple[str, Recipe, str, int]], runner: str = "local", bf16: bool = False, store=None
 ) -> pd.DataFrame:
     """One row per (dataset, recipe, labels, seed) cell: the fine-tuned student's dev and test results;
     `bf16`: training's forward pass and loss under bf16 autocast. Each run is cached
     (lib.training.finetune_and_test, lib.encoder.train_and_test), so the confirm step reuses the screen's
-    gold-label run of the first seed."""
+    gold-label run of the first seed. `store`: a lib.runner.RunStore that keeps each run as it finishes."""
     splits = {
         d: data.load_splits(d, P.preset, caps={"pool": max(P.n_train), **P.recipe_caps})
         for d in dict.fromkeys(c[0] for c in cells)
@@ -103,7 +102,6 @@ def run(
     results: dict[int, dict] = {}
     for fn, calls in ((training.finetune_and_test, lm_calls), (E.train_and_test, enc_calls)):
         if calls:
-            store = RunStore(results_dir(P.preset) / "runs", getattr(P, "continue_runs", False))
             out = run_grid(fn, [c for _, c in calls], runner=runner, desc=f"05 {fn.__module__}", store=store)
             results.update({i: r for (i, _), r in zip(calls, out)})
     return pd.DataFrame([{**m, **{k: results[i].get(k) for k in KEEP}} for i, m in enumerate(meta)])
@@ -159,12 +157,12 @@ def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int
     ]
 
 
-def precision_check(P, chosen: pd.DataFrame) -> pd.DataFrame | None:
+def precision_check(P, chosen: pd.DataFrame, store=None) -> pd.DataFrame | None:
     """Step 3's runs: each cell trained in fp32 and with bf16 training (column `training`); None where the
     run's precision is fp32 (no bf16 units, or the preset's choice), the check is off (`bf16_check`) or no
     dataset is learned."""
     cells = precision_cells(P, chosen)
     if P.precision != "bf16" or not getattr(P, "bf16_check", True) or not cells:
         return None
-    out = [run(P, cells, bf16=b).assign(training="bf16" if b else "fp32") for b in (False, True)]
+    out = [run(P, cells, bf16=b, store=store).assign(training="bf16" if b else "fp32") for b in (False, True)]
     return pd.concat(out, ignore_index=True)
