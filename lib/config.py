@@ -303,11 +303,11 @@ PRESETS: dict[str, dict] = {
             "student_datasets": ["commonsense_qa", "arc_challenge"],
         },
         # paper A's main table: the real LM teacher where it beats chance on the pool
-        # (results/offline/10_teacher_accuracy.csv) and the student learns (05_recipe.csv); the recipe is
+        # (notebook 10's 10_teacher_accuracy.csv) and the student learns (05_recipe.csv); the recipe is
         # notebook 05's pick for CommonsenseQA. GSM8K: the 135M student sits at its floor (00_zero_shot.csv)
         a={
             "datasets": ["commonsense_qa"],
-            # three seeds fit offline's time budget (results/offline/run_times.md); a run's seed x question
+            # three seeds fit offline's time budget (results/offline/run_log.csv); a run's seed x question
             # noise dominates paper A's interval, so its minimum detectable effect shrinks with seeds, not
             # test questions (lib.stats.variance_components): offline_full runs more
             "seeds": [0, 1, 2],

@@ -104,9 +104,9 @@ LENGTHS = {
 NO_RATIONALE = {"anli": 1.0, "sciq": 1 / 9}
 CHARS_PER_TOKEN = 4.0
 OPENAI_RATIONALE = 60  # tokens of an API teacher's rationale
-# self-consistency samples without a parseable answer, which answer_by="options" scores: offline, an
-# un-warmed student leaves 62 % (CommonsenseQA) and 89 % (ARC) unparsed (results/offline/11_parse_rate.csv);
-# a warmed one answers in its trained format
+# self-consistency samples without a parseable answer, which answer_by="options" scores (an assumption:
+# an un-warmed student leaves most unparsed, a warmed one answers in its trained format; notebook 11
+# measures it, 11_parse_rate.csv)
 UNPARSED = {"unwarmed": 0.75, "warmed": 0.1}
 LM_MAX_LEN = 512  # lib.lm.LM cuts prompts to their last 512 tokens
 H100_BF16 = 989e12  # dense bf16 FLOP/s (H100 SXM)
