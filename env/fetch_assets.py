@@ -133,16 +133,6 @@ SECTION_NOTEBOOKS = {
     "b": "21, 22, 24, 25",
     "encoder": "24",
 }
-DATASET_KEYS = (
-    "datasets",
-    "lm_datasets",
-    "student_datasets",
-    "gt_datasets",
-    "variant_datasets",
-    "dataset",
-    "ablation_dataset",
-    "premise_datasets",
-)
 
 
 class FetchError(Exception):
@@ -254,7 +244,7 @@ def fetch(name: str, cache: Path, spec: dict | None = None) -> bool:
 def preset_needs(preset: str) -> dict[str, dict[str, set[str]]]:
     """asset -> {"models": roles, "datasets": notebooks} of what `preset` reads from it."""
     sys.path.insert(0, str(ROOT))
-    from lib.config import get_preset, run_preset
+    from lib.config import get_preset, named_datasets, run_preset
 
     p = get_preset(preset)
     synthetic = run_preset(preset) == "smoke"  # its data are written by lib.fixtures, not fetched
@@ -264,8 +254,7 @@ def preset_needs(preset: str) -> dict[str, dict[str, set[str]]]:
         roles |= {"zero-shot" for m in p["zero_shot"]["zero_shot_models"] if m in spec.get("models", [])}
         nbs = set()
         for section, nb in SECTION_NOTEBOOKS.items():
-            named = [p[section].get(k) for k in DATASET_KEYS]
-            names = {d for v in named if v for d in ([v] if isinstance(v, str) else v)}
+            names = set(named_datasets(p[section]))
             if not synthetic and names & set(spec.get("datasets", [])):
                 nbs.update(nb.split(", "))
         if roles or nbs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from .config import get_preset
+from .config import get_preset, named_datasets
 from .data import HUB, HUB_REVISIONS
 from .models import REGISTRY, hub_revision
 
@@ -22,22 +22,8 @@ def paper_ids() -> tuple[list[str], list[str]]:
     of its config sections names."""
     p = get_preset("paper")
     models = [m for m in dict.fromkeys([*p["models"].values(), *p["zero_shot"]["zero_shot_models"]]) if m]
-    lists = [p[sec].get(key) for sec in p if isinstance(p[sec], dict) for key in _DATASET_KEYS]
-    names = dict.fromkeys(d for v in lists if v for d in ([v] if isinstance(v, str) else v))
+    names = dict.fromkeys(d for sec in p.values() if isinstance(sec, dict) for d in named_datasets(sec))
     return models, list(dict.fromkeys(HUB[n][0] for n in names))
-
-
-# every config key that names datasets, in any section: a notebook reading one loads it from the hub
-_DATASET_KEYS = (
-    "datasets",
-    "lm_datasets",
-    "student_datasets",
-    "gt_datasets",
-    "variant_datasets",
-    "dataset",
-    "ablation_dataset",
-    "premise_datasets",
-)
 
 
 def _transport_errors() -> tuple:

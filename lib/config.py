@@ -444,6 +444,25 @@ PRESETS["offline_full"] = _with(
 SHARES_RUNS = {"offline_full": "offline"}
 
 
+# every key of a config section that names datasets: what a preset reads, for fetch_assets and check-paper
+DATASET_KEYS = (
+    "datasets",
+    "lm_datasets",
+    "student_datasets",
+    "gt_datasets",
+    "variant_datasets",
+    "dataset",
+    "ablation_dataset",
+    "premise_datasets",
+)
+
+
+def named_datasets(section: dict) -> list[str]:
+    """The datasets one config section names, in order, each once."""
+    values = [section.get(k) for k in DATASET_KEYS]
+    return list(dict.fromkeys(d for v in values if v for d in ([v] if isinstance(v, str) else v)))
+
+
 def bigbench_tasks() -> Path | None:
     """BIG-bench's `benchmark_tasks` folder ($DISTILL_BIGBENCH), where StrategyQA and MathQA load from
     outside the paper preset; None when unset. No package the registry serves carries these files."""

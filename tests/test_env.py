@@ -20,17 +20,12 @@ _spec.loader.exec_module(fetch_assets)
 def test_default_presets_read_only_what_the_registry_serves():
     """Every dataset and model a default preset names is provided by an asset of fetch_assets (smoke: tiny
     models and synthetic data); `paper` alone reads the hub."""
-    from lib.config import PRESETS, run_preset
+    from lib.config import PRESETS, named_datasets, run_preset
 
     served = {x for a in fetch_assets.ASSETS.values() for x in a.get("datasets", []) + a.get("models", [])}
     for preset in ("smoke", "offline", "offline_full"):
         p = PRESETS[preset]
-        named = {
-            d
-            for sec in fetch_assets.SECTION_NOTEBOOKS
-            for k in fetch_assets.DATASET_KEYS
-            for d in ([p[sec].get(k)] if isinstance(p[sec].get(k), str) else p[sec].get(k) or [])
-        }
+        named = {d for sec in fetch_assets.SECTION_NOTEBOOKS for d in named_datasets(p[sec])}
         models = {m for m in p["models"].values() if m} | set(p["zero_shot"]["zero_shot_models"])
         if run_preset(preset) == "smoke":
             models = {m for m in models if not m.startswith("tiny-")}
