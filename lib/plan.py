@@ -37,13 +37,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import pathlib
 import re
 import sys
 import time
 import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -53,7 +53,7 @@ from .config import DEFAULTS, get_preset
 from .data import EXPECTED_SIZES, HUB, MATH, SPLIT_FRACTIONS
 from .models import REGISTRY
 
-CONFIGS = Path(__file__).resolve().parent / "model_configs"
+CONFIGS = pathlib.Path(__file__).resolve().parent / "model_configs"
 
 # ---------------------------------------------------------------- assumptions (the only place they live)
 
@@ -198,7 +198,7 @@ def demo_len(d: str, teacher: str, lm_tokens: int) -> int:  # rationale + " So t
 # ---------------------------------------------------------------- models on the meta device
 
 
-def config_dir(name: str) -> Path:
+def config_dir(name: str) -> pathlib.Path:
     d = CONFIGS / name.replace("/", "--")
     if not (d / "config.json").exists():
         raise ReproError(f"no configuration for model {name!r}: add {d.relative_to(ROOT)}/config.json")
@@ -1830,7 +1830,7 @@ def main(argv=None) -> int:
                 args.utilisation,
                 precision_of(p.preset),
             )
-    out = Path(args.out) if args.out else ROOT / "results" / f"plan_{args.preset}.md"
+    out = pathlib.Path(args.out) if args.out else ROOT / "results" / f"plan_{args.preset}.md"
     text = report(pl, measured)
     out.write_text(text)
     print(text)

@@ -73,8 +73,11 @@ def test_offline_full_shares_offline_data_and_cache_keys(monkeypatch):
     full, off = config.get_preset("offline_full"), config.get_preset("offline")
     for section in ("models", "data", "run", "teachers"):
         assert full[section] == off[section]
-    for k in ("caps", "teacher", "budget", "lr", "epochs", "batch_size", "schedule"):
+    for k in ("teacher", "budget", "lr", "epochs", "batch_size", "schedule"):
         assert full["a"][k] == off["a"][k]
+    # the same teacher-annotated pool; offline_full scores more dev and test questions, for power
+    assert full["a"]["caps"]["pool"] == off["a"]["caps"]["pool"]
+    assert full["a"]["caps"]["test"] >= off["a"]["caps"]["test"]
     assert set(off["a"]["seeds"]) < set(full["a"]["seeds"]) and len(full["a"]["seeds"]) >= 5
     assert set(off["b"]["methods"]) < set(full["b"]["methods"])
     assert data.asset_root("offline_full") == data.asset_root("offline")
