@@ -39,7 +39,7 @@ reproduce: setup  ## compute every notebook at PRESET (default offline) into res
 	$(PY) -m lib.report --preset $(PRESET)
 
 test: setup lint  ## lint, unit tests + every notebook at the smoke preset under nbmake
-	DISTILL_PRESET=smoke $(PY) -m pytest -q tests notebooks --nbmake --nbmake-kernel=$(KERNEL) -p no:cacheprovider
+	DISTILL_PRESET=smoke $(PY) -m pytest -q tests notebooks --nbmake --nbmake-kernel=$(KERNEL) -p no:cacheprovider --durations=15 -n 2 --dist loadgroup
 
 lint: $(STAMP)  ## ruff: formatting (line length 110) and checks over lib/ and tests/
 	$(VENV)/bin/ruff format --check lib tests

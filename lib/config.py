@@ -437,7 +437,11 @@ PRESETS["offline_full"] = _with(
         "ablation_groups": ["signals", "epsilon"],
         "ablation_epsilons": [0.0, 0.3, 0.5],
     },
+    # paper B where notebook 06's rule (lib/premises.py) finds its premise on pool questions: of the eight
+    # candidates, only SciQ's attribution teacher is above chance on its attribution prompt
+    # (results/offline/06_premises.csv, attribution_above_chance); notebook 05 tests that students learn it
     b={
+        "datasets": ["sciq"],
         "caps": {"pool": 48, "dev": 40, "test": 150},
         "seeds": list(range(15)),
         "methods": ["ft", "dss", "tokens", "hint", "shuffled"],

@@ -227,9 +227,13 @@ def materialise(name: str) -> Path:
             tmp / "meta.json",
             {"name": name, "source": spec.source, "cold_load_s": round(time.time() - t0, 1)},
         )
-        if out.exists():
+        if out.exists() and not (out / "meta.json").exists():
             shutil.rmtree(out)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process (a second test worker) put its build there first
+            if not (out / "meta.json").exists():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -605,6 +605,44 @@ PREMISES = {
 }
 
 
+PREMISE_CELLS = {  # notebook 06's columns: what each measures
+    "student_pretrained_dev": "student, pretrained (dev)",
+    "teacher_options_pool": "teacher, options scored (pool)",
+    "teacher_attribution_prompt_pool": "teacher on its attribution prompt (pool)",
+    "teacher_lettered_pool": "teacher, lettered options (pool)",
+}
+
+
+def premise_table(preset: str) -> pd.DataFrame | None:
+    """Notebook 06's table as shares with Clopper–Pearson intervals and its rule's two verdicts per dataset
+    (lib/premises.py); None where it has not run."""
+    t = _read(preset, "06_premises.csv")
+    if t is None:
+        return None
+    out = t[["dataset"]].assign(chance=[_pc(c) for c in t.chance])
+    for c, label in PREMISE_CELLS.items():
+        out[label] = [_share(r, c) for _, r in t.iterrows()]
+    yes = lambda v: "yes" if v else "no"  # noqa: E731
+    out["A: teacher above the student, below 1"] = t.teacher_beats_student.map(yes)
+    out["B: attribution teacher above chance"] = t.attribution_above_chance.map(yes)
+    return out
+
+
+def premise_line(preset: str) -> str:
+    """One sentence from notebook 06: on which candidate datasets each paper's premise holds."""
+    t = _read(preset, "06_premises.csv")
+    if t is None:
+        return ""
+    n = int(t.teacher_options_pool_n.min())
+    on = lambda col: ", ".join(t.dataset[t[col].astype(bool)]) or "no dataset"  # noqa: E731
+    return (
+        f"Premise table (notebook 06, `{preset}`, {n} pool and dev questions per cell, rule in "
+        f"`lib/premises.py`): the teacher lies above the student and below 1 (paper A) on "
+        f"{on('teacher_beats_student')}; the attribution teacher lies above chance on its attribution prompt "
+        f"(paper B) on {on('attribution_above_chance')}; of {len(t)} candidate datasets."
+    )
+
+
 def premised_verdict(premises: list[Premise], verdict: str) -> str:
     """The interval's verdict where every premise holds; else 'not tested: ' and each premise that does not
     hold, with its number."""
@@ -841,6 +879,16 @@ def results_readme(preset: str) -> str:
         headline([preset]).to_markdown(index=False),
         "",
     ]
+    prem = premise_table(preset)
+    if prem is not None:
+        parts += [
+            "## Premises per candidate dataset (notebook 06: pool and dev questions only)",
+            "",
+            premise_line(preset),
+            "",
+            prem.to_markdown(index=False),
+            "",
+        ]
     for name, t in tables(preset).items():
         parts += [f"## {TITLES[name]}", "", t.to_markdown(index=False), ""]
         raw = comparison_table(preset, TABLE_CSVS[name]) if name in TABLE_CSVS else None
@@ -885,6 +933,7 @@ def update_readme(readme: Path = ROOT / "README.md") -> None:
         + ", ".join(f"`results/{p}/`" for p in presets)
         + f"; {INTERVAL_NOTE}\n\n"
         + headline(presets).to_markdown(index=False)
+        + "".join(f"\n\n{line}" for line in map(premise_line, presets) if line)
     )
     text = readme.read_text()
     pat = re.compile(r"(<!-- results:HEADLINE -->)\n(?:.*?\n)?(<!-- /results:HEADLINE -->)", re.S)

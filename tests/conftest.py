@@ -29,3 +29,20 @@ def tiny_lm(request):
     from lib.models import load_model
 
     return load_model(request.param)
+
+
+# `make test` runs two pytest-xdist workers with --dist loadgroup. The notebooks stay on one worker in file
+# order (notebook 30 reads the tables 12 and 21 write); the runner's tests, the ones that start Ray, share
+# another group, so two Ray clusters never start at once. Without xdist the marks do nothing.
+SERIAL_GROUPS = {
+    "notebooks": lambda item: item.path.suffix == ".ipynb",
+    "ray": lambda item: item.path.name == "test_runner.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for group, belongs in SERIAL_GROUPS.items():
+            if belongs(item):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

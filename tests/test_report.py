@@ -303,3 +303,34 @@ def test_a_main_tables_students_learn_when_they_beat_their_shuffled_control(tmp_
     assert good.holds is True and "plain - shuffled control" in good.cell()
     runs(0.3, 0.3)
     assert premise("offline", ["commonsense_qa"]).holds is False
+
+
+def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, monkeypatch):
+    """The results README's premise table and the headline's line are notebook 06's rule, per dataset."""
+    from lib import premises
+
+    def cells(name, acc, lo, hi):
+        return {name: acc, f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_n": 40}
+
+    rows = [  # x: the teacher knows more than the student; y: the attribution teacher beats chance
+        {"dataset": "x", "kind": "mc", "chance": 0.25, "student_pretrained_dev": 0.3}
+        | cells("student_pretrained_dev", 0.3, 0.2, 0.4)
+        | cells("teacher_options_pool", 0.6, 0.45, 0.75)
+        | cells("teacher_attribution_prompt_pool", 0.2, 0.1, 0.35)
+        | cells("teacher_lettered_pool", 0.2, 0.1, 0.35),
+        {"dataset": "y", "kind": "mc", "chance": 0.25, "student_pretrained_dev": 0.5}
+        | cells("student_pretrained_dev", 0.5, 0.35, 0.65)
+        | cells("teacher_options_pool", 0.5, 0.35, 0.65)
+        | cells("teacher_attribution_prompt_pool", 0.5, 0.35, 0.65)
+        | cells("teacher_lettered_pool", 0.3, 0.2, 0.45),
+    ]
+    premises.judge(pd.DataFrame(rows)).to_csv(tmp_path / "06_premises.csv", index=False)
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    line = report.premise_line("offline")
+    assert "40 pool and dev questions" in line
+    assert "(paper A) on x;" in line and "(paper B) on y;" in line and "of 2 candidate datasets" in line
+    t = report.premise_table("offline").set_index("dataset")
+    assert t.loc["x", "teacher, options scored (pool)"] == "60 % [45, 75]"
+    assert list(t["A: teacher above the student, below 1"]) == ["yes", "no"]
+    assert list(t["B: attribution teacher above chance"]) == ["no", "yes"]
+    assert "## Premises per candidate dataset" in report.results_readme("offline")
