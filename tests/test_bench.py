@@ -70,5 +70,29 @@ def test_bf16_bound_is_amdahls_law_over_the_gemm_share(monkeypatch):
     monkeypatch.setattr(bench, "peak_ratio", lambda: 2.0)
     # the fp32 path: 5 s in GEMMs of 10 s wall (8 s inside ops, 2 s outside any)
     p = {"fast_s": 1.0, "base_s": 10.0, "cpu": ({"gemm": 3.0, "total": 9.0}, {"gemm": 5.0, "total": 8.0})}
-    assert "bound 1.33x" in bench.bf16_bound(p) and "cpu" not in p  # 1 / (0.5 + 0.5 / 2)
-    assert bench.bf16_bound({"fast_s": 1.0}) == ""  # no profile, no bound
+    assert bench.bf16_bound(p) == pytest.approx(4 / 3) and "cpu" not in p  # 1 / (0.5 + 0.5 / 2)
+    assert "bound 1.33x" in p["profile"]
+    assert bench.bf16_bound({"fast_s": 1.0}) is None  # no profile, no bound
+
+
+def test_a_bf16_rows_target_is_ninety_percent_of_its_bound_on_this_machine(monkeypatch):
+    """The same row meets on a machine whose bf16 units allow its ratio and misses on one that allows more."""
+    timing = {"fast_s": 1.0, "base_s": 2.0}  # bf16 twice as fast as fp32
+    for peak_ratio, verdict in ((2.0, "meets"), (4.0, "misses")):
+        monkeypatch.setattr(bench, "peak_ratio", lambda r=peak_ratio: r)
+        p = {**timing, "cpu": ({"gemm": 0.5, "total": 1.0}, {"gemm": 2.0, "total": 2.0})}  # all GEMM in fp32
+        r = bench.row("bf16_option_scoring", "x", n=1, target=bench.amdahl_target(bench.bf16_bound(p)), **p)
+        assert r["target"] == pytest.approx(0.9 * peak_ratio, abs=0.01) and r["verdict"].startswith(verdict)
+
+
+def test_train_steps_ratio_is_its_share_of_the_measured_peak(tmp_path):
+    assert (
+        bench.main(["--preset", "smoke", "--repeats", "1", "--rows", "train_step", "--out", str(tmp_path)])
+        == 0
+    )
+    line = next(
+        x for x in (tmp_path / "bench_smoke_profile.md").read_text().splitlines() if "| train_step |" in x
+    )
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    fast, base, ratio, target = map(float, (cells[4], cells[5], cells[6], cells[7]))
+    assert ratio == pytest.approx(base / fast, rel=0.02) and target == 0.5 and "GFLOP/s against" in cells[9]
