@@ -178,7 +178,7 @@ def row(
     }
     if torch.cuda.is_available():
         r["gpu_mem_MB"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    print(f"  {name:<22} x{ratio:5.2f} (target {tgt}) {ok}  {note}", flush=True)
+    print(f"  {name:<22} x{ratio:5.2f} (target {r['target']}) {ok}  {note}", flush=True)
     return r
 
 
