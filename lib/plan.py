@@ -1772,8 +1772,9 @@ def gap_notes(pl: Plan) -> list[str]:
         "",
         _text(f"""- Host overhead per op is small on a CPU: at {OP_SECONDS * 1e6:.0f} us per aten op
         it adds {100 * (with_ops / pred - 1):.0f} % (third column). The CPU's time goes to arithmetic,
-        below peak: small models' matmuls (a few hundred rows of 576-640 columns) run at a third of the peak
-        in a training step (`make bench`, train_step), and a fifth to a third of CPU time is outside matmuls
+        below peak: small models' matmuls (a few hundred rows of 576-640 columns) run below the peak (a
+        training step's share of it: `make bench`'s train_step row), and a fifth to a third of CPU time is
+        outside matmuls
         (log-softmax over the vocabulary, norms, attention; results/bench_profile.md). Training-dominated
         notebooks: {train}."""),
         _text(f"""- Generation is memory-bound: each decode step reads every weight and the KV cache
