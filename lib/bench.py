@@ -126,8 +126,9 @@ def peak_ratio() -> float:
 
 
 def bf16_bound(p: dict) -> float | None:
-    """With --profile: the speed-up a bf16 path can reach if its GEMMs get faster by the bf16 / fp32 GEMM
-    peak ratio r and all else keeps its fp32 time (Amdahl: 1 / ((1 - f) + f / r)). f is the GEMMs' share of
+    """From a profiled call (bf16 rows always make one): the speed-up a bf16 path can reach if its GEMMs
+    get faster by the bf16 / fp32 GEMM peak ratio r and all else keeps its fp32 time (Amdahl:
+    1 / ((1 - f) + f / r)). f is the GEMMs' share of
     the fp32 path's timed wall time `p["base_s"]`: the profiler's GEMM seconds are wall seconds of the calling
     thread, and what lies outside every op (the interpreter, tokenising, the generation loop) is time bf16
     cannot shorten either. Reads and pops the two paths' profiles `p["cpu"]`; puts the bound first in the
