@@ -313,12 +313,12 @@ def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, 
         return {name: acc, f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_n": 40}
 
     rows = [  # x: the teacher knows more than the student; y: the attribution teacher beats chance
-        {"dataset": "x", "kind": "mc", "chance": 0.25, "student_pretrained_dev": 0.3}
+        {"dataset": "x", "kind": "mc", "chance": 0.25}
         | cells("student_pretrained_dev", 0.3, 0.2, 0.4)
         | cells("teacher_options_pool", 0.6, 0.45, 0.75)
         | cells("teacher_attribution_prompt_pool", 0.2, 0.1, 0.35)
         | cells("teacher_lettered_pool", 0.2, 0.1, 0.35),
-        {"dataset": "y", "kind": "mc", "chance": 0.25, "student_pretrained_dev": 0.5}
+        {"dataset": "y", "kind": "mc", "chance": 0.25}
         | cells("student_pretrained_dev", 0.5, 0.35, 0.65)
         | cells("teacher_options_pool", 0.5, 0.35, 0.65)
         | cells("teacher_attribution_prompt_pool", 0.5, 0.35, 0.65)
