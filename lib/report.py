@@ -8,12 +8,14 @@ correctness of every run) with the current lib.stats, so the READMEs state the i
 implements. A missing CSV gives a row that says which notebook has not run, never a number.
 
 A claim's verdict stands only where its premises hold (`PREMISES`): paper A needs students that learn,
-a teacher better than the student but imperfect, and a signal that separates the teacher's right from
-wrong outputs; paper B an attribution teacher above chance on the prompt it is attributed with, and
-students that learn. The numbers come from notebook 06's premise table where it ran, else from notebooks
-10, 12, 23 and 00; the learning test from notebook 05's runs, the signal from notebook 11. A premise that
-fails, or whose number no committed CSV carries, makes the verdict "not tested: <the premise, with its
-number>", the interval still shown.
+a teacher better than the student but imperfect, a signal that separates the teacher's right from wrong
+outputs, and student signals that separate the student's right from wrong answers (the warmed student for
+two-stage, notebook 12; the un-warmed one for one-stage, notebook 11); paper B an attribution teacher above
+chance on the prompt it is attributed with, and students that learn. The numbers come from notebook 06's
+premise table where it ran, else from notebooks 10, 12, 23 and 00; the learning test from the main tables'
+shuffled-label controls (notebook 05's runs where a table ran none). A premise that fails, or whose number
+no committed CSV carries, makes the verdict "not tested: <the premise, with its number>", the interval
+still shown.
 """
 
 from __future__ import annotations
@@ -528,6 +530,65 @@ def signal_separates(preset: str, datasets) -> Premise:
     return _combine(says, "no signal shown to separate the teacher's right from wrong outputs", parts)
 
 
+WARM_CSV = "12_A_warm_signals.csv"  # per question two-stage chose among: the warmed student's signals, right
+WARM_BOOT = 2000  # bootstrap resamples of the questions for the warmed student's AUROC interval (seed 0)
+
+
+def warm_auroc(rows: pd.DataFrame) -> pd.DataFrame:
+    """AUROC of each warmed-student signal (WARM_CSV's rows) per dataset, with a percentile bootstrap
+    interval over questions: a question scored under several seeds is one unit, its rows resampled together
+    (lib.signals.auroc_ci with groups), WARM_BOOT resamples, seed 0."""
+    from .signals import auroc_table
+
+    return auroc_table(rows, n_boot=WARM_BOOT, seed=0, keys=("signal", "dataset"), group="id")
+
+
+def _warm_separates(preset: str, d: str) -> tuple[bool | None, str]:
+    rows = _read(preset, WARM_CSV)
+    rows = None if rows is None else rows[(rows.dataset == d) & (rows.signal == "1 - need")]
+    if rows is None or rows.empty:
+        return None, f"{WARM_CSV} has no two-stage run with student signals on {d} (12)"
+    r = warm_auroc(rows).iloc[0]
+    return bool(r.ci_lo > 0.5), (
+        f"{d}: warmed student's 1 - need AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
+        f"{int(r.n)} answers to {rows.id.nunique()} questions over {rows.seed.nunique()} seeds (12)"
+    )
+
+
+def warm_signal_separates(preset: str, datasets) -> Premise:
+    """Two-stage buys where the warmed student's need is highest: its signals (1 - need over those the run
+    used) separate the warmed student's right from wrong answers on the questions it chooses among, the
+    AUROC interval (`warm_auroc`) above 0.5."""
+    parts = [_warm_separates(preset, d) for d in datasets]
+    says = "the warmed student's signals separate its right from wrong answers"
+    return _combine(says, "the warmed student's signals not shown to separate its right from wrong", parts)
+
+
+def _cold_separates(preset: str, d: str, cfg: dict) -> tuple[bool | None, str]:
+    auc = _read(preset, "11_signal_auroc.csv")
+    ta, span = cfg["models"]["ta"], cfg["a"]["ta_span"]
+    row = None
+    if auc is not None:
+        keep = auc.signal.str.startswith("1 - need") & (auc.of == "student") & (auc.ta == ta)
+        row = auc[keep & (auc.span == span) & (auc.dataset == d)]
+    if row is None or row.empty:
+        return None, f"11_signal_auroc.csv has no AUROC of the un-warmed student's 1 - need on {d}"
+    r = row.iloc[0]
+    return bool(r.ci_lo > 0.5), (
+        f"{d}: un-warmed student's 1 - need AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
+        f"{int(r.n)} answers (11)"
+    )
+
+
+def student_signal_separates(preset: str, datasets) -> Premise:
+    """One-stage buys where the un-warmed student's need is highest: 1 - need separates its right from wrong
+    answers, the AUROC interval of notebook 11 (11_signal_auroc.csv) above 0.5."""
+    cfg = _config(preset)
+    parts = [_cold_separates(preset, d, cfg) if cfg else (None, f"no preset {preset}") for d in datasets]
+    says = "the student's signals separate its right from wrong answers"
+    return _combine(says, "the student's signals not shown to separate its right from wrong", parts)
+
+
 def _attribution_counts(preset: str, d: str) -> tuple[list | None, str]:
     """[(right, n, chance)] per dataset of `d` ('all': notebook 23's datasets) for the attribution teacher
     on its attribution prompt, and the notebooks they come from: notebook 06 where it ran, else notebook
@@ -600,6 +661,8 @@ PREMISES = {
     "encoder_students": lambda p, ds: students_learn(p, ds, "encoder"),
     "teacher": teacher_between,
     "signal": signal_separates,
+    "warm_signal": warm_signal_separates,
+    "cold_signal": student_signal_separates,
     "attribution": attribution_above_chance,
     "hits": paired_hits,
 }
@@ -653,6 +716,7 @@ def premised_verdict(premises: list[Premise], verdict: str) -> str:
 # ---------------------------------------------------------------- the headline: one row per claim
 
 A_PREMISES, B_PREMISES = ("students_a", "teacher", "signal"), ("attribution", "students_b")
+A_TWO_STAGE, A_ONE_STAGE = (*A_PREMISES, "warm_signal"), (*A_PREMISES, "cold_signal")
 CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
     (
         "A: two-stage TA-in-the-loop vs plain fine-tuning (mean relative gain over datasets)",
@@ -661,7 +725,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
         "two_stage",
         "plain",
         f"+{PAPER_A_AVG} %",
-        A_PREMISES,
+        A_TWO_STAGE,
     ),
     (
         "A: one-stage vs plain fine-tuning",
@@ -670,7 +734,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
         "one_stage",
         "plain",
         "-",
-        A_PREMISES,
+        A_ONE_STAGE,
     ),
     (
         "B: influential tokens vs fine-tuning",

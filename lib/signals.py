@@ -283,23 +283,38 @@ def auroc(scores, correct) -> float:
     return float(roc_auc_score(y, np.asarray(scores, float))) if 0 < y.sum() < len(y) else float("nan")
 
 
-def _auroc_resamples(s: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """AUROC of every resample (rows of idx) at once: sum over (right i, wrong j) pairs of count_i * count_j *
-    [s_i > s_j] (ties 1/2), over (number of right) * (number of wrong); nan where a resample has one class."""
+def _auroc_resamples(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUROC of every resample at once (`counts`: resamples x rows, how often each row was drawn): sum
+    over (right i, wrong j) pairs of count_i * count_j * [s_i > s_j] (ties 1/2), over (number of right) *
+    (number of wrong); nan where a resample has one class."""
     cmp = (s[y == 1][:, None] > s[y == 0][None, :]) + 0.5 * (s[y == 1][:, None] == s[y == 0][None, :])
-    counts = np.stack([np.bincount(r, minlength=len(s)) for r in idx]).astype(float)
     wp, wn = counts[:, y == 1], counts[:, y == 0]
     with np.errstate(invalid="ignore", divide="ignore"):
         return ((wp @ cmp) * wn).sum(1) / (wp.sum(1) * wn.sum(1))
 
 
-def auroc_ci(scores, correct, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def _draw_counts(n_units: int, n_boot: int, rng) -> np.ndarray:
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    return np.stack([np.bincount(r, minlength=n_units) for r in draws]).astype(float)
+
+
+def auroc_ci(
+    scores, correct, n_boot: int = 500, seed: int = 0, level: float = 0.95, groups=None
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `auroc` over examples (resamples holding one class only are skipped);
-    vectorised over resamples (500 sklearn calls per cell took seconds)."""
+    vectorised over resamples (500 sklearn calls per cell took seconds). `groups`: resample these units
+    instead of rows, the rows of a unit in or out together (one question scored under several seeds is one
+    unit: its rows are not independent evidence)."""
     s, y = np.asarray(scores, float), np.asarray(correct, int)
     if not 0 < y.sum() < len(y):
         return float("nan"), float("nan")
-    vals = _auroc_resamples(s, y, np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y))))
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        counts = _draw_counts(len(y), n_boot, rng)
+    else:
+        units, of_row = np.unique(np.asarray(groups), return_inverse=True)
+        counts = _draw_counts(len(units), n_boot, rng)[:, of_row]
+    vals = _auroc_resamples(s, y, counts)
     a = (1 - level) / 2
     return float(np.nanquantile(vals, a)), float(np.nanquantile(vals, 1 - a))
 
@@ -384,14 +399,16 @@ def _parse_rates(P, d: str, exs, sc: dict) -> dict:
     }
 
 
-def auroc_table(per_ex, n_boot: int, seed: int, keys=("signal", "of", "ta", "span", "dataset")):
+def auroc_table(per_ex, n_boot: int, seed: int, keys=("signal", "of", "ta", "span", "dataset"), group=None):
     """One row per signal cell: AUROC of its scores against right / wrong outputs, with its bootstrap
-    interval; `informative`: the interval lies above 0.5 (no separation)."""
+    interval (over the values of column `group` where given, else over rows); `informative`: the interval
+    lies above 0.5 (no separation)."""
     import pandas as pd
 
     out = []
     for k, g in per_ex.groupby(list(keys), sort=False):
-        lo, hi = auroc_ci(g.score, g.correct, n_boot=n_boot, seed=seed)
+        units = None if group is None else g[group].to_numpy()
+        lo, hi = auroc_ci(g.score, g.correct, n_boot=n_boot, seed=seed, groups=units)
         out.append(
             {**dict(zip(keys, k)), "n": len(g), "n_correct": int(g.correct.sum())}
             | {"auroc": auroc(g.score, g.correct), "ci_lo": lo, "ci_hi": hi}

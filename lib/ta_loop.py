@@ -26,6 +26,7 @@ from .common import ReproError, cached_json, check_choice, stable_hash
 from .config import TARun
 from .data import Example
 from .models import load_model, load_shared
+from .prompts import is_correct
 from .signals import demo_weights, need_score, self_consistency, ta_confidence
 from .teachers import annotate, get_teacher
 from .training import lm_student, make_items, predict_prompt, start_dev_accuracy, train, train_and_test
@@ -34,7 +35,7 @@ from .training import lm_student, make_items, predict_prompt, start_dev_accuracy
 # at the same option position): the control a student must beat to show it learned more than the format
 METHODS = ("plain", "one_stage", "two_stage", "shuffled")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 6  # bump when a run's definition changes: cached runs are then recomputed
+VERSION = 7  # bump when a run's definition changes: cached runs are then recomputed
 
 
 def methods(names=METHODS) -> tuple[str, ...]:
@@ -76,7 +77,6 @@ def shuffled_demos(examples: list[Example], demos: list, seed: int) -> list:
     """The shuffled-label control of a run's demonstrations: question i gets the rationale and answer of
     another question's demonstration; an option answer moves to the same option position among question
     i's own options, so the target is still one of its options. `correct` is judged against question i."""
-    from .prompts import is_correct
 
     perm = np.random.default_rng(seed).permutation(len(examples))
     out = []
@@ -120,7 +120,13 @@ def student_signals(student, ta, examples, run: TARun, seed: int, warmed: bool) 
     )
     # parsed: the share of samples with an answer (an unparseable one counts as disagreeing with the majority)
     parsed = float(np.mean([a is not None for x in sc["answers"] for a in x]))
-    return {"sc": np.asarray(sc["sc"], float), "ta_student": np.asarray(conf, float), "parsed": parsed}
+    return {
+        "sc": np.asarray(sc["sc"], float),
+        "ta_student": np.asarray(conf, float),
+        "parsed": parsed,
+        # whether the student's majority answer is right: what its signals are meant to foresee
+        "right": [is_correct(m, e) for m, e in zip(sc["majority"], examples)],
+    }
 
 
 def need(sig: dict, signals) -> np.ndarray | None:
@@ -196,6 +202,12 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, progr
             if uses_student:
                 sig = student_signals(lm, ta_lm, rest, cfg, seed, warmed=True)
                 n, diag["sc_parsed"] = need(sig, cfg.signals), sig["parsed"]
+                # two-stage's premise: these signals tell which questions the warmed student gets wrong
+                diag["warm_signals"] = {
+                    "id": [e.id for e in rest],
+                    **{s: np.round(sig[s], 6).tolist() for s in ("sc", "ta_student") if s in cfg.signals},
+                    "right": sig["right"],
+                }
             chosen = stage1 + [rest[i] for i in _choose(rest, n, B - n1, rng)]
             if cfg.stage2_from == "scratch":
                 lm, start = load_model(cfg.student, cfg.precision), zero_dev
@@ -246,6 +258,31 @@ def run(method: str, dataset: str, splits: dict, cfg: TARun, *, seed: int, progr
         }
 
     return cached_json("ta_run", key, compute, version=VERSION)
+
+
+WARM_SIGNALS = {"sc": "self-consistency", "ta_student": "TA confidence in the student", "need": "1 - need"}
+
+
+def warm_signal_rows(grid: list[dict], results: list[dict]):
+    """Per question two-stage chose among, per run: each signal of the warmed student (and 1 - need over
+    the signals the run used, the order two-stage buys in reversed) as `score`, with whether the student's
+    majority answer is right as `correct`; columns dataset, seed, id, signal, score, correct."""
+    import pandas as pd
+
+    rows = []
+    for c, r in zip(grid, results):
+        w = r.get("warm_signals")
+        if not w:
+            continue
+        used = {s: np.asarray(w[s], float) for s in ("sc", "ta_student") if s in w}
+        scores = used | {"need": 1 - need_score(*(used.get(s) for s in ("sc", "ta_student")))}
+        for s, v in scores.items():
+            rows += [
+                {"dataset": c["dataset"], "seed": c["seed"], "id": i, "signal": WARM_SIGNALS[s]}
+                | {"score": float(x), "correct": bool(y)}
+                for i, x, y in zip(w["id"], v, w["right"])
+            ]
+    return pd.DataFrame(rows, columns=["dataset", "seed", "id", "signal", "score", "correct"])
 
 
 def buy_pool(dataset: str, splits: dict, cfg: TARun) -> None:

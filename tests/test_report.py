@@ -137,11 +137,28 @@ def _binary(rng, p, n):
     return list((rng.random(n) < p).astype(int))
 
 
-def _results(tmp, *, auroc=(0.8, 0.7, 0.9), teacher_right=0.6, questions=True):
+def _warm_rows(rng, informative: bool, n: int = 60) -> pd.DataFrame:
+    """WARM_CSV's rows for 3 seeds over the same n questions: 1 - need follows the right answers where
+    `informative`, else is noise."""
+    right = rng.random(n) < 0.4
+    rows = []
+    for seed in range(3):
+        score = (right if informative else 0) + rng.normal(0, 0.5, n)
+        rows += [
+            {"dataset": "commonsense_qa", "seed": seed, "id": f"q{i}", "signal": "1 - need"}
+            | {"score": x, "correct": y}
+            for i, (x, y) in enumerate(zip(score, right))
+        ]
+    return pd.DataFrame(rows)
+
+
+def _results(tmp, *, auroc=(0.8, 0.7, 0.9), teacher_right=0.6, questions=True, warm=True):
     """A results folder of the offline preset where every premise of paper A, paper B and the 68 % claim
     holds, except where the arguments plant a failure: the TA's AUROC (point, lo, hi), the attribution
-    teacher's accuracy on its prompt, the per-question hits of notebook 23."""
+    teacher's accuracy on its prompt, the per-question hits of notebook 23, whether the warmed student's
+    signals see its errors."""
     rng = np.random.default_rng(0)
+    _warm_rows(np.random.default_rng(1), warm).to_csv(tmp / report.WARM_CSV, index=False)
     cols = {"trained": True, "zero_shot_dev": 0.29}
     for name, arms in (("12_A_runs.csv", ("plain", "two_stage")), ("21_B_runs.csv", ("ft", "tokens"))):
         spec = {
@@ -208,7 +225,7 @@ def test_headline_gives_the_interval_verdict_where_every_premise_holds(tmp_path,
     rows = _headline(tmp_path, monkeypatch)
     for k in ("A", "B"):
         assert rows[k]["verdict (offline)"] in stats.VERDICTS and rows[k]["verdict (offline)"] != "not tested"
-        assert rows[k]["premises (offline)"].count(": yes (") == (3 if k == "A" else 2)
+        assert rows[k]["premises (offline)"].count(": yes (") == (4 if k == "A" else 2)
     table = report.comparison_table("offline", "12_A_main_table.csv")
     assert rows["A"]["verdict (offline)"] == table.verdict.iloc[-1] == stats.LARGER  # +50 %, above +20.79
     assert "gold - shuffled labels" in rows["A"]["premises (offline)"]
@@ -230,6 +247,21 @@ def test_headline_says_not_tested_with_the_number_where_a_planted_premise_fails(
     assert "24/150 = 16 %" in b["verdict (offline)"] and "chance 20 %" in b["verdict (offline)"]
     gt = rows["GT"]["verdict (offline)"]
     assert gt.startswith("not tested: ") and "not measured" in gt and "per-question hits" in gt
+
+
+def test_two_stage_is_not_tested_where_the_warmed_students_signals_are_noise(tmp_path, monkeypatch):
+    a = _headline(tmp_path, monkeypatch, warm=False)["A"]
+    assert a["verdict (offline)"].startswith("not tested: the warmed student's signals not shown to separate")
+    assert "180 answers to 60 questions over 3 seeds (12)" in a["verdict (offline)"]
+    assert "signal separates the teacher's right from wrong outputs: yes" in a["premises (offline)"]
+
+
+def test_warm_auroc_resamples_questions_not_their_seed_rows():
+    # the same answers scored again under two more seeds add no evidence: the interval stays that of one seed
+    one = _warm_rows(np.random.default_rng(1), True).query("seed == 0")
+    three = pd.concat([one.assign(seed=s) for s in range(3)])
+    cols = ["auroc", "ci_lo", "ci_hi"]
+    np.testing.assert_allclose(report.warm_auroc(three)[cols], report.warm_auroc(one)[cols], atol=1e-12)
 
 
 def test_a_premise_without_its_csv_is_not_measured_and_the_claim_not_tested(tmp_path, monkeypatch):

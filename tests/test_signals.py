@@ -253,4 +253,19 @@ def test_auroc():
     s = np.round(s, 1)
     idx = rng.integers(0, 60, size=(20, 60))
     want = [S.auroc(s[i], y[i]) for i in idx]
-    np.testing.assert_allclose(S._auroc_resamples(s, y, idx), want, atol=1e-12)
+    counts = np.stack([np.bincount(r, minlength=60) for r in idx]).astype(float)
+    np.testing.assert_allclose(S._auroc_resamples(s, y, counts), want, atol=1e-12)
+
+
+def test_auroc_ci_resamples_questions_not_rows_when_grouped():
+    # each question scored under three seeds: three rows, one unit of evidence. Resampling the questions
+    # gives exactly the interval of one copy; resampling rows treats copies as independent and is narrower
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 40)
+    s = y + rng.normal(0, 1.5, 40)
+    one = S.auroc_ci(s, y, seed=3)
+    q = np.tile(np.arange(40), 3)
+    grouped = S.auroc_ci(s[q], y[q], seed=3, groups=q)
+    np.testing.assert_allclose(grouped, one, atol=1e-12)
+    rows = S.auroc_ci(s[q], y[q], seed=3)
+    assert rows[1] - rows[0] < 0.75 * (one[1] - one[0])

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from lib import data, training
@@ -182,6 +183,34 @@ def test_the_ta_is_frozen_and_never_the_student(tmp_path, monkeypatch):
         torch.equal(a, b) for a, b in zip(ta.model.state_dict().values(), fresh.model.state_dict().values())
     )
     assert not any(p.requires_grad for p in ta.model.parameters())
+
+
+def test_two_stage_records_the_warmed_students_signals_it_ranks_by(tmp_path, monkeypatch):
+    """The premise two-stage rests on is measured on its own warmed student: per question it chose among,
+    the signals it ranked by and whether the student's majority answer is right, computed by hand here."""
+    from lib import config, prompts, ta_loop
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    got = {}
+    real_sc, real_conf = ta_loop.self_consistency, ta_loop.ta_confidence
+    monkeypatch.setattr(ta_loop, "self_consistency", lambda *a, **k: got.setdefault("sc", real_sc(*a, **k)))
+    monkeypatch.setattr(ta_loop, "ta_confidence", lambda *a, **k: got.setdefault("ta", real_conf(*a, **k)))
+    s = data.load_splits("sciq", "smoke", caps={"pool": 16, "dev": 6, "test": 6})
+    cfg = config.ta_run(config.params("smoke", "a"), budget=8, K=3, epochs=1)
+    r = ta_loop.run("two_stage", "sciq", s, cfg, seed=0, progress=False)
+    w, pool = r["warm_signals"], {e.id: e for e in s["pool"]}
+    assert len(w["id"]) == len(s["pool"]) - max(1, round(cfg.rho * 8))  # the rest after the warm-up
+    np.testing.assert_allclose(w["sc"], got["sc"]["sc"], atol=1e-6)
+    np.testing.assert_allclose(w["ta_student"], got["ta"], atol=1e-6)
+    # the majority over parseable answers, ties to the answer sampled first
+    majority = [
+        max(dict.fromkeys(x for x in a if x), key=a.count, default=None) for a in got["sc"]["answers"]
+    ]
+    assert w["right"] == [prompts.is_correct(m, pool[i]) for m, i in zip(majority, w["id"])]
+    rows = ta_loop.warm_signal_rows([{"dataset": "sciq", "seed": 0}], [r])
+    need = rows[rows.signal == "1 - need"]
+    np.testing.assert_allclose(need.score, (np.asarray(w["sc"]) + w["ta_student"]) / 2, atol=1e-9)
+    assert len(rows) == 3 * len(w["id"]) and list(need.correct) == w["right"]
 
 
 def test_every_method_takes_the_same_optimizer_steps(tmp_path, monkeypatch):
