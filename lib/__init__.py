@@ -6,8 +6,9 @@ The parts, and what each may import from lib (tests/test_imports.py enforces eve
     common       paths, the one-line user error, atomic cached artefacts, seeding
     config       every default of every experiment, the presets, the notebook parameter helper
     provenance   which commit, configuration and input CSVs each rendered file came from; staleness
+    phases       where a notebook's time goes: seconds, tokens, GFLOP per phase, the machine's GEMM peak
     lm           the LM wrapper: encode, prompt ids, batches, score, score options, generate, loss;
-                 imports nothing of lib, and nothing else touches token ids or logits
+                 imports only phases, and nothing else touches token ids or logits
     fixtures     synthetic data in each package's real file format (smoke preset, tests)
     data         one example schema, loaders for every dataset, deterministic pool/dev/test splits
     models       registry (package GGUF -> cached safetensors, hub ids, tiny random) -> lm.LM

@@ -26,6 +26,7 @@ import re
 import numpy as np
 import torch
 
+from . import phases
 from .common import LETTERS, ReproError, cached_json, check_choice
 from .data import Example
 
@@ -207,7 +208,8 @@ def attribute_batch(
     check_choice("method", method, METHODS)
     enc = [_encode(lm, p) for p in prompts]
     b = lm.embedding_batch([e[0] for e in enc], [e[2] for e in enc], conts)
-    with _frozen(lm.model), lm.autocast():
+    prec = "bf16" if lm.bf16 else "fp32"
+    with _frozen(lm.model), lm.autocast(), phases.phase("attribute", lm.n_params, prec):
         attr, delta = _attribute(lm, b, method, n_steps, max(internal_batch_size, len(prompts)))
     attr = attr.detach().float() * b.attr.unsqueeze(-1)
     tok_scores = attr.norm(dim=-1)

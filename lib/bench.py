@@ -27,6 +27,7 @@ from .config import get_preset, resolve_preset
 from .data import load_splits
 from .lm import LM
 from .models import REGISTRY, cold_load_seconds, load_model, materialise
+from .phases import matmul_peak
 from .prompts import answer_prompt, cot_prompt, demonstration
 
 TARGETS = {  # (target ratio on CPU, on CUDA), in the order the rows run
@@ -367,21 +368,6 @@ def bench_train_step(lm: LM, ex, repeats: int) -> dict:
         f"{peak / 1e9:.0f} GFLOP/s; a bare PyTorch loop on the same batch: {t_bare:.2f} s "
         f"({t_bare / tf:.2f}x ours)",
     )
-
-
-# (rows, inner, cols) of the matmuls a 135M-parameter student runs: attention / MLP projections of a batch
-SHAPES = ((512, 576, 576), (512, 576, 1536), (512, 1536, 576), (1024, 1024, 1024), (512, 1536, 1536))
-
-
-def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
-    """FLOP/s of the fastest of SHAPES in `dtype`: the peak a training step's share is measured against."""
-    best = 0.0
-    for m, k, n in SHAPES:
-        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        a @ b  # warm-up: the first call picks the kernel
-        t, _ = timed(lambda a=a, b=b: a @ b, repeats)
-        best = max(best, 2 * m * k * n / t)
-    return best
 
 
 def amdahl_target(bound: float | None) -> float | None:

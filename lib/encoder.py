@@ -17,6 +17,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from . import phases
 from .attribution import norm_word
 from .common import ReproError, cached_json, stable_hash
 from .config import EncoderRun
@@ -72,6 +73,7 @@ def encode(tok, examples: list[Example], words: list[list[str]] | None = None, m
     input_ids = torch.tensor([x + [pad] * (L - len(x)) for x in ids])
     attn = torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])
     tag_t = torch.tensor([t + [-100.0] * (L - len(t)) for t in tags])
+    phases.count(input_ids.numel())
     return input_ids, attn, tag_t, spans
 
 
@@ -106,10 +108,12 @@ def predict(
     model.eval()
     out = []
     dev_type = model.score.weight.device.type
+    n_params = sum(p.numel() for p in model.parameters())
     for s in range(0, len(examples), batch_size):
-        input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)
-        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
-            scores, _ = model(input_ids, attn)
+        with phases.phase("score", n_params, "bf16" if bf16 else "fp32"):
+            input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)
+            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
+                scores, _ = model(input_ids, attn)
         out += [int(scores[a:b].argmax()) for a, b in spans]
     model.train(was_training)
     return out

@@ -4,7 +4,8 @@
 is tokenised), `batch` (padded teacher-forcing tensors), batched `score` (per-token log-probs of a
 continuation, pad-masked), `score_options` (the same numbers for several continuations of one prompt,
 sharing its prefill), batched `generate` (greedy or sampled, K samples per prompt in one call), and
-the training `loss`. It imports nothing else of `lib`, so any module may use it and none may bypass it.
+the training `loss`. Of `lib` it imports only `lib.phases` (every pass counts its tokens there), so any
+module may use it and none may bypass it.
 
 Causal models are fed prompt+continuation; scoring and training pad on the right (positions of real
 tokens never move, so padding cannot change a score), generation pads on the left (so every row's
@@ -22,6 +23,8 @@ import functools
 
 import torch
 
+from . import phases
+
 # rows x padded length (a cached prompt included) of one scoring forward pass: its activations and KV cache
 # stay below a fixed size (Gemma-3-270M: ~40 KB of KV cache per token in fp32, so ~0.3 GB)
 TOKEN_BUDGET = 8192
@@ -31,16 +34,19 @@ TOKEN_BUDGET = 8192
 LOGIT_BUDGET = 2**26
 
 
-def _in_precision(method):
-    """Run an inference method under bf16 autocast when the LM is in bf16: matmuls in bf16, the reductions
-    autocast keeps in fp32 (softmax, log-softmax) stay there."""
+def _inference(name: str):
+    """Run an inference method as phase `name` (lib.phases) under bf16 autocast when the LM is in bf16:
+    matmuls in bf16, the reductions autocast keeps in fp32 (softmax, log-softmax) stay there."""
 
-    @functools.wraps(method)
-    def wrapped(self, *args, **kwargs):
-        with self.autocast():
-            return method(self, *args, **kwargs)
+    def wrap(method):
+        @functools.wraps(method)
+        def wrapped(self, *args, **kwargs):
+            with self.autocast(), phases.phase(name, self.n_params, "bf16" if self.bf16 else "fp32"):
+                return method(self, *args, **kwargs)
 
-    return wrapped
+        return wrapped
+
+    return wrap
 
 
 class LM:
@@ -81,6 +87,13 @@ class LM:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def n_params(self) -> int:
+        """The model's parameter count (lib.phases estimates FLOPs from it)."""
+        if getattr(self, "_n_params", None) is None:
+            self._n_params = sum(p.numel() for p in self.model.parameters())
+        return self._n_params
 
     def autocast(self):
         """The context every inference pass of this LM runs in: bf16 autocast when `bf16`, else a no-op."""
@@ -141,6 +154,7 @@ class LM:
                 attn[r, ids.shape[1] - len(s) :] = 1
             else:
                 attn[r, : len(s)] = 1
+        phases.count(ids.numel())  # every position is computed, pads included
         return ids, attn
 
     def batch(self, prompts: list[str], conts: list[str], eos: bool = False):
@@ -151,6 +165,7 @@ class LM:
         if self.arch == "seq2seq":
             enc = self.pad(p_ids, pad)
             labels = self.pad(c_ids, -100)
+            phases.count(enc.numel() + labels.numel())
             mask = labels != -100
             tgt = labels.masked_fill(~mask, pad)
             return (
@@ -271,7 +286,7 @@ class LM:
 
     # -- the three operations
     @torch.no_grad()
-    @_in_precision
+    @_inference("score")
     def score(
         self,
         prompts: list[str],
@@ -297,7 +312,7 @@ class LM:
         return [res[i] for i in range(len(prompts))]
 
     @torch.no_grad()
-    @_in_precision
+    @_inference("score")
     def score_options(
         self,
         prompts: list[str],
@@ -384,7 +399,7 @@ class LM:
         return EmbeddingBatch(self, prompt_ids, special, conts)
 
     @torch.no_grad()
-    @_in_precision
+    @_inference("generate")
     def generate(
         self,
         prompts: list[str],
@@ -430,6 +445,9 @@ class LM:
                 gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
                 gen = gen[:, ids.shape[1] :]
+            phases.count(
+                gen.numel()
+            )  # one position per row per decoding step (the prompts counted at padding)
             texts = [_cut(t, stop) for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
             for r, i in enumerate(idx):
                 res[i] = texts[r * K : (r + 1) * K]
@@ -536,6 +554,7 @@ class EmbeddingBatch:
         """Target log-prob of each row; only attributed positions of x are used, the rest come from `fixed`
         (the answer tokens of a causal model, BOS/EOS), so IG never interpolates them."""
         e = torch.where(attr.unsqueeze(-1), x, fixed)
+        phases.count(e.shape[0] * e.shape[1])  # captum calls this once per pass (IG: once per step batch)
         if self.lm.arch == "seq2seq":
             logits = self.lm.model(inputs_embeds=e, attention_mask=attn, decoder_inputs_embeds=aux).logits
         else:

@@ -36,7 +36,7 @@ from .common import ROOT, atomic_path, read_json, results_dir, stable_hash
 FILE = "provenance.json"
 READS_ENV = "DISTILL_READS"  # where read_result notes its reads (set by lib.reproduce for each notebook)
 # written by lib.reproduce and lib.report about the run as a whole, not by one notebook
-NOT_OUTPUTS = {FILE, "README.md", "run_log.csv", "run_times.md"}
+NOT_OUTPUTS = {FILE, "README.md", "run_log.csv", "run_times.md", "phases.csv"}
 # what every notebook reads besides the sections it names: params() returns models and data, and
 # resolve_preset sets the precision from run, which every cache key carries
 BASE_SECTIONS = ("models", "data", "run")

@@ -986,7 +986,59 @@ def results_readme(preset: str) -> str:
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
             "",
         ]
+    parts += phase_section(preset)
     return "\n".join(parts)
+
+
+def phase_table(preset: str) -> pd.DataFrame | None:
+    """phases.csv as the results README shows it: per notebook and phase, process-seconds, tokens, the
+    estimated GFLOP/s and its share of the measured GEMM peak at that precision and thread count."""
+    from .phases import TABLE
+
+    t = _read(preset, TABLE)
+    if t is None or t.empty:
+        return None
+    return pd.DataFrame(
+        {
+            "notebook": t.notebook.str.replace(".ipynb", "", regex=False),
+            "phase": t.phase,
+            "precision, threads": t.precision + ", " + t.threads.astype(str),
+            "calls": t.calls,
+            "process s": t.seconds.round(0).astype(int),
+            "tokens (k)": (t.tokens / 1e3).round(1),
+            "GFLOP/s": t.gflop_s.round(1),
+            "peak GFLOP/s": t.peak_gflop_s.round(0),
+            "% of peak": (100 * t.share_of_peak).round(0),
+        }
+    )
+
+
+def phase_section(preset: str) -> list[str]:
+    t = phase_table(preset)
+    if t is None:
+        return []
+    from . import phases
+
+    raw = _read(preset, phases.TABLE)
+    per = raw.groupby("phase").agg(seconds=("seconds", "sum"), gflop=("gflop", "sum"))
+    total = per.seconds.sum()
+    share = ", ".join(
+        f"{p} {100 * r.seconds / total:.0f} %" for p, r in per.sort_values("seconds")[::-1].iterrows()
+    )
+    return [
+        "## Where the time goes (`phases.csv`)",
+        "",
+        f"Per notebook, its last run that computed something ({', '.join(sorted(set(raw.machine)))}). "
+        "Process seconds add up the processes that ran side by side (two single-thread Ray workers, or the "
+        "notebook's own process on every core); the rest of a notebook's wall time is loading, tokenising "
+        f"and waiting. Of {total / 60:.0f} process-minutes in these phases: {share}. GFLOP are estimated "
+        "from the tokens each pass computes (pads included): 2 N per token forward, 6 N per training token, "
+        "4 N per attribution pass, N the model's parameters (lib/phases.py); the peak is the fastest GEMM "
+        "measured on this machine at that precision and thread count when the run began.",
+        "",
+        t.to_markdown(index=False),
+        "",
+    ]
 
 
 def update_readme(readme: Path = ROOT / "README.md") -> None:

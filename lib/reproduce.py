@@ -35,7 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-from . import provenance
+from . import phases, provenance
 from .common import ROOT, atomic_path, cache_dir, read_json, results_dir, write_json
 
 KERNEL = "distill-repro"
@@ -502,6 +502,7 @@ def main(argv=None) -> int:
     if args.continue_runs:  # lib.config turns it into each notebook's `continue_runs`
         kernel_env["DISTILL_CONTINUE"] = "1"
     ran = skipped = 0
+    peaks = None  # the machine's GEMM peaks, measured before the first notebook that runs
     for i, nb in enumerate(nbs, 1):
         dest = out / nb.name
         fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
@@ -514,6 +515,12 @@ def main(argv=None) -> int:
             skipped += 1
             continue
         ran += 1
+        if peaks is None:
+            peaks = phases.measure_peaks()
+            print(
+                "GEMM peaks (GFLOP/s): "
+                + ", ".join(f"{p} x{n} thread(s) {v / 1e9:.0f}" for (p, n), v in peaks.items())
+            )
         print(start_line(i, nbs, est), flush=True)
         if changed := changed_inputs(dest):
             print(f"  its inputs changed since its last run: {', '.join(changed)}", flush=True)
@@ -522,6 +529,8 @@ def main(argv=None) -> int:
         reads_log.parent.mkdir(parents=True, exist_ok=True)
         reads_log.unlink(missing_ok=True)
         nb_log = out / "logs" / f"{nb.stem}.log"
+        phase_log = record.with_suffix(".phases.jsonl")
+        phase_log.unlink(missing_ok=True)
         console = Console(nb_log, f"{nb.name} at preset {args.preset}")
         t0 = time.time()
         try:
@@ -535,7 +544,11 @@ def main(argv=None) -> int:
                     progress_bar=False,
                     engine_name=ENGINE,
                     console=console,
-                    kernel_env={**kernel_env, provenance.READS_ENV: str(reads_log)},
+                    kernel_env={
+                        **kernel_env,
+                        provenance.READS_ENV: str(reads_log),
+                        phases.ENV: str(phase_log),
+                    },
                 )
             console.close(f"finished in {time.time() - t0:.0f} s")
         except pm.PapermillExecutionError as e:
@@ -557,6 +570,7 @@ def main(argv=None) -> int:
         if args.html:
             export_html(dest)
         record_outputs(out, nb, before, inputs, {**prov, "fingerprint": fp})
+        phases.record_notebook(out, nb.name, phase_log, peaks, cfg)  # like run_log.csv: no notebook's output
         # last: a kill before this point leaves no record, and the notebook runs again
         write_json(
             record,

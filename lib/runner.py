@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+from . import phases
 from .common import CACHE_STATS, ROOT, ReproError, cache_dir, check_choice, stable_hash
 
 RUNNERS = ("local", "ray")
@@ -63,6 +64,8 @@ def ray_init(num_cpus: int | None = None) -> None:
     # PYTHONPATH goes before the venv's .pth, so workers run this checkout's lib even next to another one
     # runs carry their settings in their config objects; the workers need only the code and the cache
     env = {"PYTHONPATH": path, "DISTILL_CACHE": str(cache_dir())}
+    if os.environ.get(phases.ENV):  # the workers' phases go to the notebook's record too
+        env[phases.ENV] = os.environ[phases.ENV]
     # ERROR, not WARNING: every start of a local Ray warns about its default auth token (noise in each
     # notebook); the workers' own output (their progress bars) stays in Ray's log files
     ray.init(

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import phases
 from .common import cached_json, check_choice, seed_everything
 from .config import Train
 from .data import Example
@@ -269,18 +270,20 @@ def fit(
     t0, step = time.time(), 0
     bar = tqdm(total=total, disable=not progress, desc=desc, leave=False)
     model.train()
+    n_params = sum(p.numel() for p in model.parameters())
     while step < total:
         for idx in loader:
             # bf16: autocast around the forward pass and the loss only, master weights and optimizer state in
             # fp32; backward, clipping and the optimizer step run outside it
-            with acc.autocast(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not cuda):
-                loss = batch_loss(idx)
-            acc.backward(loss)
-            acc.clip_grad_norm_(model.parameters(), 1.0)
-            hist["lr"].append(sched.get_last_lr()[0])
-            opt.step()
-            sched.step()
-            opt.zero_grad()
+            with phases.phase("train", n_params, "bf16" if bf16 else "fp32"):
+                with acc.autocast(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not cuda):
+                    loss = batch_loss(idx)
+                acc.backward(loss)
+                acc.clip_grad_norm_(model.parameters(), 1.0)
+                hist["lr"].append(sched.get_last_lr()[0])
+                opt.step()
+                sched.step()
+                opt.zero_grad()
             hist["loss"].append(float(loss.detach()))
             step += 1
             bar.update(1)

@@ -2,14 +2,14 @@
 
 import pytest
 
-from lib import bench
+from lib import bench, phases
 
 
 @pytest.fixture(autouse=True)
 def small_peak(monkeypatch):
     """The report's form, not this machine's peak, is under test: one small GEMM shape instead of the
     student's (the bf16 peak alone takes half a minute on a CPU without bf16 units)."""
-    monkeypatch.setattr(bench, "SHAPES", ((64, 64, 64),))
+    monkeypatch.setattr(phases, "SHAPES", ((64, 64, 64),))
     cached = bench.peak_ratio  # a test may replace it; its cache must not keep the small shape's ratio
     cached.cache_clear()
     yield

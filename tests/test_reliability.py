@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lib import common
@@ -153,6 +154,8 @@ class FakeRepo:
         self.use_cache(tmp_path / "cache", monkeypatch)
         monkeypatch.setattr(reproduce, "notebooks", lambda only=None: sorted(self.nbdir.glob("*.ipynb")))
         monkeypatch.setattr(reproduce, "results_dir", lambda preset: self.out)
+        # a fixed peak: measuring it takes seconds per call of main
+        monkeypatch.setattr(reproduce.phases, "measure_peaks", lambda: {("fp32", 1): 1e11})
 
     @staticmethod
     def use_cache(path, monkeypatch):
@@ -249,6 +252,16 @@ def test_each_notebook_logs_its_output_and_progress_and_run_times_are_written(tm
     assert "[1/2] 10_a  (est. unknown; time left unknown)" in shown
     times = (repo.out / "run_times.md").read_text()
     assert "| 10_a.ipynb |" in times and "20_b" not in times  # a notebook that failed has no time
+
+
+def test_the_kernels_phases_land_in_the_presets_phase_table(tmp_path, monkeypatch):
+    repo = FakeRepo(tmp_path, monkeypatch)
+    code = "import torch\ntorch.set_num_threads(1)\nfrom lib.models import load_model\n"
+    repo.write("10_a.ipynb", code + "load_model('tiny-llama').score(['a b c'], ['d'])")
+    assert repo.ran() == ["10_a.ipynb"]
+    t = pd.read_csv(repo.out / "phases.csv")
+    assert list(t.phase) == ["score"] and t.tokens.iloc[0] > 0 and t.peak_gflop_s.iloc[0] == 100
+    assert "phases.csv" not in (repo.out / "provenance.json").read_text()  # no notebook's output
 
 
 def test_start_line_estimates_time_from_the_last_cold_run_in_the_run_log(tmp_path):
