@@ -108,7 +108,7 @@ def predict(
     model.eval()
     out = []
     dev_type = model.score.weight.device.type
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = phases.matmul_params(model)
     for s in range(0, len(examples), batch_size):
         with phases.phase("score", n_params, "bf16" if bf16 else "fp32"):
             input_ids, attn, _, spans = encode(tok, examples[s : s + batch_size], max_len=max_len)

@@ -90,9 +90,9 @@ class LM:
 
     @property
     def n_params(self) -> int:
-        """The model's parameter count (lib.phases estimates FLOPs from it)."""
+        """The parameters a token is multiplied by (lib.phases estimates FLOPs from them)."""
         if getattr(self, "_n_params", None) is None:
-            self._n_params = sum(p.numel() for p in self.model.parameters())
+            self._n_params = phases.matmul_params(self.model)
         return self._n_params
 
     def autocast(self):

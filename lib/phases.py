@@ -6,11 +6,12 @@ score, not train), so the phases of one process never overlap. Each process appe
 per outermost call, to the file $DISTILL_PHASES names (`lib.reproduce` sets it per notebook; Ray workers get
 it through `lib.runner.ray_init`); without it nothing is recorded.
 
-GFLOP are estimated from tokens: FLOP_PER_TOKEN x N per token, N the model's parameter count (2 N for a
-forward pass, 6 N for a training step: forward, backward and weight gradients; 4 N for an attribution pass:
-forward and backward to the inputs only, the weights frozen). Attention's quadratic term is left out, so
-long sequences do a little more work than this counts. Generation counts every position it computes:
-prompts (pads included) at prefill and one token per row per decoding step.
+GFLOP are estimated from tokens: FLOP_PER_TOKEN x N per token, N the parameters a token is multiplied by
+(`matmul_params`: embedding tables are lookups; 2 N for a forward pass, 6 N for a training step: forward,
+backward and weight gradients; 4 N for an attribution pass: forward and backward to the inputs only, the
+weights frozen). Attention's quadratic term and a tied output projection (computed only where a token is
+predicted) are left out, so the model does somewhat more work than this counts. Generation counts every
+position it computes: prompts (pads included) at prefill and one token per row per decoding step.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def phase(name: str, n_params: int, precision: str = "fp32"):
         _state.done.append(rec)
         if not stack:
             _flush()
+
+
+def matmul_params(model) -> int:
+    """The parameters a token's pass multiplies by: all but embedding tables, which are looked up (a tied
+    output projection shares the token embedding's table and is left out with it)."""
+    import torch
+
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    seen = {id(p): p.numel() for p in model.parameters()}
+    return sum(n for k, n in seen.items() if k not in tables)
 
 
 def count(tokens: int) -> None:

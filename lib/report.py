@@ -1033,8 +1033,8 @@ def phase_section(preset: str) -> list[str]:
         "notebook's own process on every core); the rest of a notebook's wall time is loading, tokenising "
         f"and waiting. Of {total / 60:.0f} process-minutes in these phases: {share}. GFLOP are estimated "
         "from the tokens each pass computes (pads included): 2 N per token forward, 6 N per training token, "
-        "4 N per attribution pass, N the model's parameters (lib/phases.py); the peak is the fastest GEMM "
-        "measured on this machine at that precision and thread count when the run began.",
+        "4 N per attribution pass, N the parameters outside embedding tables (lib/phases.py); the peak is "
+        "the fastest GEMM measured on this machine at that precision and thread count when the run began.",
         "",
         t.to_markdown(index=False),
         "",

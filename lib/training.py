@@ -270,7 +270,7 @@ def fit(
     t0, step = time.time(), 0
     bar = tqdm(total=total, disable=not progress, desc=desc, leave=False)
     model.train()
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = phases.matmul_params(model)
     while step < total:
         for idx in loader:
             # bf16: autocast around the forward pass and the loss only, master weights and optimizer state in

@@ -53,7 +53,8 @@ def test_scoring_and_generation_count_every_position_they_compute(record):
     p_width = max(len(lm.prompt_ids(p)) for p in prompts)
     assert len(gen) == 2  # greedy, no row ends early on this model: 4 decoding steps of 2 rows
     assert g["phase"] == "generate" and g["tokens"] == 2 * p_width + 2 * 4
-    assert s["params"] == g["params"] == sum(p.numel() for p in lm.model.parameters())
+    emb = lm.model.get_input_embeddings().weight.numel()
+    assert s["params"] == g["params"] == sum(p.numel() for p in lm.model.parameters()) - emb
 
 
 def test_summary_estimates_gflop_from_tokens_and_compares_with_the_peak(tmp_path):
