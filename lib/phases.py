@@ -137,10 +137,10 @@ def matmul_peak(dtype=None, repeats: int = 5) -> float:
     return best
 
 
-def measure_peaks(threads=(1, 2)) -> dict:
+def measure_peaks(threads=(1, 2), passes: int = 2) -> dict:
     """{(precision, threads): FLOP/s} of `matmul_peak` in fp32 and, where the CPU has bf16 units, bf16, at
-    each thread count the runs use (two single-thread Ray workers, or one process on every core). A few
-    seconds."""
+    each thread count the runs use (two single-thread Ray workers, or one process on every core); the best
+    of `passes` passes, so a moment of other load on the machine does not lower a peak. A few seconds."""
     import torch
 
     from .common import bf16_hardware
@@ -151,7 +151,7 @@ def measure_peaks(threads=(1, 2)) -> dict:
         for n in threads:
             torch.set_num_threads(n)
             for name, dt in dtypes.items():
-                out[(name, n)] = matmul_peak(dt, repeats=3)
+                out[(name, n)] = max(matmul_peak(dt, repeats=3) for _ in range(passes))
     finally:
         torch.set_num_threads(before)
     return out
