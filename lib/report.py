@@ -550,7 +550,8 @@ def _warm_separates(preset: str, d: str) -> tuple[bool | None, str]:
         return None, f"{WARM_CSV} has no two-stage run with student signals on {d} (12)"
     r = warm_auroc(rows).iloc[0]
     return bool(r.ci_lo > 0.5), (
-        f"{d}: warmed student's 1 - need AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
+        # three decimals: a bound just above 0.5 must not print as 0.50
+        f"{d}: warmed student's 1 - need AUROC {r.auroc:.3f} [{r.ci_lo:.3f}, {r.ci_hi:.3f}], "
         f"{int(r.n)} answers to {rows.id.nunique()} questions over {rows.seed.nunique()} seeds (12)"
     )
 
