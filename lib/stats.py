@@ -552,11 +552,11 @@ def compare_table(
 
     `runs`: one row per run with columns dataset, method, seed, correct (0/1 per test question, or its
     `encode_correct` string; the same question order in every run of a dataset) and optionally trained
-    (the dev-selected student beats its pretrained dev accuracy; True when absent). Every method of a
+    (the run learned: lib.report.against_control; True when absent). Every method of a
     dataset must have the baseline's seeds (paired by seed) and question count.
 
     One row per (dataset, method != baseline), in order of appearance, then one 'average' row per method:
-    - seeds, n_test; trained_seeds: seeds where both students beat their pretrained dev accuracy;
+    - seeds, n_test; trained_seeds: seeds where both students are trained;
     - acc_mean, acc_lo, acc_hi: the method's accuracy with its interval (`accuracy_interval`); base_acc;
     - rel_%, rel_lo, rel_hi, rel_df: relative improvement over the baseline (`paired_interval`, 'rel');
     - diff_pts, diff_lo, diff_hi, diff_df: the difference in accuracy points (`paired_interval`, 'diff');
@@ -671,6 +671,7 @@ def table_note(table: pd.DataFrame) -> str:
         "SE = sqrt(var(seed means)/S + question/Q), df the interval's effective df "
         "(t_0.975,df x SE = half-width): "
         f"{span(pts, '.1f')} accuracy points, {span(rel, '.0f')} % relative. "
-        "Verdicts on the relative interval; 'not tested': in most seeds a student did not beat its "
-        "pretrained dev accuracy (trained_seeds)."
+        "Verdicts on the relative interval; 'not tested': in most seeds a student was not trained "
+        "(trained_seeds: its best dev accuracy beat its shuffled-label control's on the same seed where the "
+        "table ran that control, else its pretrained dev accuracy)."
     )

@@ -366,3 +366,20 @@ def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, 
     assert list(t["A: teacher above the student, below 1"]) == ["yes", "no"]
     assert list(t["B: attribution teacher above chance"]) == ["no", "yes"]
     assert "## Premises per candidate dataset" in report.results_readme("offline")
+
+
+def test_a_run_is_trained_where_it_beats_its_shuffled_control_on_dev():
+    rng = np.random.default_rng(3)
+    spec = {("a", m, s): _binary(rng, 0.5, 40) for s in range(3) for m in ("plain", "two_stage", "shuffled")}
+    # every run beats its pretrained dev accuracy (0.2); only seed 0's plain and two-stage beat the control
+    dev = {"plain": [0.5, 0.3, 0.3], "two_stage": [0.5, 0.4, 0.2], "shuffled": [0.4, 0.4, 0.4]}
+    runs = _runs(spec).assign(trained=True, zero_shot_dev=0.2)
+    runs["best_dev"] = [dev[m][s] for m, s in zip(runs.method, runs.seed)]
+    judged = report.against_control(runs).set_index(["method", "seed"]).trained
+    assert list(judged["plain"]) == [True, False, False] and list(judged["shuffled"]) == [True] * 3
+    row = report.table_a_main(runs).query("dataset == 'a' and method == 'two_stage'").iloc[0]
+    assert row.trained_seeds == 1 and row.verdict == stats.NOT_TESTED  # a tie (seed 1) is not a win
+    alone = runs[runs.method != "shuffled"]  # no control ran: the recorded flag stands
+    assert (
+        report.against_control(alone).trained.all() and report.table_a_main(alone).trained_seeds.iloc[0] == 3
+    )
