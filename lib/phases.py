@@ -160,9 +160,10 @@ def measure_peaks(threads=(1, 2), passes: int = 2) -> dict:
 TABLE = "phases.csv"  # results/<preset>/: per notebook, its last run that computed something, per phase
 
 
-def record_notebook(out, notebook: str, path, peaks: dict, config_hash: str) -> pd.DataFrame:
+def record_notebook(out, notebook: str, path, peaks: dict, config_hash: str, cold: bool) -> pd.DataFrame:
     """Replace `notebook`'s rows of out/TABLE with the summary of the records at `path` (its run that just
-    finished); a run that computed nothing (every step a cache hit) leaves its earlier rows standing."""
+    finished) when that run was cold (it computed a cached step, as run_log.csv counts it); a warm run
+    leaves the cold run's rows standing, also where it recomputed the few uncached steps."""
     from pathlib import Path
 
     from .common import machine
@@ -170,7 +171,7 @@ def record_notebook(out, notebook: str, path, peaks: dict, config_hash: str) -> 
     t = summary(path, peaks)
     csv = Path(out) / TABLE
     old = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["notebook"])
-    if t.empty:
+    if t.empty or not cold:
         return old
     t.insert(0, "notebook", notebook)
     t = t.assign(config_hash=config_hash, machine=machine(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))

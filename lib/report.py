@@ -1045,7 +1045,7 @@ def phase_section(preset: str) -> list[str]:
     return [
         "## Where the time goes (`phases.csv`)",
         "",
-        f"Per notebook, its last run that computed something ({', '.join(sorted(set(raw.machine)))}). "
+        f"Per notebook, its last cold run ({', '.join(sorted(set(raw.machine)))}). "
         "Process seconds add up the processes that ran side by side (two single-thread Ray workers, or the "
         "notebook's own process on every core); the rest of a notebook's wall time is loading, tokenising "
         f"and waiting. Of {total / 60:.0f} process-minutes in these phases: {share}. GFLOP are estimated "

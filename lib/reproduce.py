@@ -570,7 +570,9 @@ def main(argv=None) -> int:
         if args.html:
             export_html(dest)
         record_outputs(out, nb, before, inputs, {**prov, "fingerprint": fp})
-        phases.record_notebook(out, nb.name, phase_log, peaks, cfg)  # like run_log.csv: no notebook's output
+        computed = artifacts_written_since(t0)
+        # like run_log.csv, no notebook's output
+        phases.record_notebook(out, nb.name, phase_log, peaks, cfg, cold=computed > 0)
         # last: a kill before this point leaves no record, and the notebook runs again
         write_json(
             record,
@@ -583,7 +585,6 @@ def main(argv=None) -> int:
                 "seconds": round(dt, 1),
             },
         )
-        computed = artifacts_written_since(t0)
         append_log(
             log,
             [

@@ -89,7 +89,7 @@ def test_summary_estimates_gflop_from_tokens_and_compares_with_the_peak(tmp_path
     )
 
 
-def test_a_notebooks_rows_are_replaced_by_its_next_run_that_computed_something(tmp_path):
+def test_a_notebooks_rows_are_replaced_by_its_next_cold_run(tmp_path):
     rec = tmp_path / "r.jsonl"
     rec.write_text(
         json.dumps(
@@ -97,12 +97,15 @@ def test_a_notebooks_rows_are_replaced_by_its_next_run_that_computed_something(t
         )
         + "\n"
     )
-    phases.record_notebook(tmp_path, "10_a.ipynb", rec, {}, "h1")
-    phases.record_notebook(tmp_path, "20_b.ipynb", rec, {}, "h1")
-    phases.record_notebook(tmp_path, "10_a.ipynb", tmp_path / "none.jsonl", {}, "h1")  # fully warm
+    phases.record_notebook(tmp_path, "10_a.ipynb", rec, {}, "h1", cold=True)
+    phases.record_notebook(tmp_path, "20_b.ipynb", rec, {}, "h1", cold=True)
+    phases.record_notebook(
+        tmp_path, "10_a.ipynb", tmp_path / "none.jsonl", {}, "h1", cold=True
+    )  # nothing ran
+    phases.record_notebook(tmp_path, "10_a.ipynb", rec, {}, "h9", cold=False)  # warm: its uncached steps ran
     t = pd.read_csv(tmp_path / phases.TABLE)
     assert list(t.notebook) == ["10_a.ipynb", "20_b.ipynb"] and set(t.config_hash) == {"h1"}
-    phases.record_notebook(tmp_path, "10_a.ipynb", rec, {}, "h2")
+    phases.record_notebook(tmp_path, "10_a.ipynb", rec, {}, "h2", cold=True)
     t = pd.read_csv(tmp_path / phases.TABLE)
     assert list(t.notebook) == ["10_a.ipynb", "20_b.ipynb"] and list(t.config_hash) == ["h2", "h1"]
 
