@@ -445,9 +445,8 @@ class LM:
                 gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
             if self.arch == "causal":
                 gen = gen[:, ids.shape[1] :]
-            phases.count(
-                gen.numel()
-            )  # one position per row per decoding step (the prompts counted at padding)
+            # one position per row per decoding step (the prompts were counted at padding)
+            phases.count(gen.numel())
             texts = [_cut(t, stop) for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
             for r, i in enumerate(idx):
                 res[i] = texts[r * K : (r + 1) * K]
