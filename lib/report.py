@@ -518,23 +518,29 @@ def _teacher_label(spec: str) -> str | None:
     return None
 
 
-def _separates(preset: str, d: str, cfg: dict) -> tuple[bool | None, str]:
+def _auroc11(preset: str, d: str, signal: str, of: str | None, cfg: dict, missing: str, label: str):
+    """A premise part from notebook 11's AUROC of `signal` on `of`'s outputs (the preset's TA and span) on
+    dataset `d`: whether its interval lies above 0.5, and the number; (None, `missing`) without its row."""
     auc = _read(preset, "11_signal_auroc.csv")
-    of, ta, span = _teacher_label(cfg["a"]["teacher"]), cfg["models"]["ta"], cfg["a"]["ta_span"]
+    ta, span = cfg["models"]["ta"], cfg["a"]["ta_span"]
     row = None
     if auc is not None:
-        keep = (auc.signal == "TA confidence") & (auc.of == of) & (auc.ta == ta) & (auc.span == span)
+        keep = auc.signal.str.startswith(signal) & (auc.of == of) & (auc.ta == ta) & (auc.span == span)
         row = auc[keep & (auc.dataset == d)]
     if row is None or row.empty:
-        return (
-            None,
-            f"11_signal_auroc.csv has no AUROC of the TA's confidence in {of or 'this teacher'} on {d}",
-        )
+        return None, missing
     r = row.iloc[0]
     return bool(r.ci_lo > 0.5), (
-        f"{d}: TA confidence ({ta}, {span}) AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
-        f"{int(r.n)} teacher outputs (11)"
+        f"{d}: {label} AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], {int(r.n)} "
+        f"{'teacher outputs' if of != 'student' else 'answers'} (11)"
     )
+
+
+def _separates(preset: str, d: str, cfg: dict) -> tuple[bool | None, str]:
+    of = _teacher_label(cfg["a"]["teacher"])
+    missing = f"11_signal_auroc.csv has no AUROC of the TA's confidence in {of or 'this teacher'} on {d}"
+    label = f"TA confidence ({cfg['models']['ta']}, {cfg['a']['ta_span']})"
+    return _auroc11(preset, d, "TA confidence", of, cfg, missing, label)
 
 
 def signal_separates(preset: str, datasets) -> Premise:
@@ -582,19 +588,8 @@ def warm_signal_separates(preset: str, datasets) -> Premise:
 
 
 def _cold_separates(preset: str, d: str, cfg: dict) -> tuple[bool | None, str]:
-    auc = _read(preset, "11_signal_auroc.csv")
-    ta, span = cfg["models"]["ta"], cfg["a"]["ta_span"]
-    row = None
-    if auc is not None:
-        keep = auc.signal.str.startswith("1 - need") & (auc.of == "student") & (auc.ta == ta)
-        row = auc[keep & (auc.span == span) & (auc.dataset == d)]
-    if row is None or row.empty:
-        return None, f"11_signal_auroc.csv has no AUROC of the un-warmed student's 1 - need on {d}"
-    r = row.iloc[0]
-    return bool(r.ci_lo > 0.5), (
-        f"{d}: un-warmed student's 1 - need AUROC {r.auroc:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], "
-        f"{int(r.n)} answers (11)"
-    )
+    missing = f"11_signal_auroc.csv has no AUROC of the un-warmed student's 1 - need on {d}"
+    return _auroc11(preset, d, "1 - need", "student", cfg, missing, "un-warmed student's 1 - need")
 
 
 def student_signal_separates(preset: str, datasets) -> Premise:
@@ -1007,14 +1002,9 @@ def results_readme(preset: str) -> str:
     return "\n".join(parts)
 
 
-def phase_table(preset: str) -> pd.DataFrame | None:
+def phase_table(t: pd.DataFrame) -> pd.DataFrame:
     """phases.csv as the results README shows it: per notebook and phase, process-seconds, tokens, the
     estimated GFLOP/s and its share of the measured GEMM peak at that precision and thread count."""
-    from .phases import TABLE
-
-    t = _read(preset, TABLE)
-    if t is None or t.empty:
-        return None
     return pd.DataFrame(
         {
             "notebook": t.notebook.str.replace(".ipynb", "", regex=False),
@@ -1031,12 +1021,11 @@ def phase_table(preset: str) -> pd.DataFrame | None:
 
 
 def phase_section(preset: str) -> list[str]:
-    t = phase_table(preset)
-    if t is None:
-        return []
-    from . import phases
+    from .phases import TABLE
 
-    raw = _read(preset, phases.TABLE)
+    raw = _read(preset, TABLE)
+    if raw is None or raw.empty:
+        return []
     per = raw.groupby("phase").agg(seconds=("seconds", "sum"), gflop=("gflop", "sum"))
     total = per.seconds.sum()
     share = ", ".join(
@@ -1053,7 +1042,7 @@ def phase_section(preset: str) -> list[str]:
         "4 N per attribution pass, N the parameters outside embedding tables (lib/phases.py); the peak is "
         "the fastest GEMM measured on this machine at that precision and thread count when the run began.",
         "",
-        t.to_markdown(index=False),
+        phase_table(raw).to_markdown(index=False),
         "",
     ]
 
