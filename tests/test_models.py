@@ -117,6 +117,25 @@ def test_local_checkpoint_loads_like_a_hub_id(tmp_path, tiny_seq2seq):
 
 
 @needs_assets
+def test_a_gguf_build_parses_the_file_once(tmp_path, monkeypatch):
+    """The tokenizer, config and weights of a GGUF build share one parse of the file (a parse of Gemma's
+    vocabulary is ~20 s); the round trip below checks the weights it builds."""
+    import gguf
+
+    parses = []
+
+    class Counting(gguf.GGUFReader):
+        def __init__(self, path, *args, **kw):
+            parses.append(str(path))
+            super().__init__(path, *args, **kw)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
+    M._build_from_gguf(M.REGISTRY["smollm2-135m-instruct"], tmp_path)
+    assert len(parses) == 1 and (tmp_path / "model.safetensors").exists()
+    assert gguf.GGUFReader is Counting  # the build puts the module's reader back
+
+
+@needs_assets
 def test_gguf_cache_round_trips_to_identical_logits():
     from transformers import AutoModelForCausalLM
 

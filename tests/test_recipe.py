@@ -125,3 +125,37 @@ def test_bf16_training_check_trains_each_learned_recipe_both_ways_in_separate_ca
         assert t[f"knowledge_{prec}_pts"].iloc[0] == own.diff_pts.iloc[0]
         assert t[f"knowledge_{prec}"].iloc[0] == own.verdict.iloc[0]
     assert t.dev_fp32_ep0.iloc[0] == t.dev_bf16_ep0.iloc[0]  # the pretrained student, scored the same way
+
+
+def test_a_grid_with_nothing_to_choose_runs_the_confirm_step_inside_the_screen(monkeypatch, tmp_path):
+    """One recipe per student and dataset: the screen's grid holds the confirm step's runs, so both Ray
+    workers stay busy, and the confirm step computes nothing. With two recipes the screen runs alone."""
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    one = dict(students=["lm"], n_train=[16], lrs=[3e-3], schedules=["linear"], recipe_seeds=[0, 1])
+    P = config.params("smoke", "b", "encoder", "recipe", "run", datasets=["commonsense_qa"], **one)
+    grids = []
+    real = recipe.run
+    monkeypatch.setattr(recipe, "run", lambda P, cells, **kw: grids.append(cells) or real(P, cells, **kw))
+    screen = recipe.screen(P)
+    assert len(screen) == 1 and screen.picked.all()
+    confirm = recipe.confirm_cells(P, screen)
+    assert sorted(map(repr, grids[0])) == sorted(map(repr, confirm))
+    from lib import training
+
+    monkeypatch.setattr(
+        training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))
+    )
+    assert len(recipe.run(P, confirm)) == len(confirm)
+    grids.clear()
+    P.lrs = [3e-3, 1e-3]
+    fake = [
+        {"student": "lm", "dataset": d, "recipe": r.name, "zero_shot_dev": 0.2, "best_dev": 0.3}
+        for d, r, _, _ in recipe.screen_cells(P)
+    ]
+    monkeypatch.setattr(
+        recipe,
+        "run",
+        lambda P, cells, **kw: grids.append(cells) or pd.DataFrame(fake).assign(best_epoch=1, steps=4),
+    )
+    recipe.screen(P)
+    assert grids == [recipe.screen_cells(P)]
