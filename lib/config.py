@@ -273,9 +273,11 @@ PRESETS: dict[str, dict] = {
             "caps": {"pool": 600, "dev": 150, "test": 300},
         },
         # notebook 05 confirms the recipe the students train with (offline_full's grid picks it on dev), on
-        # as many questions as a paper-A budget and a paper-B pool hold offline (a.budget, b.caps.pool)
+        # as many questions as a paper-A budget and a paper-B pool hold offline (a.budget, b.caps.pool), on
+        # the datasets of paper A and paper B (a.datasets, b.datasets): its gold and shuffled-label runs are
+        # paper B's ft and shuffled runs (one cache entry each, lib.training.finetune_and_test)
         recipe={
-            "datasets": ["commonsense_qa"],
+            "datasets": ["commonsense_qa", "sciq"],
             "students": ["lm"],  # the students of A and B; the encoder's recipe (notebook 24) at offline_full
             "n_train": [48],
             "lrs": [3e-4],
@@ -338,12 +340,13 @@ PRESETS: dict[str, dict] = {
             "ablation_epsilons": [0.5],
         },
         attribution={"gt_n": 40},
-        # paper B on the dataset the student learns (notebook 05's gold-vs-shuffled test,
-        # results/offline/05_recipe.csv), at its recipe. Two methods on three
-        # seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
+        # paper B where notebook 06's rule (lib/premises.py) finds its premise on pool questions: of the eight
+        # candidates, only SciQ's attribution teacher is above chance on its attribution prompt
+        # (results/offline/06_premises.csv, attribution_above_chance), at notebook 05's recipe. Two methods
+        # on three seeds: seed x question noise dominates paper B's interval as well; DSS (whose students
         # train on rationales, the costliest runs) and hint run at offline_full
         b={
-            "datasets": ["commonsense_qa"],
+            "datasets": ["sciq"],
             "caps": {"pool": 48, "dev": 30, "test": 100},
             "seeds": [0, 1, 2],
             "methods": ["ft", "tokens", "shuffled"],

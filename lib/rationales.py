@@ -14,8 +14,6 @@ All four share lib.training (same student, same budget, same dev selection, same
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 
 from .attribution import contains_gold, influential_words
@@ -129,20 +127,12 @@ def run(method: str, dataset: str, splits: dict, cfg: BRun, *, seed: int, n_trai
     else:
         hints, dev_hints, test_hints = (R.words(x, "predicted") for x in (pool, dev, test))
         items = make_items(pool, answers, [None] * len(pool), fmt="answer_only", hints=hints)
-    key = {
-        "paper": "B",
-        "method": method,
-        "dataset": dataset,
-        "seed": seed,
-        "cfg": asdict(cfg),
-    }
     fmt = "answer_only" if method in ("ft", "hint", "shuffled") else "multitask"
     r = finetune_and_test(
         cfg.student,
         items,
         dev,
         test,
-        key=key,
         seed=seed,
         cfg=cfg.train,
         precision=cfg.precision,

@@ -78,7 +78,6 @@ def run(
         s = splits[d]
         pool = s["pool"][: r.n]
         answers = [e.answer for e in pool] if labels == "gold" else training.shuffled_answers(pool, seed)
-        key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": run_preset(P.preset)}
         meta.append({"student": r.student, "dataset": d, "recipe": r.name, "labels": labels, "seed": seed})
         cfg = Train(
             epochs=P.recipe_epochs,
@@ -91,12 +90,13 @@ def run(
         )
         if r.student == "lm":
             items = training.make_items(pool, answers, [None] * len(pool), fmt="answer_only")
-            call = dict(student=P.models.student, items=items, dev=s["dev"], test=s["test"], key=key)
+            call = dict(student=P.models.student, items=items, dev=s["dev"], test=s["test"])
             call.update(seed=seed, cfg=cfg, precision=P.precision, fmt="answer_only")
             lm_calls.append((len(meta) - 1, call))
         else:
             er = EncoderRun(encoder=P.models.encoder, precision=P.precision, max_len=P.max_len, train=cfg)
             call = dict(cfg=er, train=training.relabel(pool, answers), dev=s["dev"])
+            key = {"recipe": r.name, "dataset": d, "labels": labels, "preset": run_preset(P.preset)}
             call.update(test=s["test"], words=None, lam=0.0, seed=seed, key=key)
             enc_calls.append((len(meta) - 1, call))
     results: dict[int, dict] = {}

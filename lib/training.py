@@ -189,7 +189,7 @@ def length_groups(lm, parts: list[Part]) -> list[list[int]]:
 
 
 SCHEDULES = ("linear", "constant", "cosine")
-FINETUNE_VERSION = 2  # bump when a fine-tuning run's definition changes: cached runs are then recomputed
+FINETUNE_VERSION = 3  # bump when a fine-tuning run's definition changes: cached runs are then recomputed
 
 
 def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
@@ -457,7 +457,6 @@ def finetune_and_test(
     dev: list[Example],
     test: list[Example],
     *,
-    key: dict,
     seed: int,
     cfg: Train,
     precision: str = "fp32",
@@ -466,12 +465,13 @@ def finetune_and_test(
     dev_hints: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """A fresh LM student -> train_and_test; the result (not the weights) is cached under `key` (the run's
-    config object and what it trained on), so a rerun or a resumed run recomputes nothing."""
+    """A fresh LM student -> train_and_test; the result (not the weights) is cached under what determines
+    it (student, items, dev and test questions, seed, training config, precision, format, hints) and nothing
+    else, so a rerun or a resumed run recomputes nothing, and two notebooks that run the same training (05's
+    gold and shuffled-label runs are paper B's ft and shuffled runs) compute it once."""
     from .models import load_model
 
     full_key = {
-        **key,
         "student": student,
         "fmt": fmt,
         "seed": seed,

@@ -13,8 +13,6 @@ where the two papers' cores meet: neither imports the other.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 
 from .attribution import teacher_option_scores
@@ -60,17 +58,9 @@ def run(
         items = make_items(pool, sig["answers"], [None] * len(pool), fmt="answer_only")
     else:
         items = make_items(pool, sig["answers"], sig["words"], alpha=cfg.alpha, weights=weights)
-    key = {
-        "paper": "B-weak",
-        "variant": variant,
-        "dataset": dataset,
-        "seed": seed,
-        "filter_q": filter_q,
-        "cfg": asdict(cfg),
-    }
     fmt = "answer_only" if variant == "ft_teacher" else "multitask"
     r = finetune_and_test(
-        cfg.student, items, dev, test, key=key, fmt=fmt, seed=seed, cfg=cfg.train, precision=cfg.precision
+        cfg.student, items, dev, test, fmt=fmt, seed=seed, cfg=cfg.train, precision=cfg.precision
     )
     kept = [w > 0 for w in weights] if weights else [True] * len(pool)
     return {**r, "teacher_acc_trained": float(np.mean([c for c, k in zip(sig["correct"], kept) if k]))}

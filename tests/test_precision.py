@@ -54,7 +54,7 @@ def test_two_precisions_never_share_a_cache_entry(monkeypatch, tmp_path):
     s = data.load_splits("boolq", "smoke", caps={"pool": 8, "dev": 4, "test": 4})
     items = training.make_items(s["pool"], [e.answer for e in s["pool"]], [None] * 8, fmt="answer_only")
     cfg = Train(epochs=1, lr=1e-3, batch_size=4, schedule="linear", eval_batch_size=8, bf16=False)
-    kw = dict(key={"t": 1}, seed=0, cfg=cfg, fmt="answer_only", progress=False)
+    kw = dict(seed=0, cfg=cfg, fmt="answer_only", progress=False)
     before = len(list(tmp_path.rglob("finetune/*.json")))
     for p in ("fp32", "bf16", "fp32"):
         training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], precision=p, **kw)

@@ -5,6 +5,8 @@ import pandas as pd
 
 from lib import config, data, recipe
 
+from .conftest import needs_assets
+
 
 def _screen_runs():
     rows = [  # (student, dataset, recipe, pretrained dev, best trained dev, test acc)
@@ -159,3 +161,35 @@ def test_a_grid_with_nothing_to_choose_runs_the_confirm_step_inside_the_screen(m
     )
     recipe.screen(P)
     assert grids == [recipe.screen_cells(P)]
+
+
+@needs_assets
+def test_paper_bs_ft_and_shuffled_runs_are_notebook_05s_runs_at_offline(monkeypatch):
+    """At offline every paper-B dataset is one of notebook 05's, at the same recipe and splits: B's ft and
+    shuffled runs train exactly as 05's gold and shuffled-label runs, so they are one cache entry each."""
+    import inspect
+
+    from lib import rationales as RB
+    from lib import training
+
+    sig, calls = inspect.signature(training.finetune_and_test), []
+
+    def record(*args, **kw):
+        bound = sig.bind(*args, **kw)
+        bound.apply_defaults()
+        calls.append(bound.arguments)
+        return {"test_acc": 0.0, "correct": "", "trained": True, "steps": 1}
+
+    monkeypatch.setattr(training, "finetune_and_test", record)
+    monkeypatch.setattr(RB, "finetune_and_test", record)
+    P05 = config.params("offline", "b", "encoder", "recipe", "run")
+    Pb = config.params("offline", "b", "run")
+    assert set(Pb.datasets) <= set(P05.datasets)
+    for d in Pb.datasets:
+        splits = data.load_splits(d, "offline", caps=Pb.caps)
+        (r,) = [r for r in recipe.recipes(P05, "lm") if r.n == len(splits["pool"])]
+        for labels, method in (("gold", "ft"), ("shuffled", "shuffled")):
+            calls.clear()
+            recipe.run(P05, [(d, r, labels, 0)])
+            RB.run(method, d, splits, config.b_run(Pb), seed=0)
+            assert calls[0] == calls[1], (d, method)

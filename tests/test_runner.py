@@ -35,7 +35,6 @@ def calls():
             items=items,
             dev=s["dev"],
             test=s["test"],
-            key={"test": "runner"},
             seed=seed,
             cfg=Train(epochs=1, lr=lr, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False),
             progress=False,

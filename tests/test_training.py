@@ -139,7 +139,7 @@ def test_a_run_whose_training_does_not_beat_the_pretrained_student_returns_a_tra
         cfg=Train(epochs=2, lr=0.0, batch_size=4, schedule="linear", eval_batch_size=16, bf16=False),
         progress=False,
     )
-    r = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], key={"t": 0}, seed=0, **kw)
+    r = training.finetune_and_test("tiny-llama", items, s["dev"], s["test"], seed=0, **kw)
     assert r["best_epoch"] >= 1 and r["trained"] is False
     assert r["best_dev"] == r["zero_shot_dev"]  # lr 0: the trained epochs hold the pretrained weights
     assert (r["test_acc"], r["correct"]) == training.accuracy(load_model("tiny-llama"), s["test"])
@@ -263,9 +263,7 @@ def test_a_seq2seq_student_trains_selects_on_dev_and_scores_test(tmp_path, monke
     s = _splits()
     items = make_items(s["pool"], [e.answer for e in s["pool"]], [e.rationale for e in s["pool"]])
     cfg = Train(epochs=3, lr=3e-3, batch_size=4, schedule="linear", eval_batch_size=8, bf16=False)
-    r = training.finetune_and_test(
-        "tiny-t5", items, s["dev"], s["test"], key={"t": "t5"}, seed=0, cfg=cfg, progress=False
-    )
+    r = training.finetune_and_test("tiny-t5", items, s["dev"], s["test"], seed=0, cfg=cfg, progress=False)
     assert r["loss_last"][-1] < r["loss_first"][0]  # it learned
     assert len(r["dev_curve"]) == 4 and r["best_dev"] == max(
         r["dev_curve"]
