@@ -33,9 +33,10 @@ import re
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
-from . import phases, provenance
+from . import phases, provenance, runner
 from .common import ROOT, atomic_path, cache_dir, read_json, results_dir, write_json
 
 KERNEL = "distill-repro"
@@ -503,107 +504,113 @@ def main(argv=None) -> int:
         kernel_env["DISTILL_CONTINUE"] = "1"
     ran = skipped = 0
     peaks = None  # the machine's GEMM peaks, measured before the first notebook that runs
-    for i, nb in enumerate(nbs, 1):
-        dest = out / nb.name
-        fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
-        if not args.force and not ran and up_to_date(dest, fp, args.html, record):
+    # one Ray for every notebook where the preset runs its grids on Ray (lib.runner.shared_ray)
+    uses_ray = get_preset(args.preset)["run"]["runner"] == "ray"
+    with ExitStack() as stack:
+        for i, nb in enumerate(nbs, 1):
+            dest = out / nb.name
+            fp, record = fingerprint(nb, args.preset), record_path(args.preset, nb.name)
+            if not args.force and not ran and up_to_date(dest, fp, args.html, record):
+                print(
+                    f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code, "
+                    "preset and inputs; FORCE=1 runs it), skipped",
+                    flush=True,
+                )
+                skipped += 1
+                continue
+            ran += 1
+            if peaks is None:
+                peaks = phases.measure_peaks()
+                print(
+                    "GEMM peaks (GFLOP/s): "
+                    + ", ".join(f"{p} x{n} thread(s) {v / 1e9:.0f}" for (p, n), v in peaks.items())
+                )
+                # after the peaks, whose measurement Ray's idle daemons would disturb
+                if address := stack.enter_context(runner.shared_ray(uses_ray)):
+                    kernel_env["RAY_ADDRESS"] = address
+            print(start_line(i, nbs, est), flush=True)
+            if changed := changed_inputs(dest):
+                print(f"  its inputs changed since its last run: {', '.join(changed)}", flush=True)
+            cfg = provenance.config_hash(nb, args.preset)
+            before, reads_log = provenance.snapshot(out), record.with_suffix(".reads.jsonl")
+            reads_log.parent.mkdir(parents=True, exist_ok=True)
+            reads_log.unlink(missing_ok=True)
+            nb_log = out / "logs" / f"{nb.stem}.log"
+            phase_log = record.with_suffix(".phases.jsonl")
+            phase_log.unlink(missing_ok=True)
+            console = Console(nb_log, f"{nb.name} at preset {args.preset}")
+            t0 = time.time()
+            try:
+                with PeakRSS() as mem:
+                    pm.execute_notebook(
+                        str(nb),
+                        str(dest),
+                        parameters={"preset": args.preset},
+                        kernel_name=KERNEL,
+                        cwd=str(ROOT / "notebooks"),
+                        progress_bar=False,
+                        engine_name=ENGINE,
+                        console=console,
+                        kernel_env={
+                            **kernel_env,
+                            provenance.READS_ENV: str(reads_log),
+                            phases.ENV: str(phase_log),
+                        },
+                    )
+                console.close(f"finished in {time.time() - t0:.0f} s")
+            except pm.PapermillExecutionError as e:
+                console.close(f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
+                print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
+                print(
+                    f"the executed copy with the error is at {dest}, the kernel's output at {nb_log}",
+                    file=sys.stderr,
+                )
+                return 1
+            finally:
+                console.close(f"stopped after {time.time() - t0:.0f} s")  # interrupted (no-op once closed)
+            dt = time.time() - t0
+            run = uuid.uuid4().hex[:16]
+            commit, dirty = provenance.commit()
+            prov = {"commit": commit, "dirty": dirty, "config_hash": cfg}
+            inputs = provenance.reads(reads_log, out)
+            mark_done(dest, fp, run, {**prov, "inputs": inputs})
+            if args.html:
+                export_html(dest)
+            record_outputs(out, nb, before, inputs, {**prov, "fingerprint": fp})
+            computed = artifacts_written_since(t0)
+            # like run_log.csv, no notebook's output
+            phases.record_notebook(out, nb.name, phase_log, peaks, cfg, cold=computed > 0)
+            # last: a kill before this point leaves no record, and the notebook runs again
+            write_json(
+                record,
+                {
+                    "notebook": nb.name,
+                    "preset": args.preset,
+                    "fingerprint": fp,
+                    "run": run,
+                    "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "seconds": round(dt, 1),
+                },
+            )
+            append_log(
+                log,
+                [
+                    time.strftime("%Y-%m-%d %H:%M:%S"),
+                    args.preset,
+                    nb.name,
+                    round(dt, 1),
+                    round(mem.peak / 2**20),
+                    computed,
+                    cfg,
+                    fp,
+                ],
+            )
+            write_run_times(out, args.preset)
             print(
-                f"[{i}/{len(nbs)}] {nb.stem} up to date (computed here from the same notebook, code, preset "
-                "and inputs; FORCE=1 runs it), skipped",
+                f"[{i}/{len(nbs)}] {nb.stem} done in {minutes(dt)} (peak memory {mem.peak / 2**30:.1f} GiB, "
+                f"{computed} cached artefacts computed{'' if computed else ': fully warm'})",
                 flush=True,
             )
-            skipped += 1
-            continue
-        ran += 1
-        if peaks is None:
-            peaks = phases.measure_peaks()
-            print(
-                "GEMM peaks (GFLOP/s): "
-                + ", ".join(f"{p} x{n} thread(s) {v / 1e9:.0f}" for (p, n), v in peaks.items())
-            )
-        print(start_line(i, nbs, est), flush=True)
-        if changed := changed_inputs(dest):
-            print(f"  its inputs changed since its last run: {', '.join(changed)}", flush=True)
-        cfg = provenance.config_hash(nb, args.preset)
-        before, reads_log = provenance.snapshot(out), record.with_suffix(".reads.jsonl")
-        reads_log.parent.mkdir(parents=True, exist_ok=True)
-        reads_log.unlink(missing_ok=True)
-        nb_log = out / "logs" / f"{nb.stem}.log"
-        phase_log = record.with_suffix(".phases.jsonl")
-        phase_log.unlink(missing_ok=True)
-        console = Console(nb_log, f"{nb.name} at preset {args.preset}")
-        t0 = time.time()
-        try:
-            with PeakRSS() as mem:
-                pm.execute_notebook(
-                    str(nb),
-                    str(dest),
-                    parameters={"preset": args.preset},
-                    kernel_name=KERNEL,
-                    cwd=str(ROOT / "notebooks"),
-                    progress_bar=False,
-                    engine_name=ENGINE,
-                    console=console,
-                    kernel_env={
-                        **kernel_env,
-                        provenance.READS_ENV: str(reads_log),
-                        phases.ENV: str(phase_log),
-                    },
-                )
-            console.close(f"finished in {time.time() - t0:.0f} s")
-        except pm.PapermillExecutionError as e:
-            console.close(f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
-            print(f"FAILED: {nb.name}, cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
-            print(
-                f"the executed copy with the error is at {dest}, the kernel's output at {nb_log}",
-                file=sys.stderr,
-            )
-            return 1
-        finally:
-            console.close(f"stopped after {time.time() - t0:.0f} s")  # interrupted (no-op once closed)
-        dt = time.time() - t0
-        run = uuid.uuid4().hex[:16]
-        commit, dirty = provenance.commit()
-        prov = {"commit": commit, "dirty": dirty, "config_hash": cfg}
-        inputs = provenance.reads(reads_log, out)
-        mark_done(dest, fp, run, {**prov, "inputs": inputs})
-        if args.html:
-            export_html(dest)
-        record_outputs(out, nb, before, inputs, {**prov, "fingerprint": fp})
-        computed = artifacts_written_since(t0)
-        # like run_log.csv, no notebook's output
-        phases.record_notebook(out, nb.name, phase_log, peaks, cfg, cold=computed > 0)
-        # last: a kill before this point leaves no record, and the notebook runs again
-        write_json(
-            record,
-            {
-                "notebook": nb.name,
-                "preset": args.preset,
-                "fingerprint": fp,
-                "run": run,
-                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "seconds": round(dt, 1),
-            },
-        )
-        append_log(
-            log,
-            [
-                time.strftime("%Y-%m-%d %H:%M:%S"),
-                args.preset,
-                nb.name,
-                round(dt, 1),
-                round(mem.peak / 2**20),
-                computed,
-                cfg,
-                fp,
-            ],
-        )
-        write_run_times(out, args.preset)
-        print(
-            f"[{i}/{len(nbs)}] {nb.stem} done in {minutes(dt)} (peak memory {mem.peak / 2**30:.1f} GiB, "
-            f"{computed} cached artefacts computed{'' if computed else ': fully warm'})",
-            flush=True,
-        )
     print(
         f"all {len(nbs)} notebooks done ({ran} run, {skipped} up to date) in "
         f"{(time.time() - t_all) / 60:.1f} min; results in {_rel(out)}"

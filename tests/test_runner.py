@@ -1,5 +1,6 @@
 """lib.runner: one grid of tiny fine-tuning runs in-process and on a 2-CPU local Ray, through one cache."""
 
+import os
 from collections import Counter
 
 import pytest
@@ -169,3 +170,33 @@ def test_a_run_store_records_every_run_and_continue_reads_instead_of_running(tmp
     CACHE_STATS.clear()
     run_grid(FN, calls, runner="local", progress=False, store=RunStore(tmp_path / "runs", reuse=True))
     assert CACHE_STATS["finetune:miss"] == 1  # the one missing run computed, the other read
+
+
+def test_a_process_joining_the_shared_ray_keeps_its_warm_workers_across_grids(tmp_path):
+    """make reproduce's one Ray (runner.shared_ray): a notebook kernel started inside the block joins it
+    through $RAY_ADDRESS, stays connected after a grid, and runs its next grid in the same worker processes;
+    the block's end stops Ray and unsets the address. (Both drivers are subprocesses: this test process may
+    hold the module's own Ray.)"""
+    import subprocess
+    import sys
+
+    kernel = (
+        "import os, ray\n"
+        "from lib import runner\n"
+        "first = runner.run_grid(os.getpid, [{}, {}], runner='ray', progress=False)\n"
+        "connected = ray.is_initialized()\n"
+        "second = runner.run_grid(os.getpid, [{}, {}], runner='ray', progress=False)\n"
+        "print(connected, bool(set(first) & set(second)), os.getpid() not in first)\n"
+    )
+    reproduce = (
+        "import os, subprocess, sys, ray\n"
+        "from lib import runner\n"
+        "with runner.shared_ray() as address:\n"
+        "    assert os.environ['RAY_ADDRESS'] == address\n"
+        f"    out = subprocess.run([sys.executable, '-c', {kernel!r}], capture_output=True, text=True)\n"
+        "stopped = 'RAY_ADDRESS' not in os.environ and not ray.is_initialized()\n"
+        "print(out.stdout.strip(), stopped, out.stderr[-1500:])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"DISTILL_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", reproduce], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[:4] == ["True", "True", "True", "True"], out.stdout[-2000:] + out.stderr[-2000:]
