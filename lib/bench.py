@@ -78,12 +78,13 @@ def cpu_profile(fn) -> dict:
     (results/bench_profile.md)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         fn()
     ev = prof.key_averages()
     sec = lambda keep: sum(e.self_cpu_time_total for e in ev if keep(e.key)) / 1e6
     return {
         "gemm": sec(lambda k: k in GEMMS),
+        "gemm_flop": float(sum(e.flops or 0 for e in ev if e.key in GEMMS)),
         "attention": sec(lambda k: "scaled_dot_product" in k),
         "total": sec(lambda k: True),
     }
@@ -146,6 +147,22 @@ def bf16_bound(p: dict) -> float | None:
     return bound
 
 
+def batching_bound(p: dict) -> None:
+    """From a profiled call: the most any batching of the baseline's work can gain on this machine, if the
+    baseline's GEMM FLOPs ran at the measured fp32 GEMM peak and nothing else took time (a roofline bound:
+    batching adds no FLOPs but pads, and cannot take the GEMMs below their peak time). Put first in the
+    row's profile note; the note's seconds outside GEMMs say what the batched path still spends there."""
+    cpu = p.pop("cpu", None)
+    if cpu is None or not cpu[1]["gemm_flop"]:
+        return
+    at_peak = cpu[1]["gemm_flop"] / matmul_peak(torch.float32)
+    says = (
+        f"bound {p['base_s'] / at_peak:.2f}x (the baseline's {cpu[1]['gemm_flop'] / 1e12:.2f} TFLOP of "
+        f"GEMMs take {at_peak:.1f} s at the measured fp32 peak)"
+    )
+    p["profile"] = "; ".join(x for x in (says, p.get("profile", "")) if x)
+
+
 def row(
     name: str,
     what: str,
@@ -203,11 +220,13 @@ def bench_ta_confidence(lm: LM, ex, repeats: int) -> dict:
             torch.allclose(torch.exp(x.mean()), torch.exp(y.mean()), atol=1e-5) for x, y in zip(a, b)
         ), "TA confidence differs"
 
+    p = pair(fast, base, check, repeats)
+    batching_bound(p)
     return row(
         "ta_confidence",
         "TA confidence, batched teacher-forced pass vs one forward per output",
         n=len(ex),
-        **pair(fast, base, check, repeats),
+        **p,
     )
 
 
@@ -252,11 +271,13 @@ def bench_self_consistency(lm: LM, ex, K: int, repeats: int, max_new_tokens: int
     def check(a, b):  # samples differ by design (different random streams): shapes only
         assert len(a) == len(P) and all(len(x) == K for x in a) and len(b) == K
 
+    p = pair(fast, base, check, repeats)
+    batching_bound(p)
     return row(
         "self_consistency",
         f"K={K} samples: one generate with num_return_sequences vs K calls",
         n=len(ex),
-        **pair(fast, base, check, repeats),
+        **p,
     )
 
 
@@ -530,6 +551,7 @@ def bench_attribution(lm: LM, ex, method: str, repeats: int, n_steps: int = 20) 
             )
 
     p = pair(fast, base, check, repeats)
+    batching_bound(p)
     name = "attribution_saliency" if method == "saliency" else "attribution_ig"
     what = (
         "Saliency batched vs captum per example"

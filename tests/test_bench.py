@@ -1,6 +1,7 @@
 """`make bench` at smoke size: every row's equality assertion (fast path == baseline) runs and holds."""
 
 import pytest
+import torch
 
 from lib import bench, phases
 
@@ -73,6 +74,25 @@ def test_bf16_bound_is_amdahls_law_over_the_gemm_share(monkeypatch):
     assert bench.bf16_bound(p) == pytest.approx(4 / 3) and "cpu" not in p  # 1 / (0.5 + 0.5 / 2)
     assert "bound 1.33x" in p["profile"]
     assert bench.bf16_bound({"fast_s": 1.0}) is None  # no profile, no bound
+
+
+def test_a_batching_rows_bound_is_its_baselines_gemm_flops_at_the_measured_peak(monkeypatch):
+    """The most batching can gain: the baseline's wall time over the time its GEMM FLOPs take at the peak."""
+    monkeypatch.setattr(bench, "matmul_peak", lambda dtype=None: 1e11)  # 100 GFLOP/s
+    p = {"fast_s": 1.0, "base_s": 10.0, "cpu": ({"gemm_flop": 1e11}, {"gemm_flop": 4e11}), "profile": "x"}
+    bench.batching_bound(p)  # 0.4 TFLOP at 100 GFLOP/s = 4 s of the baseline's 10 s: at most 2.5x
+    assert (
+        p["profile"].startswith("bound 2.50x (the baseline's 0.40 TFLOP of GEMMs take 4.0 s")
+        and "cpu" not in p
+    )
+    q = {"fast_s": 1.0, "base_s": 10.0}
+    bench.batching_bound(q)
+    assert "profile" not in q  # no profile, no bound
+
+
+def test_the_profiler_counts_a_matmuls_flops():
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    assert bench.cpu_profile(lambda: a @ b)["gemm_flop"] == 2 * 64 * 32 * 16
 
 
 def test_a_bf16_rows_target_is_ninety_percent_of_its_bound_on_this_machine(monkeypatch):
