@@ -703,6 +703,46 @@ def premise_table(preset: str) -> pd.DataFrame | None:
     return out
 
 
+def _cot_teacher(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
+    acc = _read(preset, "10_teacher_accuracy.csv")
+    row = None if acc is None else acc[(acc.teacher == spec) & (acc.dataset == d)]
+    if row is None or row.empty:
+        return None, f"notebook 10 does not ask {spec} about {d} at {preset}"
+    r = row.iloc[0]
+    return bool(r.ci_lo > r.chance), (
+        f"{d}: {_pc(r.acc)} [{_pc(r.ci_lo, '')}, {_pc(r.ci_hi, '')}] of {int(r.n)} pool questions, chance "
+        f"{_pc(r.chance)} (10)"
+    )
+
+
+def premise_evidence(preset: str) -> pd.DataFrame | None:
+    """Per candidate dataset of notebook 06, the premises other notebooks measure where they run there: the
+    LM student learns it (05), the LM teacher's chain of thought beats chance (10), the TA's confidence sees
+    the teacher's errors and the un-warmed student's 1 - need sees its own (11). Each cell: yes / no (the
+    interval) or not measured (why); None where notebook 06 has not run."""
+    t, cfg = _read(preset, "06_premises.csv"), _config(preset)
+    if t is None or cfg is None:
+        return None
+    spec = cfg["a"]["teacher"]
+    measures = {
+        "students learn (05)": lambda d: _learns(preset, d, "lm"),
+        "LM teacher's chain of thought above chance (10)": lambda d: _cot_teacher(preset, d, spec),
+        "TA confidence separates the teacher's right from wrong (11)": lambda d: _separates(preset, d, cfg),
+        "un-warmed student's 1 - need separates its right from wrong (11)": lambda d: _cold_separates(
+            preset, d, cfg
+        ),
+    }
+
+    def cell(d: str, part: tuple[bool | None, str]) -> str:
+        holds, text = part
+        text = text.removeprefix(f"{d}: ")
+        return f"{ {True: 'yes', False: 'no', None: 'not measured'}[holds] } ({text})"
+
+    return pd.DataFrame(
+        [{"dataset": d} | {name: cell(d, f(d)) for name, f in measures.items()} for d in t.dataset]
+    )
+
+
 def premise_line(preset: str) -> str:
     """One sentence from notebook 06: on which candidate datasets each paper's premise holds."""
     t = _read(preset, "06_premises.csv")
@@ -963,6 +1003,11 @@ def results_readme(preset: str) -> str:
             premise_line(preset),
             "",
             prem.to_markdown(index=False),
+            "",
+            "The same datasets' premises that other notebooks measure where they run there (not measured: "
+            "the notebook does not run on that dataset at this preset):",
+            "",
+            premise_evidence(preset).to_markdown(index=False),
             "",
         ]
     for name, t in tables(preset).items():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import report, stats
+from lib import config, report, stats
 
 
 def _runs(spec):
@@ -366,6 +366,16 @@ def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, 
     assert list(t["A: teacher above the student, below 1"]) == ["yes", "no"]
     assert list(t["B: attribution teacher above chance"]) == ["no", "yes"]
     assert "## Premises per candidate dataset" in report.results_readme("offline")
+    # the premises other notebooks measure: where they ran on a dataset, its interval; else why not
+    spec = config.PRESETS["offline"]["a"]["teacher"]
+    acc = {"teacher": spec, "dataset": "x", "n": 80, "acc": 0.5, "ci_lo": 0.39, "ci_hi": 0.61, "chance": 0.25}
+    pd.DataFrame([acc]).to_csv(tmp_path / "10_teacher_accuracy.csv", index=False)
+    e = report.premise_evidence("offline").set_index("dataset")
+    cot = e["LM teacher's chain of thought above chance (10)"]
+    assert cot["x"] == "yes (50 % [39, 61] of 80 pool questions, chance 25 % (10))"
+    assert cot["y"].startswith("not measured (notebook 10 does not ask")
+    assert e.loc["y", "students learn (05)"] == "not measured (notebook 05 not run)"
+    assert "LM teacher's chain of thought" in report.results_readme("offline")
 
 
 def test_a_run_is_trained_where_it_beats_its_shuffled_control_on_dev():
