@@ -718,16 +718,21 @@ def _cot_teacher(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
 def premise_evidence(preset: str) -> pd.DataFrame | None:
     """Per candidate dataset of notebook 06, the premises other notebooks measure where they run there: the
     LM student learns it (05), the LM teacher's chain of thought beats chance (10), the TA's confidence sees
-    the teacher's errors and the un-warmed student's 1 - need sees its own (11). Each cell: yes / no (the
-    interval) or not measured (why); None where notebook 06 has not run."""
+    the LM teacher's errors and a simulated teacher's (notebook 11's error rate and mode), and the un-warmed
+    student's 1 - need sees its own (11). Each cell: yes / no (the interval) or not measured (why); None
+    where notebook 06 has not run."""
     t, cfg = _read(preset, "06_premises.csv"), _config(preset)
     if t is None or cfg is None:
         return None
-    spec = cfg["a"]["teacher"]
+    spec, sig = cfg["a"]["teacher"], cfg["signals"]
+    sim = _teacher_label(f"simulated:{sig['sim_error_rate']}:{sig['sim_mode']}")
     measures = {
         "students learn (05)": lambda d: _learns(preset, d, "lm"),
         "LM teacher's chain of thought above chance (10)": lambda d: _cot_teacher(preset, d, spec),
         "TA confidence separates the teacher's right from wrong (11)": lambda d: _separates(preset, d, cfg),
+        f"TA confidence separates a {sim}'s right from wrong (11)": lambda d: _auroc11(
+            preset, d, "TA confidence", sim, cfg, f"11_signal_auroc.csv has no AUROC on {d}", "TA confidence"
+        ),
         "un-warmed student's 1 - need separates its right from wrong (11)": lambda d: _cold_separates(
             preset, d, cfg
         ),
