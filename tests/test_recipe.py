@@ -182,6 +182,7 @@ def test_paper_bs_ft_and_shuffled_runs_are_notebook_05s_runs_at_offline(monkeypa
 
     monkeypatch.setattr(training, "finetune_and_test", record)
     monkeypatch.setattr(RB, "finetune_and_test", record)
+    monkeypatch.delenv("DISTILL_PRESET", raising=False)  # make test sets it to smoke
     P05 = config.params("offline", "b", "encoder", "recipe", "run")
     Pb = config.params("offline", "b", "run")
     assert set(Pb.datasets) <= set(P05.datasets)
