@@ -200,7 +200,7 @@ def _one_gguf_parse():
 
     gguf.GGUFReader = reader  # transformers imports the name from the module at each call
     try:
-        yield readers
+        yield
     finally:
         gguf.GGUFReader = cls
 
