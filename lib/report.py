@@ -705,8 +705,10 @@ def premise_table(preset: str) -> pd.DataFrame | None:
 
 def _cot_teacher(preset: str, d: str, spec: str) -> tuple[bool | None, str]:
     acc = _read(preset, "10_teacher_accuracy.csv")
-    row = None if acc is None else acc[(acc.teacher == spec) & (acc.dataset == d)]
-    if row is None or row.empty:
+    if acc is None:
+        return None, "notebook 10 not run"
+    row = acc[(acc.teacher == spec) & (acc.dataset == d)]
+    if row.empty:
         return None, f"notebook 10 does not ask {spec} about {d} at {preset}"
     r = row.iloc[0]
     return bool(r.ci_lo > r.chance), (
