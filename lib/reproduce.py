@@ -526,8 +526,7 @@ def main(argv=None) -> int:
                     + ", ".join(f"{p} x{n} thread(s) {v / 1e9:.0f}" for (p, n), v in peaks.items())
                 )
                 # after the peaks, whose measurement Ray's idle daemons would disturb
-                if address := stack.enter_context(runner.shared_ray(uses_ray)):
-                    kernel_env["RAY_ADDRESS"] = address
+                kernel_env.update(stack.enter_context(runner.shared_ray(uses_ray)))
             print(start_line(i, nbs, est), flush=True)
             if changed := changed_inputs(dest):
                 print(f"  its inputs changed since its last run: {', '.join(changed)}", flush=True)

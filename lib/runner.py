@@ -83,22 +83,26 @@ def ray_init(num_cpus: int | None = None) -> None:
 
 @contextmanager
 def shared_ray(active: bool = True):
-    """One local Ray for many drivers: this process starts it, and $RAY_ADDRESS points the processes started
-    inside the block (make reproduce's notebook kernels) at it, so each notebook's grids join it instead of
-    starting and stopping a Ray of their own (~15 s each on 2 cores). Yields the address; a no-op (None)
+    """One local Ray for many drivers: this process starts it and yields the environment that points another
+    process at it ($RAY_ADDRESS, and the variables by which Ray's start asks drivers for its auth token), to
+    pass to the processes started inside the block (make reproduce's notebook kernels): each notebook's
+    grids join this Ray instead of starting and stopping one of their own (~15 s each on 2 cores). Yields {}
     where `active` is false or $RAY_ADDRESS already names a cluster."""
     if not active or os.environ.get("RAY_ADDRESS"):
-        yield None
+        yield {}
         return
     import ray
 
+    before = dict(os.environ)
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    os.environ["RAY_ADDRESS"] = address = ray.get_runtime_context().gcs_address
+    env = {k: v for k, v in os.environ.items() if k.startswith("RAY_") and before.get(k) != v}
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     try:
-        yield address
+        yield env
     finally:
-        del os.environ["RAY_ADDRESS"]
         ray.shutdown()
+        os.environ.clear()  # this process's environment as it was (Ray's start sets more than env)
+        os.environ.update(before)
 
 
 def _run_one(fn, cache: str, root: str, /, **call):

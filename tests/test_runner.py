@@ -188,13 +188,15 @@ def test_a_process_joining_the_shared_ray_keeps_its_warm_workers_across_grids(tm
         "second = runner.run_grid(os.getpid, [{}, {}], runner='ray', progress=False)\n"
         "print(connected, bool(set(first) & set(second)), os.getpid() not in first)\n"
     )
-    reproduce = (
+    reproduce = (  # as lib.reproduce does: the kernel's environment, a copy taken before Ray starts + its env
         "import os, subprocess, sys, ray\n"
         "from lib import runner\n"
-        "with runner.shared_ray() as address:\n"
-        "    assert os.environ['RAY_ADDRESS'] == address\n"
-        f"    out = subprocess.run([sys.executable, '-c', {kernel!r}], capture_output=True, text=True)\n"
-        "stopped = 'RAY_ADDRESS' not in os.environ and not ray.is_initialized()\n"
+        "kernel_env = dict(os.environ)\n"
+        "with runner.shared_ray() as ray_env:\n"
+        "    assert 'RAY_ADDRESS' in ray_env\n"
+        f"    run = [sys.executable, '-c', {kernel!r}]\n"
+        "    out = subprocess.run(run, env={**kernel_env, **ray_env}, capture_output=True, text=True)\n"
+        "stopped = os.environ == kernel_env and not ray.is_initialized()\n"
         "print(out.stdout.strip(), stopped, out.stderr[-1500:])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"DISTILL_CACHE": str(tmp_path)}
