@@ -377,6 +377,9 @@ def write_markdown(preset: str) -> dict[str, Path]:
 # ---------------------------------------------------------------- premises: what a verdict rests on
 
 
+STATES = {True: "yes", False: "no", None: "not measured"}  # a premise's `holds`, as tables print it
+
+
 @dataclass(frozen=True)
 class Premise:
     """One condition a claim's test needs. `holds`: None where no committed CSV carries its number;
@@ -388,7 +391,7 @@ class Premise:
     number: str
 
     def cell(self) -> str:
-        state = {True: "yes", False: "no", None: "not measured"}[self.holds]
+        state = STATES[self.holds]
         return f"{self.says}: {state} ({self.number})"
 
     def why_not(self) -> str:
@@ -743,7 +746,7 @@ def premise_evidence(preset: str) -> pd.DataFrame | None:
     def cell(d: str, part: tuple[bool | None, str]) -> str:
         holds, text = part
         text = text.removeprefix(f"{d}: ")
-        return f"{ {True: 'yes', False: 'no', None: 'not measured'}[holds] } ({text})"
+        return f"{STATES[holds]} ({text})"
 
     return pd.DataFrame(
         [{"dataset": d} | {name: cell(d, f(d)) for name, f in measures.items()} for d in t.dataset]
