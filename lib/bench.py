@@ -25,7 +25,7 @@ import torch
 from .common import ROOT, ReproError, bench_name
 from .config import get_preset, resolve_preset
 from .data import load_splits
-from .lm import LM
+from .lm import LM, SHARED_ROWS
 from .models import REGISTRY, cold_load_seconds, load_model, materialise
 from .phases import matmul_peak
 from .prompts import answer_prompt, cot_prompt, demonstration
@@ -36,6 +36,8 @@ TARGETS = {  # (target ratio on CPU, on CUDA), in the order the rows run
     "self_consistency": (2.0, 3),
     "sc_prefill_sharing": (1.5, 1.5),
     "option_scoring": (1.5, 1.5),
+    # greedy chain-of-thought generation's tokens/s against the plain batched path on the same prompts
+    "generation": (4.0, 4.0),
     "ta_confidence": (3.0, 10),
     # share of this machine's measured fp32 matmul peak that a training step reaches (baseline = the step's
     # FLOPs at that peak)
@@ -307,6 +309,39 @@ def bench_prefill_sharing(lm: LM, ex, K: int, repeats: int, max_new_tokens: int 
         f"K={K} samples of 2-shot prompts: shared prefill vs num_return_sequences",
         n=len(ex),
         note=f"{same[0]:.0%} of prompts give identical samples",
+        **p,
+    )
+
+
+def bench_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 48) -> dict:
+    """Greedy chain-of-thought generation of 4-shot prompts (notebook 10's teacher prompts): the few-shot
+    prefix run once per pass and SHARED_ROWS x as many rows per pass vs the plain path (every prompt
+    left-padded and prefilled whole, batch_size rows). Both write the same number of tokens per prompt, so
+    the time ratio is the tokens/s ratio; the same greedy text for every prompt, asserted."""
+    P = [cot_prompt(e, 4) for e in ex]
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=16)
+
+    def plain():
+        lm.share_prefill = False
+        try:
+            return lm.generate(P, **kw)
+        finally:
+            lm.share_prefill = True
+
+    def check(a, b):
+        differ = sum(x != y for x, y in zip(a, b))
+        assert differ == 0, (
+            f"the shared few-shot prefix changed the greedy text of {differ} of {len(P)} prompts"
+        )
+
+    p = pair(lambda: lm.generate(P, **kw), plain, check, repeats, profile=True)
+    batching_bound(p)
+    return row(
+        "generation",
+        f"greedy 4-shot chain of thought ({max_new_tokens} tokens): shared few-shot prefix, "
+        f"{SHARED_ROWS}x rows per pass vs plain batches of 16",
+        n=len(ex),
+        note="identical text for every prompt",
         **p,
     )
 
@@ -632,6 +667,7 @@ def main(argv=None) -> int:
             student, _examples(preset, n(8, 32)), 5, args.repeats
         ),
         "option_scoring": lambda: bench_option_scoring(student, _examples(preset, n(16, 64)), args.repeats),
+        "generation": lambda: bench_generation(teacher, _examples(preset, n(8, 32)), args.repeats),
         "ta_confidence": lambda: bench_ta_confidence(
             student, _examples(preset, n(32, 256), "boolq"), args.repeats
         ),

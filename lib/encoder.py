@@ -156,6 +156,8 @@ def _run_key(train, dev, test, *, words, lam: float, seed: int, key: dict, cfg: 
         "lam": lam,
         "seed": seed,
         "train": [e.id for e in train],
+        # the labels it learns: a shuffled-label control trains on the same questions (training.relabel)
+        "labels": stable_hash([e.label for e in train], 16),
         "dev": [e.id for e in dev],
         "test": [e.id for e in test],
         "words": stable_hash(words, 16) if words else None,

@@ -13,6 +13,10 @@ import numpy as np
 from .data import Example
 from .prompts import answer_prompt, cot_prompt, is_correct, parse_answer
 
+ZERO_SHOT_VERSION = (
+    2  # bump when a zero-shot cell's answers for the same config change: cached cells recompute
+)
+
 
 def option_scores(
     lm, examples: list[Example], norm: str = "token", batch_size: int = 16, progress: bool = False
@@ -101,4 +105,4 @@ def zero_shot_cell(
         r["ci"] = [float(x) for x in clopper_pearson(sum(r["correct"]), len(r["correct"]))]
         return r
 
-    return cached_json("zero_shot", key, compute)
+    return cached_json("zero_shot", key, compute, version=ZERO_SHOT_VERSION)

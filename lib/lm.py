@@ -9,7 +9,8 @@ module may use it and none may bypass it.
 
 Causal models are fed prompt+continuation; scoring and training pad on the right (positions of real
 tokens never move, so padding cannot change a score), generation pads on the left (so every row's
-next token comes from its own last real token).
+next token comes from its own last real token; a few-shot prefix every prompt shares runs once, its pads
+after it).
 
 Scoring runs in a fixed amount of memory, however many rows and however long the texts: a batch is split
 into forward passes of at most `TOKEN_BUDGET` tokens, and a causal model's hidden states are projected onto
@@ -32,6 +33,11 @@ TOKEN_BUDGET = 8192
 # at a time for Gemma's 262,144-entry vocabulary (64 at a time project ~30 % slower on a CPU: each chunk
 # reads the whole 0.7 GB output embedding again)
 LOGIT_BUDGET = 2**26
+# greedy generation: prompts whose token ids share a prefix of at least this many tokens (few-shot exemplars)
+# run that prefix once per pass, and a pass then holds SHARED_ROWS x batch_size prompts: every decoding step
+# reads the whole output embedding (Gemma: 0.7 GB in fp32) whatever its rows, so more rows cost little more
+SHARED_PREFIX_MIN = 32
+SHARED_ROWS = 4
 
 
 def _inference(name: str):
@@ -54,7 +60,8 @@ class LM:
 
     Causal models are fed prompt+continuation; scoring and training pad on the right (positions of real
     tokens never move, so padding cannot change a score), generation pads on the left (so every row's
-    next token comes from its own last real token)."""
+    next token comes from its own last real token; a few-shot prefix every prompt shares runs once, its
+    pads after it)."""
 
     def __init__(
         self,
@@ -72,7 +79,8 @@ class LM:
         self.tok, self.name, self.arch, self.max_len = tokenizer, name, arch, max_len
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.share_prefill = True  # K samples reuse one prompt prefill (see generate)
+        # generate: K samples reuse one prompt prefill; greedy prompts, their common prefix's KV cache
+        self.share_prefill = True
 
     @property
     def model(self):
@@ -394,6 +402,25 @@ class LM:
             **kw,
         )
 
+    def _generate_common_prefix(self, p_ids: list[list[int]], n: int, kw):
+        """One continuation per prompt, with the prompts' first `n` token ids (the same in every prompt)
+        run once, its KV cache repeated for every row. The rows are [prefix][pads][rest of the prompt]: the
+        attention mask hides the pads and generate numbers each row's real tokens 0, 1, ... as it does for a
+        left-padded prompt, so each row sees the same tokens at the same positions as on the plain path."""
+        pad = self.tok.pad_token_id
+        prefix = torch.tensor([p_ids[0][:n]], device=self.device)
+        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(p_ids))
+        rest = [p[n:] for p in p_ids]
+        width = max(len(r) for r in rest)
+        ids = torch.tensor([p_ids[0][:n] + [pad] * (width - len(r)) + r for r in rest], device=self.device)
+        attn = torch.tensor(
+            [[1] * n + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=self.device
+        )
+        phases.count(n + len(rest) * width)  # the prefix once, then every row's own tokens, pads included
+        gen = self.model.generate(input_ids=ids, attention_mask=attn, past_key_values=cache, **kw)
+        return gen[:, ids.shape[1] :]
+
     def embedding_batch(self, prompt_ids: list[list[int]], special: list[list[bool]], conts: list[str]):
         """The padded batch gradient attribution differentiates (see EmbeddingBatch)."""
         return EmbeddingBatch(self, prompt_ids, special, conts)
@@ -413,21 +440,31 @@ class LM:
         progress: bool = False,
     ) -> list[str] | list[list[str]]:
         """Greedy or sampled continuations; with num_return_sequences=K, one call per batch returns K
-        samples per prompt (list of K strings per prompt). Text after a stop string is cut."""
+        samples per prompt (list of K strings per prompt). Text after a stop string is cut.
+
+        A pass holds `batch_size` prompts; greedy prompts that share their first `SHARED_PREFIX_MIN` or more
+        tokens (few-shot exemplars) run that prefix once per pass and `SHARED_ROWS` x `batch_size` per pass
+        (`share_prefill` False: the plain path). In fp32 both give the same text (make bench's
+        `generation` row); under bf16 the prefix computed alone may round differently."""
         from tqdm.auto import tqdm
 
         if seed is not None:
             torch.manual_seed(seed)
         K = num_return_sequences
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        p_all = [self.prompt_ids(p) for p in prompts]
+        # greedy only: sampling draws from one random stream, so rows per pass would change the samples
+        shared = self.arch == "causal" and K == 1 and not do_sample and self.share_prefill
+        rows = (
+            batch_size * SHARED_ROWS if shared and _common_prefix(p_all) >= SHARED_PREFIX_MIN else batch_size
+        )
         res: dict[int, list[str]] = {}
         pad = self.tok.pad_token_id
         for s in tqdm(
-            range(0, len(order), batch_size), disable=not progress, desc=f"generate {self.name}", leave=False
+            range(0, len(order), rows), disable=not progress, desc=f"generate {self.name}", leave=False
         ):
-            idx = order[s : s + batch_size]
-            p_ids = [self.prompt_ids(prompts[i]) for i in idx]
-            ids, attn = self.pad_with_mask(p_ids, pad, left=self.arch == "causal")
+            idx = order[s : s + rows]
+            p_ids = [p_all[i] for i in idx]
             kw = dict(
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
@@ -439,12 +476,17 @@ class LM:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 kw.update(temperature=None, top_k=None, top_p=None)
-            if self.arch == "causal" and K > 1 and self.share_prefill:
-                gen = self._generate_shared_prefill(ids, attn, K, kw)
+            n = _common_prefix(p_ids)
+            if shared and len(idx) > 1 and n >= SHARED_PREFIX_MIN:
+                gen = self._generate_common_prefix(p_ids, n, kw)
             else:
-                gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
-            if self.arch == "causal":
-                gen = gen[:, ids.shape[1] :]
+                ids, attn = self.pad_with_mask(p_ids, pad, left=self.arch == "causal")
+                if self.arch == "causal" and K > 1 and self.share_prefill:
+                    gen = self._generate_shared_prefill(ids, attn, K, kw)
+                else:
+                    gen = self.model.generate(input_ids=ids, attention_mask=attn, **kw)
+                if self.arch == "causal":
+                    gen = gen[:, ids.shape[1] :]
             # one position per row per decoding step (the prompts were counted at padding)
             phases.count(gen.numel())
             texts = [_cut(t, stop) for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
@@ -486,6 +528,15 @@ def _prefill_positions(attn: torch.Tensor) -> torch.Tensor:
     # what generate derives from a left-padded attention mask: real tokens count 0, 1, ...; pads get 1
     pos = attn.long().cumsum(-1) - 1
     return pos.masked_fill(attn == 0, 1)
+
+
+def _common_prefix(p_ids: list[list[int]]) -> int:
+    """How many leading token ids all of `p_ids` share, leaving every prompt at least one token of its own
+    (its last token's logits start the continuation)."""
+    n, short = 0, min((len(p) for p in p_ids), default=1) - 1
+    while n < short and all(p[n] == p_ids[0][n] for p in p_ids):
+        n += 1
+    return n
 
 
 def _first_real(p_ids, enc):

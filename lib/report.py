@@ -444,10 +444,10 @@ def students_learn(preset: str, datasets, student: str = "lm") -> Premise:
     return _combine("students learn", "students not shown to learn", parts)
 
 
-def _beats_control(preset: str, csv: str, d: str, arm: str) -> tuple[bool | None, str]:
+def _beats_control(preset: str, csv: str, d: str, arm: str, student: str) -> tuple[bool | None, str]:
     runs = _runs(preset, csv)
     if runs is None or not {arm, "shuffled"} <= set(runs[runs.dataset == d].method):
-        return _learns(preset, d, "lm")
+        return _learns(preset, d, student)
     r = runs[(runs.dataset == d) & runs.method.isin([arm, "shuffled"])]
     row = comparison(r, "shuffled").iloc[0]
     return bool(row.diff_lo > 0), (
@@ -456,14 +456,14 @@ def _beats_control(preset: str, csv: str, d: str, arm: str) -> tuple[bool | None
     )
 
 
-def students_learn_from(csv: str, arm: str):
+def students_learn_from(csv: str, arm: str, student: str = "lm"):
     """The premise that a main table's students learn: its baseline students (`arm`, trained on the same
     questions as every method) beat their shuffled-label control (method `shuffled`: the same questions,
     answers permuted) on test, the difference interval above 0. Where the table ran no control, notebook 05's
-    gold-vs-shuffled test stands in."""
+    gold-vs-shuffled test of the same `student` (lm | encoder) stands in."""
 
     def premise(preset: str, datasets) -> Premise:
-        parts = [_beats_control(preset, csv, d, arm) for d in datasets]
+        parts = [_beats_control(preset, csv, d, arm, student) for d in datasets]
         return _combine("students learn", "students not shown to learn", parts)
 
     return premise
@@ -553,6 +553,43 @@ def signal_separates(preset: str, datasets) -> Premise:
     parts = [_separates(preset, d, cfg) if cfg else (None, f"no preset {preset}") for d in datasets]
     says = "a signal separates the teacher's right from wrong outputs"
     return _combine(says, "no signal shown to separate the teacher's right from wrong outputs", parts)
+
+
+WEAK_CSV = "25_B_weak_teacher_signals.csv"  # per pool question: the weak teacher right, the TA's confidence
+
+
+def weak_auroc(rows: pd.DataFrame) -> pd.DataFrame:
+    """AUROC of the TA's confidence in the weak teacher's answers (WEAK_CSV) against whether each is
+    right, per dataset, with a percentile bootstrap interval over the pool questions (WARM_BOOT resamples,
+    seed 0)."""
+    from .signals import auroc_table
+
+    rows = rows.assign(signal="TA confidence", score=rows.ta_conf)
+    return auroc_table(rows, n_boot=WARM_BOOT, seed=0, keys=("signal", "dataset"))
+
+
+def _weak_separates(preset: str, d: str) -> tuple[bool | None, str]:
+    rows = _read(preset, WEAK_CSV)
+    rows = None if rows is None else rows[rows.dataset == d]
+    if rows is None or rows.empty:
+        return None, f"{WEAK_CSV} has no weak teacher's answers on {d} (25)"
+    if rows.correct.all() or not rows.correct.any():
+        return None, f"{d}: the weak teacher is right on all or none of {len(rows)} pool questions (25)"
+    r = weak_auroc(rows).iloc[0]
+    return bool(r.ci_lo > 0.5), (
+        f"{d}: TA confidence in the weak teacher's answers AUROC {r.auroc:.2f} "
+        f"[{r.ci_lo:.2f}, {r.ci_hi:.2f}], {int(r.n)} pool questions, teacher right on {int(r.n_correct)} (25)"
+    )
+
+
+def weak_signal_separates(preset: str, datasets) -> Premise:
+    """The TA's confidence separates the weak teacher's right answers from its wrong ones on the pool it
+    teaches from (notebook 25's own teacher and TA): the AUROC interval (`weak_auroc`) above 0.5."""
+    parts = [_weak_separates(preset, d) for d in datasets]
+    says = "the TA's confidence separates the weak teacher's right from wrong answers"
+    return _combine(
+        says, "the TA's confidence not shown to separate the weak teacher's right from wrong", parts
+    )
 
 
 WARM_CSV = "12_A_warm_signals.csv"  # per question two-stage chose among: the warmed student's signals, right
@@ -673,11 +710,12 @@ PREMISES = {
     "students": students_learn,
     "students_a": students_learn_from("12_A_runs.csv", "plain"),
     "students_b": students_learn_from("21_B_runs.csv", "ft"),
-    "encoder_students": lambda p, ds: students_learn(p, ds, "encoder"),
+    "encoder_students": students_learn_from("24_B_encoder_runs.csv", "encoder_ft", "encoder"),
     "teacher": teacher_between,
     "signal": signal_separates,
     "warm_signal": warm_signal_separates,
     "cold_signal": student_signal_separates,
+    "weak_signal": weak_signal_separates,
     "attribution": attribution_above_chance,
     "hits": paired_hits,
 }
@@ -832,7 +870,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
         "tokens_ta_weight",
         "tokens_teacher",
         "-",
-        ("attribution", "signal", "students"),
+        ("attribution", "weak_signal", "students"),
     ),
     (
         "beyond A+B: weak teacher's tokens filtered by the TA vs uniform",
@@ -841,7 +879,7 @@ CLAIMS = [  # (claim, csv, dataset, method, baseline, paper text, premises)
         "tokens_ta_filter",
         "tokens_teacher",
         "-",
-        ("attribution", "signal", "students"),
+        ("attribution", "weak_signal", "students"),
     ),
 ]
 GT_CLAIM = "B: the teacher's top-5 words contain the ground truth (multiple choice, all datasets)"

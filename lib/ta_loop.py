@@ -35,7 +35,7 @@ from .training import lm_student, make_items, predict_prompt, start_dev_accuracy
 # at the same option position): the control a student must beat to show it learned more than the format
 METHODS = ("plain", "one_stage", "two_stage", "shuffled")
 SIGNALS = ("sc", "ta_student", "ta_teacher")
-VERSION = 7  # bump when a run's definition changes: cached runs are then recomputed
+VERSION = 8  # bump when a run's definition changes: cached runs are then recomputed
 
 
 def methods(names=METHODS) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ from .data import Example, format_number
 from .evaluation import option_scores
 from .prompts import answer_prompt, cot_prompt, demonstration, is_correct, parse_answer
 
-CACHE_VERSION = 3  # bump when a teacher's output for the same prompt and config changes meaning
+CACHE_VERSION = 4  # bump when a teacher's output for the same prompt and config changes (meaning or text)
 
 
 @dataclass

@@ -27,14 +27,15 @@ VARIANTS = ("ft_teacher", "tokens_teacher", "tokens_ta_weight", "tokens_ta_filte
 
 
 def teacher_signals(R: Rationales, ta_model: str, examples, *, ta_shots: int, ta_span: str) -> dict:
-    """Per example: the teacher's predicted option, the words it attributes that answer to, whether it is
-    right, and the TA's confidence in its answer."""
+    """Per example: its id, the teacher's predicted option, the words it attributes that answer to,
+    whether it is right, and the TA's confidence in its answer."""
     pred = [int(np.argmax(s)) for s in teacher_option_scores(R.lm, examples, progress=R.progress)]
     answers = [e.choices[i] for e, i in zip(examples, pred)]
     conf = ta_confidence(
         load_shared(ta_model, R.cfg.precision), examples, answers, n_shots=ta_shots, span=ta_span
     )
     return {
+        "ids": [e.id for e in examples],
         "answers": answers,
         "words": R.words(examples, "predicted"),
         "correct": [i == e.label for e, i in zip(examples, pred)],

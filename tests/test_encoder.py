@@ -101,6 +101,21 @@ def test_train_and_test_is_cached_and_checks_its_inputs(monkeypatch, tmp_path):
         E.train_and_test(RUN, EXS, EXS, EXS, **{**kw, "lam": -1})
 
 
+def test_a_shuffled_label_run_on_the_same_questions_is_its_own_cache_entry(monkeypatch, tmp_path):
+    # the control trains on the same question ids with permuted answers: a cache keyed on ids alone would
+    # hand it the gold run's result
+    from lib import common
+    from lib.training import relabel
+
+    monkeypatch.setattr(common, "cache_dir", lambda: tmp_path)
+    kw = dict(words=None, lam=0.0, seed=0, key={"t": 1}, progress=False)
+    shuffled = relabel(EXS, [e.choices[(e.label + 1) % len(e.choices)] for e in EXS])
+    E.train_and_test(RUN, EXS, EXS[:2], EXS, **kw)
+    misses = CACHE_STATS["encoder_student:miss"]
+    E.train_and_test(RUN, shuffled, EXS[:2], EXS, **kw)
+    assert CACHE_STATS["encoder_student:miss"] == misses + 1
+
+
 def test_selected_tag_probs_equal_the_selected_models_and_a_rerun_does_not_retrain(monkeypatch, tmp_path):
     from lib import common
 

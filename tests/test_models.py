@@ -80,6 +80,40 @@ def test_shared_prefill_sampling_draws_the_same_samples_as_plain_generate(tiny_l
     assert shared == plain
 
 
+FEWSHOT = "".join(f"Question: what is {i} plus {i}?\nAnswer: {2 * i}.\n\n" for i in range(6))
+
+
+def varied_tiny_llama():
+    """tiny-llama with weights redrawn at a larger scale: the random checkpoint greedily repeats one token
+    whatever its prompt, so no comparison of greedy text could fail on it."""
+    lm = M.load_model("tiny-llama")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if p.ndim == 1 else 0.0))
+    return lm
+
+
+def test_greedy_prompts_sharing_a_few_shot_prefix_generate_the_same_text_with_it_run_once(monkeypatch):
+    # the prefix runs once and its rows are [prefix][pads][rest]: each row must see the same tokens at the
+    # same positions as the plain left-padded path, so greedy text is the same, in any batch
+    from lib import lm as L
+
+    lm = varied_tiny_llama()
+    prompts = [FEWSHOT + p for p in PROMPTS * 3]
+    assert L._common_prefix([lm.prompt_ids(p) for p in prompts]) >= L.SHARED_PREFIX_MIN
+    calls = []
+    real = L.LM._generate_common_prefix
+    monkeypatch.setattr(L.LM, "_generate_common_prefix", lambda s, *a: calls.append(1) or real(s, *a))
+    shared = lm.generate(prompts, max_new_tokens=12, stop=(), batch_size=2)
+    assert calls == [1]  # all nine prompts in one pass of SHARED_ROWS x batch_size rows
+    lm.share_prefill = False
+    plain = lm.generate(prompts, max_new_tokens=12, stop=(), batch_size=2)
+    alone = [lm.generate([p], max_new_tokens=12, stop=())[0] for p in prompts]
+    assert len(calls) == 1 and len(set(shared)) == 3  # the text depends on the prompt
+    assert shared == plain == alone
+
+
 def test_a_training_step_lowers_the_loss(tiny_lm):
     model = tiny_lm.model
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -264,6 +264,27 @@ def test_warm_auroc_resamples_questions_not_their_seed_rows():
     np.testing.assert_allclose(report.warm_auroc(three)[cols], report.warm_auroc(one)[cols], atol=1e-12)
 
 
+def test_the_weak_teacher_claims_signal_premise_is_the_tas_confidence_in_that_teachers_answers(
+    tmp_path, monkeypatch
+):
+    # notebook 25's TA weights its own weak teacher's answers: its premise reads WEAK_CSV, never notebook 11's
+    # AUROC of another teacher (here planted informative, so reading it would say yes)
+    _results(tmp_path)
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    claim = next(c for c in report.CLAIMS if c[1] == "25_B_weak_teacher_table.csv")
+    assert "weak_signal" in claim[-1] and "signal" not in claim[-1]
+    weak = report.PREMISES["weak_signal"]
+    assert weak("offline", ["commonsense_qa"]).holds is None  # notebook 25 not run: not measured
+    rng = np.random.default_rng(2)
+    right = rng.random(80) < 0.5
+    for informative, holds in ((True, True), (False, False)):
+        conf = (right if informative else 0) + rng.normal(0, 0.5, 80)
+        rows = pd.DataFrame({"dataset": "commonsense_qa", "id": range(80), "correct": right, "ta_conf": conf})
+        rows.to_csv(tmp_path / report.WEAK_CSV, index=False)
+        p = weak("offline", ["commonsense_qa"])
+        assert p.holds is holds and "80 pool questions" in p.number
+
+
 def test_a_premise_without_its_csv_is_not_measured_and_the_claim_not_tested(tmp_path, monkeypatch):
     _results(tmp_path)
     (tmp_path / "11_signal_auroc.csv").unlink()
