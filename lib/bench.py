@@ -103,11 +103,12 @@ def _profile_note(fast: dict, base: dict) -> str:
     )
 
 
-def pair(fast, base, check, repeats: int, profile: bool = False) -> dict:
+def pair(fast, base, check, repeats: int, profile: bool | None = None) -> dict:
     """Median times of the fast path and the baseline, called alternately. The first call of each gives the
     outputs that `check(fast_out, base_out)` must accept before any further call or any report; it is not
     timed, since it pays the one-time costs (first kernels, buffers, autocast's weight casts). Timed pairs
-    follow: at least one, up to `repeats` while the row is under budget."""
+    follow: at least one, up to `repeats` while the row is under budget. `profile`: one profiled call of each
+    path after them (None: where --profile asks, False: never)."""
     t0 = time.perf_counter()
     a, b = fast(), base()
     check(a, b)
@@ -116,7 +117,7 @@ def pair(fast, base, check, repeats: int, profile: bool = False) -> dict:
         TF.append(timed(fast, 1)[0])
         TB.append(timed(base, 1)[0])
     out = {"fast_s": statistics.median(TF), "base_s": statistics.median(TB), "samples": len(TF)}
-    if PROFILE or profile:
+    if profile or (profile is None and PROFILE):
         pf, pb = cpu_profile(fast), cpu_profile(base)
         out["cpu"] = (pf, pb)
         out["profile"] = _profile_note(pf, pb)
@@ -222,7 +223,16 @@ def bench_ta_confidence(lm: LM, ex, repeats: int) -> dict:
             torch.allclose(torch.exp(x.mean()), torch.exp(y.mean()), atol=1e-5) for x, y in zip(a, b)
         ), "TA confidence differs"
 
-    p = pair(fast, base, check, repeats)
+    p = pair(fast, base, check, repeats, profile=False)
+    if PROFILE:
+        # the baseline is one independent forward per output, so its GEMM FLOPs add up over outputs: a
+        # profile of every 8th output, scaled by the tokens, gives them (profiling all 256 takes many minutes)
+        few = slice(0, None, 8)
+        cpu = cpu_profile(lambda: [lm.score([p], [c], batch_size=1)[0] for p, c in zip(P[few], C[few])])
+        tok = lambda P, C: sum(lm.n_tokens(p, c) for p, c in zip(P, C))  # noqa: E731
+        cpu["gemm_flop"] *= tok(P, C) / tok(P[few], C[few])
+        p["cpu"] = (None, cpu)
+        p["profile"] = f"baseline profiled on {len(P[few])} of {len(P)} outputs, GEMM FLOPs scaled by tokens"
     batching_bound(p)
     return row(
         "ta_confidence",
@@ -334,8 +344,8 @@ def bench_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 48) -> dict
             f"the shared few-shot prefix changed the greedy text of {differ} of {len(P)} prompts"
         )
 
-    p = pair(lambda: lm.generate(P, **kw), plain, check, repeats, profile=True)
-    batching_bound(p)
+    # no profile: torch.profiler's record of a 262k-vocabulary model's decoding steps outgrows 24 GB
+    p = pair(lambda: lm.generate(P, **kw), plain, check, repeats, profile=False)
     return row(
         "generation",
         f"greedy 4-shot chain of thought ({max_new_tokens} tokens): shared few-shot prefix, "
