@@ -293,18 +293,25 @@ def bench_self_consistency(lm: LM, ex, K: int, repeats: int, max_new_tokens: int
     )
 
 
+def _unshared(lm: LM, fn):
+    """fn() on generate's plain path: no prefill or few-shot prefix shared between rows."""
+
+    def run():
+        lm.share_prefill = False
+        try:
+            return fn()
+        finally:
+            lm.share_prefill = True
+
+    return run
+
+
 def bench_prefill_sharing(lm: LM, ex, K: int, repeats: int, max_new_tokens: int = 8) -> dict:
     """K samples per prompt: prompt prefill once + KV cache repeated K times vs num_return_sequences alone
     (which copies each prompt K times before the prefill). Same seed -> the same samples, asserted."""
     P = [cot_prompt(e, 2) for e in ex]
     kw = dict(max_new_tokens=max_new_tokens, do_sample=True, num_return_sequences=K, batch_size=16, seed=0)
-
-    def plain():
-        lm.share_prefill = False
-        try:
-            return lm.generate(P, **kw)
-        finally:
-            lm.share_prefill = True
+    plain = _unshared(lm, lambda: lm.generate(P, **kw))
 
     same = []
 
@@ -330,13 +337,7 @@ def bench_generation(lm: LM, ex, repeats: int, max_new_tokens: int = 48) -> dict
     the time ratio is the tokens/s ratio; the same greedy text for every prompt, asserted."""
     P = [cot_prompt(e, 4) for e in ex]
     kw = dict(max_new_tokens=max_new_tokens, batch_size=16)
-
-    def plain():
-        lm.share_prefill = False
-        try:
-            return lm.generate(P, **kw)
-        finally:
-            lm.share_prefill = True
+    plain = _unshared(lm, lambda: lm.generate(P, **kw))
 
     def check(a, b):
         differ = sum(x != y for x, y in zip(a, b))

@@ -577,8 +577,9 @@ def _weak_separates(preset: str, d: str) -> tuple[bool | None, str]:
         return None, f"{d}: the weak teacher is right on all or none of {len(rows)} pool questions (25)"
     r = weak_auroc(rows).iloc[0]
     return bool(r.ci_lo > 0.5), (
-        f"{d}: TA confidence in the weak teacher's answers AUROC {r.auroc:.2f} "
-        f"[{r.ci_lo:.2f}, {r.ci_hi:.2f}], {int(r.n)} pool questions, teacher right on {int(r.n_correct)} (25)"
+        # three decimals: a bound just above 0.5 must not print as 0.50
+        f"{d}: TA confidence in the weak teacher's answers AUROC {r.auroc:.3f} "
+        f"[{r.ci_lo:.3f}, {r.ci_hi:.3f}], {int(r.n)} pool questions, teacher right on {int(r.n_correct)} (25)"
     )
 
 
