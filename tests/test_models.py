@@ -97,20 +97,20 @@ def varied_tiny_llama():
 def test_greedy_prompts_sharing_a_few_shot_prefix_generate_the_same_text_with_it_run_once(monkeypatch):
     # the prefix runs once and its rows are [prefix][pads][rest]: each row must see the same tokens at the
     # same positions as the plain left-padded path, so greedy text is the same, in any batch
-    from lib import lm as L
+    from lib.lm import SHARED_ROWS
 
     lm = varied_tiny_llama()
-    prompts = [FEWSHOT + p for p in PROMPTS * 3]
-    assert L._common_prefix([lm.prompt_ids(p) for p in prompts]) >= L.SHARED_PREFIX_MIN
+    prompts = [FEWSHOT + p for p in PROMPTS * 3]  # 6 shots: a common prefix far above SHARED_PREFIX_MIN
     calls = []
-    real = L.LM._generate_common_prefix
-    monkeypatch.setattr(L.LM, "_generate_common_prefix", lambda s, *a: calls.append(1) or real(s, *a))
+    real = lm.model.generate
+    monkeypatch.setattr(lm.model, "generate", lambda **kw: calls.append(len(kw["input_ids"])) or real(**kw))
     shared = lm.generate(prompts, max_new_tokens=12, stop=(), batch_size=2)
-    assert calls == [1]  # all nine prompts in one pass of SHARED_ROWS x batch_size rows
+    assert calls == [2 * SHARED_ROWS, 9 - 2 * SHARED_ROWS]  # SHARED_ROWS x batch_size rows per pass
     lm.share_prefill = False
     plain = lm.generate(prompts, max_new_tokens=12, stop=(), batch_size=2)
+    assert calls[2:] == [2, 2, 2, 2, 1]
     alone = [lm.generate([p], max_new_tokens=12, stop=())[0] for p in prompts]
-    assert len(calls) == 1 and len(set(shared)) == 3  # the text depends on the prompt
+    assert len(set(shared)) == 3  # the text depends on the prompt
     assert shared == plain == alone
 
 
