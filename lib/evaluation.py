@@ -13,9 +13,8 @@ import numpy as np
 from .data import Example
 from .prompts import answer_prompt, cot_prompt, is_correct, parse_answer
 
-ZERO_SHOT_VERSION = (
-    2  # bump when a zero-shot cell's answers for the same config change: cached cells recompute
-)
+# bump when a zero-shot cell's answers for the same config change: cached cells recompute
+ZERO_SHOT_VERSION = 2
 
 
 def option_scores(

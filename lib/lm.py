@@ -476,8 +476,7 @@ class LM:
                 kw.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 kw.update(temperature=None, top_k=None, top_p=None)
-            n = _common_prefix(p_ids)
-            if shared and len(idx) > 1 and n >= SHARED_PREFIX_MIN:
+            if shared and len(idx) > 1 and (n := _common_prefix(p_ids)) >= SHARED_PREFIX_MIN:
                 gen = self._generate_common_prefix(p_ids, n, kw)
             else:
                 ids, attn = self.pad_with_mask(p_ids, pad, left=self.arch == "causal")
