@@ -51,6 +51,7 @@ import torch
 from .common import ROOT, ReproError, check_choice
 from .config import DEFAULTS, get_preset
 from .data import EXPECTED_SIZES, HUB, MATH, SPLIT_FRACTIONS
+from .lm import SHARED_PREFIX_MIN, SHARED_ROWS
 from .models import REGISTRY
 
 CONFIGS = pathlib.Path(__file__).resolve().parent / "model_configs"
@@ -161,8 +162,13 @@ def p_answer(d: str) -> int:  # "Question: q\nAnswer:" + a special token
     return LENGTHS[d].question + 5
 
 
+def few_shot_prefix(d: str, shots: int) -> int:
+    """Tokens of the exemplars that open every chain-of-thought prompt of `d` (the same for each question)."""
+    return round(shots * shot_tokens(LENGTHS[d].kind))
+
+
 def p_cot(d: str, shots: int) -> int:
-    return min(LM_MAX_LEN, round(shots * shot_tokens(LENGTHS[d].kind)) + with_options(d) + 5)
+    return min(LM_MAX_LEN, few_shot_prefix(d, shots) + with_options(d) + 5)
 
 
 def p_attr(d: str, form: str = "text") -> int:  # lib.attribution.build_prompt
@@ -390,15 +396,26 @@ def _cache_at(m, kind: str, rows: int, length: int, enc=None):
     return m(input_ids=_ids(rows, length), use_cache=True, logits_to_keep=1).past_key_values
 
 
-def path_generate(m, kind: str, B: int, P: int, N: int, K: int = 1) -> Cost:
+def path_generate(m, kind: str, B: int, P: int, N: int, K: int = 1, C: int = 0) -> Cost:
     """LM.generate: N new tokens for B prompts of P tokens, K samples each, with a KV cache. Causal, K > 1:
     the prompt minus its last token is prefilled once and its cache repeated K times (LM's shared prefill);
-    seq2seq: the encoder runs once per prompt and the decoder on B * K rows."""
+    causal, C > 0: the prompts share a C-token few-shot prefix, run once for the pass and its cache repeated
+    for the B rows, which prefill only their own P - C tokens (LM's common prefix); seq2seq: the encoder
+    runs once per prompt and the decoder on B * K rows."""
     with torch.no_grad():
         if kind == "seq2seq":
             return _generate_seq2seq(m, B, P, N, K)
         shared = K > 1
-        pre, out = measure(lambda: m(input_ids=_ids(B, P - shared), use_cache=True, logits_to_keep=1))
+        if C:
+            head, out = measure(lambda: m(input_ids=_ids(1, C), use_cache=True, logits_to_keep=1))
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(B)
+            rest, out = measure(
+                lambda: m(input_ids=_ids(B, P - C), past_key_values=cache, use_cache=True, logits_to_keep=1)
+            )
+            pre = Cost(head.flops + rest.flops, max(head.peak, rest.peak), head.ops + rest.ops)
+        else:
+            pre, out = measure(lambda: m(input_ids=_ids(B, P - shared), use_cache=True, logits_to_keep=1))
         cache = out.past_key_values
         if shared:
             cache.batch_repeat_interleave(K)
@@ -547,7 +564,7 @@ class Path:
         names = {
             "score": "B,P,T",
             "options": "B,P,options,T",
-            "generate": "B,P,new,K",
+            "generate": "B,P,new,K,prefix",
             "attribute": "B,P,T,method,steps",
             "encoder_train": "B,options,L",
             "encoder_eval": "B,options,L",
@@ -682,9 +699,16 @@ class Planner:
         B = max(1, min(batch // L.n_options, math.ceil(n)))
         self.add(what, role, Path("options", model, self.dtype(role), (B, P, L.n_options, T)), n / B)
 
-    def generate(self, what: str, model: str, role: str, n: float, bs: int, P: int, N: int, K: int = 1):
-        B = max(1, min(bs, math.ceil(n)))
-        self.add(what, role, Path("generate", model, self.dtype(role), (B, P, N, K)), n / B)
+    def generate(
+        self, what: str, model: str, role: str, n: float, bs: int, P: int, N: int, K: int = 1, prefix: int = 0
+    ):
+        """`prefix`: tokens of few-shot exemplars every prompt opens with (`few_shot_prefix`). Greedy prompts
+        of a causal model sharing SHARED_PREFIX_MIN or more run them once per pass of SHARED_ROWS x bs rows
+        (LM.generate)."""
+        common = K == 1 and prefix >= SHARED_PREFIX_MIN and arch(model) == "causal"
+        B = max(1, min(bs * SHARED_ROWS if common else bs, math.ceil(n)))
+        shape = (B, P, N, K, prefix if common else 0)
+        self.add(what, role, Path("generate", model, self.dtype(role), shape), n / B)
 
     def attribute(self, what: str, d: str, n: float, bs: int, P: int, T: int, method: str, steps: int):
         teacher = self.cfg["models"]["teacher"]
@@ -771,6 +795,7 @@ def lm_teacher_outputs(pl: Planner, d: str, n: int, model: str | None = None) ->
         bs,
         p_cot(d, t["lm_shots"]),
         t["lm_max_new_tokens"],
+        prefix=few_shot_prefix(d, t["lm_shots"]),
     )
     if t["lm_answer_by"] == "options" and LENGTHS[d].n_options:
         pl.options("LM teacher's answer by option scores", model, "teacher", d, new, p_answer(d), 4 * bs)
@@ -890,6 +915,7 @@ def nb00(pl: Planner) -> None:
                     bs,
                     p_cot(d, 4),
                     z["max_new_tokens"],
+                    prefix=few_shot_prefix(d, 4),
                 )
             else:
                 pl.options(
@@ -1173,6 +1199,7 @@ def _b_prepare(pl: Planner, d: str, s: dict, b: dict, methods) -> None:
             2 * b["attr_batch_size"],
             P,
             b["dss_max_new_tokens"],
+            prefix=few_shot_prefix(d, b["dss_shots"]),
         )
     if "hint" in methods:
         for split in ("pool", "dev", "test"):

@@ -84,6 +84,33 @@ def test_decoding_from_first_and_last_step_equals_every_step():
     assert planned == pytest.approx(total.flops, rel=1e-9)
 
 
+def test_a_shared_few_shot_prefix_is_prefilled_once_per_pass_and_decoding_is_unchanged():
+    m = P.build("smollm2-135m-instruct", torch.float32)
+    B, Pn, N, C = 8, 120, 4, 100
+    plain = P.path_generate(m, "causal", B, Pn, N)
+    common = P.path_generate(m, "causal", B, Pn, N, C=C)
+    with torch.no_grad():
+        head, out = P.measure(lambda: m(input_ids=P._ids(1, C), use_cache=True, logits_to_keep=1))
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(B)
+        rest, out = P.measure(
+            lambda: m(input_ids=P._ids(B, Pn - C), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        )
+        whole, _ = P.measure(lambda: m(input_ids=P._ids(B, Pn), use_cache=True, logits_to_keep=1))
+    decode = plain.flops - whole.flops  # the same cache length at every step on both paths
+    assert common.flops == pytest.approx(head.flops + rest.flops + decode, rel=1e-9)
+    assert common.flops < plain.flops - (B - 1) * 0.9 * head.flops
+
+
+def test_the_plan_runs_a_few_shot_prefix_once_per_pass_only_where_lm_generate_does():
+    pl = P.Planner("offline", get_preset("offline"))
+    pl.generate("greedy, few-shot", "gemma-3-270m", "teacher", 64, 16, 300, 48, prefix=200)
+    pl.generate("sampled", "gemma-3-270m", "teacher", 64, 16, 300, 48, K=4, prefix=200)
+    pl.generate("short prefix", "gemma-3-270m", "teacher", 64, 16, 300, 48, prefix=P.SHARED_PREFIX_MIN - 1)
+    shapes = [line.path.shape for line in pl.lines]
+    assert shapes == [(64, 300, 48, 1, 200), (16, 300, 48, 4, 0), (16, 300, 48, 1, 0)]
+
+
 def test_a_training_step_costs_three_forwards():
     m = P.build("t5-base", torch.float32)
     fwd = P.path_score(m, "seq2seq", 8, 40, 5).flops
