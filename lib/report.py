@@ -444,6 +444,27 @@ def students_learn(preset: str, datasets, student: str = "lm") -> Premise:
     return _combine("students learn", "students not shown to learn", parts)
 
 
+def bf16_training_learns(preset: str) -> tuple[bool | None, str]:
+    """The rule that turns bf16 training on (the `run` section's bf16_training): on some dataset notebook
+    05's bf16 check ran (the student learns it in fp32), bf16-trained gold-label students score as
+    fp32-trained ones do on the same seeds (the interval of bf16 - fp32 test accuracy holds 0) and beat the
+    shuffled-label control (the interval of gold - shuffled above 0). Recomputed from 05_bf16_runs.csv; None
+    where the check did not run."""
+    runs = _runs(preset, "05_bf16_runs.csv")
+    if runs is None:
+        return None, f"notebook 05's bf16 check did not run at {preset}"
+    same = comparison_within(runs[runs.labels == "gold"], ["dataset", "recipe"], "training", "fp32")
+    know = comparison_within(runs[runs.training == "bf16"], ["dataset", "recipe"], "labels", "shuffled")
+    rows = same.merge(know, on=["dataset", "recipe"], suffixes=("", "_k"))
+    holds = (rows.diff_lo <= 0) & (rows.diff_hi >= 0) & (rows.diff_lo_k > 0)
+    return bool(holds.any()), "; ".join(
+        f"{r.dataset}: bf16 - fp32 training {r.diff_pts:+.1f} pts [{r.diff_lo:+.1f}, {r.diff_hi:+.1f}], "
+        f"bf16 gold - shuffled labels {r.diff_pts_k:+.1f} pts [{r.diff_lo_k:+.1f}, {r.diff_hi_k:+.1f}], "
+        f"{int(r.seeds)} seeds (05)"
+        for r in rows.itertuples()
+    )
+
+
 def _beats_control(preset: str, csv: str, d: str, arm: str, student: str) -> tuple[bool | None, str]:
     runs = _runs(preset, csv)
     if runs is None or not {arm, "shuffled"} <= set(runs[runs.dataset == d].method):

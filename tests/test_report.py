@@ -414,3 +414,33 @@ def test_a_run_is_trained_where_it_beats_its_shuffled_control_on_dev():
     assert (
         report.against_control(alone).trained.all() and report.table_a_main(alone).trained_seeds.iloc[0] == 3
     )
+
+
+def test_bf16_training_is_allowed_only_where_bf16_students_score_as_fp32_ones_and_beat_the_control(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(report, "results_dir", lambda p: tmp_path)
+    assert report.bf16_training_learns("offline")[0] is None  # the check did not run
+    rng = np.random.default_rng(3)
+
+    def check(fp32: dict, bf16: dict, changed: float = 0.1) -> bool:
+        """Accuracy per label under each training; a bf16 run is its fp32 twin with `changed` of its answers
+        redrawn at the bf16 accuracy (a precision changes a few answers, not the run)."""
+        spec = {}
+        for s in range(3):
+            for lab in ("gold", "shuffled"):
+                a = _binary(rng, fp32[lab], 300)
+                b = [int(rng.random() < bf16[lab]) if rng.random() < changed else c for c in a]
+                spec[("commonsense_qa", f"{lab}|fp32", s)], spec[("commonsense_qa", f"{lab}|bf16", s)] = a, b
+        runs = _runs(spec)
+        runs[["labels", "training"]] = runs.method.str.split("|", expand=True)
+        report.save_runs(runs.drop(columns="method").assign(recipe="r"), tmp_path / "05_bf16_runs.csv")
+        return report.bf16_training_learns("offline")[0]
+
+    learned = {"gold": 0.6, "shuffled": 0.3}
+    assert check(learned, learned) is True  # bf16 learns as fp32 does
+    assert (
+        check(learned, {"gold": 0.3, "shuffled": 0.3}, changed=1.0) is False
+    )  # bf16 loses what fp32 learned
+    same = {"gold": 0.4, "shuffled": 0.4}
+    assert check(same, same) is False  # bf16 scores as fp32, but neither beats the control

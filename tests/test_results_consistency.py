@@ -295,3 +295,13 @@ def test_reproduce_records_provenance_reruns_readers_of_changed_inputs_and_remov
     assert repo.ran() == ["21_b.ipynb", "30_c.ipynb"]
     assert not (out / "21_b_from_an_earlier_run.png").exists()  # left by an earlier run: removed
     assert provenance.check(out, "smoke", repo.nbdir) == [] and (out / "30_c.md").read_text() == "seeds 4"
+
+
+def test_offline_trains_in_bf16_exactly_where_offline_fulls_bf16_check_allows_it():
+    """The `run` section's bf16_training of offline follows the rule report.bf16_training_learns applies to
+    notebook 05's bf16 check at offline_full (six seeds on every candidate dataset); unset where it did not
+    run. Read from the committed results/offline_full."""
+    from lib.config import get_preset
+
+    allowed, why = report.bf16_training_learns("offline_full")
+    assert get_preset("offline")["run"]["bf16_training"] is bool(allowed), why
