@@ -285,7 +285,7 @@ PRESETS: dict[str, dict] = {
             "schedules": ["linear"],
             "recipe_batch_size": 8,  # as the paper-A and paper-B students train (a.batch_size, b.batch_size)
             "recipe_caps": {"dev": 30, "test": 100},
-            # bf16 training is off here, so the check (six in-process runs) decides nothing: offline_full
+            # the bf16 check runs at offline_full, on six seeds; its result sets run.bf16_training here
             "bf16_check": False,
         },
         # two single-thread Ray workers run a notebook's independent runs side by side (two threads on one
