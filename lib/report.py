@@ -820,11 +820,19 @@ def premise_line(preset: str) -> str:
         return ""
     n = int(t.teacher_options_pool_n.min())
     on = lambda col: ", ".join(t.dataset[t[col].astype(bool)]) or "no dataset"  # noqa: E731
+    learns = {d: _learns(preset, d, "lm")[0] for d in t.dataset}
+    tried = [d for d, h in learns.items() if h is not None]
+    students = (
+        f"; the LM student learns it (notebook 05: gold beats shuffled labels on test) on "
+        f"{', '.join(d for d in tried if learns[d]) or 'no dataset'} of the {len(tried)} it trained on"
+        if tried
+        else ""
+    )
     return (
         f"Premise table (notebook 06, `{preset}`, {n} pool and dev questions per cell, rule in "
         f"`lib/premises.py`): the teacher lies above the student and below 1 (paper A) on "
         f"{on('teacher_beats_student')}; the attribution teacher lies above chance on its attribution prompt "
-        f"(paper B) on {on('attribution_above_chance')}; of {len(t)} candidate datasets."
+        f"(paper B) on {on('attribution_above_chance')}{students}; of {len(t)} candidate datasets."
     )
 
 

@@ -397,6 +397,19 @@ def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, 
     assert cot["y"].startswith("not measured (notebook 10 does not ask")
     assert e.loc["y", "students learn (05)"] == "not measured (notebook 05 not run)"
     assert "LM teacher's chain of thought" in report.results_readme("offline")
+    assert "learns it" not in report.premise_line("offline")  # notebook 05 not run: the line says nothing
+    rng = np.random.default_rng(4)
+    gold = {
+        ("x", lab, s): _binary(rng, p, 200) for s in range(3) for lab, p in (("gold", 0.7), ("shuffled", 0.3))
+    }
+    runs = _runs(gold).assign(student="lm", recipe="r", labels=lambda d: d.method, trained=True)
+    report.save_runs(runs.drop(columns="method"), tmp_path / "05_recipe_runs.csv")
+    chosen = pd.DataFrame([{"student": "lm", "dataset": "x", "recipe": "r", "verdict": "learns"}])
+    chosen.to_csv(tmp_path / "05_recipe_chosen.csv", index=False)
+    line = report.premise_line("offline")
+    assert (
+        "the LM student learns it (notebook 05: gold beats shuffled labels on test) on x of the 1 it" in line
+    )
 
 
 def test_a_run_is_trained_where_it_beats_its_shuffled_control_on_dev():
