@@ -292,7 +292,7 @@ PRESETS: dict[str, dict] = {
         # run scale worse on these short sequences). bf16_training follows lib.report.bf16_training_learns on
         # offline_full's notebook 05 (six seeds): on a dataset the student learns, bf16-trained students must
         # score as fp32-trained ones and still beat the shuffled-label control, the one evidence that they
-        # learn more than the format (tests/test_results_consistency.py holds the two together)
+        # learn more than the format (tests/test_results_consistency.py: never on where the rule says no)
         run={"precision": "auto", "runner": "ray", "bf16_training": False},
         # the zero-shot table is descriptive (no claim rests on it), so it stays small
         zero_shot={

@@ -297,11 +297,11 @@ def test_reproduce_records_provenance_reruns_readers_of_changed_inputs_and_remov
     assert provenance.check(out, "smoke", repo.nbdir) == [] and (out / "30_c.md").read_text() == "seeds 4"
 
 
-def test_offline_trains_in_bf16_exactly_where_offline_fulls_bf16_check_allows_it():
-    """The `run` section's bf16_training of offline follows the rule report.bf16_training_learns applies to
-    notebook 05's bf16 check at offline_full (six seeds on every candidate dataset); unset where it did not
-    run. Read from the committed results/offline_full."""
+def test_offline_trains_in_bf16_only_where_offline_fulls_bf16_check_allows_it():
+    """The `run` section's bf16_training of offline is on only where the rule report.bf16_training_learns
+    applies to notebook 05's bf16 check at offline_full (six seeds on every candidate dataset) allows it;
+    fp32 training needs no evidence. Read from the committed results/offline_full."""
     from lib.config import get_preset
 
     allowed, why = report.bf16_training_learns("offline_full")
-    assert get_preset("offline")["run"]["bf16_training"] is bool(allowed), why
+    assert allowed or not get_preset("offline")["run"]["bf16_training"], why
