@@ -431,9 +431,13 @@ def _learns(preset: str, d: str, student: str) -> tuple[bool | None, str]:
         r = r[r.recipe == c.recipe.iloc[0]]
     t = comparison_within(r, ["recipe"], "labels", "shuffled")
     row = t.loc[t.diff_lo.idxmax()]
-    return bool(row.diff_lo > 0), (
+    # notebook 05's own verdict (report.chosen_recipes): the control beaten and the pretrained dev accuracy
+    gold = r[(r.labels == "gold") & (r.recipe == row.recipe)]
+    beat = float((gold.best_dev > gold.zero_shot_dev).mean()) if "best_dev" in r else 1.0
+    below = f", above their pretrained dev accuracy in {beat:.0%} of seeds" if beat < 0.9 else ""
+    return bool(c.verdict.iloc[0] == "learns"), (
         f"{d}: gold - shuffled labels {row.diff_pts:+.1f} pts [{row.diff_lo:+.1f}, {row.diff_hi:+.1f}], "
-        f"{int(row.seeds)} seeds (05)"
+        f"{int(row.seeds)} seeds{below} (05)"
     )
 
 

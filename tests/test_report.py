@@ -410,6 +410,9 @@ def test_the_premise_summary_names_the_datasets_where_each_rule_holds(tmp_path, 
     assert (
         "the LM student learns it (notebook 05: gold beats shuffled labels on test) on x of the 1 it" in line
     )
+    # notebook 05's verdict rules, whatever the difference (e.g. students below their pretrained dev)
+    chosen.assign(recipe="-", verdict="no").to_csv(tmp_path / "05_recipe_chosen.csv", index=False)
+    assert "on no dataset of the 1 it trained on" in report.premise_line("offline")
 
 
 def test_a_run_is_trained_where_it_beats_its_shuffled_control_on_dev():
